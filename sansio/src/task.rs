@@ -1,0 +1,131 @@
+//! The task contract: the [`Task`] trait, the [`Handles`] bound that types
+//! what may be sent to a task, and the [`TaskDecl`] half written by
+//! `#[sansio::task]` on the struct.
+
+use std::time::Duration;
+
+use crate::Ctx;
+
+/// A sans-I/O task: a plain state machine driven by a sansio worker.
+///
+/// A task never touches a socket, a thread or a clock. The runtime calls one
+/// of these hooks at a time, with a [`Ctx`] whose [`Ctx::now`] is the worker's
+/// current [`Instant`](std::time::Instant); the hook changes the task's state
+/// and queues *actions* on the `Ctx` (an output for the controller, a timer,
+/// and in later versions packets, bus messages, spawns). The runtime carries
+/// out every action a hook queued, in the order they were queued, before it
+/// delivers the next input of that worker.
+///
+/// You normally do not implement this trait by hand: `#[sansio::task]` on the
+/// struct and on its inherent `impl` block writes it, routing each input,
+/// tick and timer to the method that carries the matching attribute. It is
+/// public so that code generic over tasks (a runtime, a test harness) can name
+/// it, and so that a hand-written task remains possible.
+///
+/// # Contract
+///
+/// - **Inputs** arrive through [`Task::on_input`] as [`Task::Input`], an enum
+///   with one variant per `#[on_input]` handler.
+/// - **Ticks**: when [`Task::TICK_INTERVAL`] is `Some(every)`, the runtime
+///   calls [`Task::on_tick`] at `start + every`, `start + 2 × every`, … where
+///   `start` is the instant the task was started. Ticks are scheduled from
+///   that fixed origin, so they never drift.
+/// - **Timer**: one per task. [`Ctx::set_timer`] arms it (replacing any
+///   earlier deadline), [`Ctx::cancel_timer`] disarms it; when the deadline
+///   passes, the runtime disarms it and calls [`Task::on_timer`], which may
+///   arm it again. A deadline already in the past fires at the next
+///   opportunity, with `ctx.now()` at or after the deadline: time never goes
+///   backwards.
+/// - **Finish**: after a hook calls [`Ctx::finish`], the actions it queued are
+///   still carried out, then the task is removed and gets no more inputs,
+///   ticks or timers.
+/// - **Shutdown**: [`Task::on_shutdown`] is called once when the runtime shuts
+///   down. The task may keep running (flushing, saying goodbye) until it calls
+///   [`Ctx::finish`]. The default finishes at once.
+///
+/// The trait does not require `Send`, so a task that is only driven by
+/// [`TaskHarness`](crate::testing::TaskHarness) may hold anything; the
+/// runtime requires `Send` where it moves a task to a worker thread, and says
+/// so there, once. Inputs and outputs cross threads, so they must be `Send`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a sansio task",
+    label = "not a sansio task",
+    note = "put `#[sansio::task]` on the struct `{Self}` and on an inherent `impl {Self}` block holding its handlers"
+)]
+pub trait Task: Sized + 'static {
+    /// Everything that can be delivered to the task; generated as
+    /// `<Name>Input`, one variant per `#[on_input]` handler.
+    type Input: Send + 'static;
+
+    /// What the task emits to the controller with [`Ctx::emit`]; set with
+    /// `#[sansio::task(output = Type)]` on the struct, `()` by default.
+    type Output: Send + 'static;
+
+    /// The task type's name, for events, stats and error messages.
+    const NAME: &'static str;
+
+    /// The interval of [`Task::on_tick`], from `#[on_tick(every = "…")]`;
+    /// `None` when the task has no tick handler.
+    const TICK_INTERVAL: Option<Duration> = None;
+
+    /// Called once, when the task is placed on a worker, before any input.
+    fn on_start(&mut self, ctx: &mut Ctx<Self>) {
+        let _ = ctx;
+    }
+
+    /// Called for each input sent to the task.
+    fn on_input(&mut self, ctx: &mut Ctx<Self>, input: Self::Input);
+
+    /// Called every [`Task::TICK_INTERVAL`], when that is `Some`.
+    fn on_tick(&mut self, ctx: &mut Ctx<Self>) {
+        let _ = ctx;
+    }
+
+    /// Called when the deadline set with [`Ctx::set_timer`] has passed.
+    fn on_timer(&mut self, ctx: &mut Ctx<Self>) {
+        let _ = ctx;
+    }
+
+    /// Called once when the runtime shuts down. The default calls
+    /// [`Ctx::finish`]; a task that needs to flush state first finishes
+    /// later, from any hook.
+    fn on_shutdown(&mut self, ctx: &mut Ctx<Self>) {
+        ctx.finish();
+    }
+}
+
+/// `Self` has an `#[on_input]` handler for messages of type `M`.
+///
+/// This is the bound on everything that delivers a message to a task
+/// ([`TaskHarness::input`](crate::testing::TaskHarness::input), and the
+/// runtime's `send`), so sending a type the task does not handle is a compile
+/// error that names the task and the type. `#[sansio::task]` implements it for
+/// every handled type and for the task's own input enum.
+#[diagnostic::on_unimplemented(
+    message = "task `{Self}` has no #[on_input] handler for `{M}`",
+    label = "`{Self}` cannot receive `{M}`",
+    note = "add a method `#[on_input] fn name(&mut self, ctx: &mut Ctx<Self>, input: {M})` to the `#[sansio::task]` impl of `{Self}`"
+)]
+pub trait Handles<M>: Task {
+    /// Wraps `message` in the task's input enum.
+    fn wrap(message: M) -> Self::Input;
+}
+
+/// The half of a task written by `#[sansio::task]` on the struct: what the
+/// task emits and what it is called.
+///
+/// The macro on the `impl` block reads these to write [`Task`]; a struct
+/// without the attribute therefore fails to compile with a message that says
+/// so.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is missing `#[sansio::task]` on its definition",
+    label = "the `impl` block is a task, but the type is not declared as one",
+    note = "put `#[sansio::task]` (or `#[sansio::task(output = YourOutput)]`) on `struct {Self}`"
+)]
+pub trait TaskDecl {
+    /// What the task emits to the controller.
+    type Output: Send + 'static;
+    /// The struct's name.
+    const NAME: &'static str;
+}
