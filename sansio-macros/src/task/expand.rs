@@ -1,0 +1,269 @@
+//! Writes the code for a task: the `TaskDecl` half from the struct, and from
+//! the impl block the input enum, its conversions, the `Handles` bounds and
+//! the `Task` impl. Generated code names the runtime only through
+//! `<crate>::__private`.
+
+use proc_macro2::{Literal, TokenStream};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+use syn::{Ident, Path, Type};
+
+use super::parse::{Handler, Kind, StructDecl, TaskImpl, has_generic_args};
+use super::validate::input_problem;
+
+/// The path of the generated code's support module.
+fn private(krate: Option<&Path>) -> TokenStream {
+    match krate {
+        Some(krate) => quote!(#krate::__private),
+        None => quote!(::sansio::__private),
+    }
+}
+
+/// The struct, unchanged, and its `TaskDecl` impl (output type and name).
+pub(crate) fn struct_decl(decl: &StructDecl) -> TokenStream {
+    let item = &decl.item;
+    // A generic struct has been reported; an impl without its parameters would
+    // only add errors.
+    if !item.generics.params.is_empty() {
+        return item.to_token_stream();
+    }
+    let private = private(decl.krate.as_ref());
+    let name = &item.ident;
+    let name_text = name.unraw().to_string();
+    let output = match &decl.output {
+        Some(output) => output.to_token_stream(),
+        None => quote!(()),
+    };
+    quote! {
+        #item
+
+        #[automatically_derived]
+        impl #private::TaskDecl for #name {
+            type Output = #output;
+            const NAME: &'static str = #name_text;
+        }
+    }
+}
+
+/// The user's impl block (without the handler attributes) and everything the
+/// handlers imply. With `valid == false` the `Task` impl is a stand-in whose
+/// dispatch is unreachable: the crate will not build, but the rest of it still
+/// type-checks against the input enum, so the user sees only the real errors.
+pub(crate) fn task_impl(task: &TaskImpl, valid: bool) -> TokenStream {
+    let item = &task.item;
+    let self_ty = &item.self_ty;
+    let Some(name) = &task.name else {
+        return item.to_token_stream();
+    };
+    if !item.generics.params.is_empty() || has_generic_args(self_ty) {
+        return item.to_token_stream();
+    }
+    let private = private(task.krate.as_ref());
+    let enum_name = Ident::new(&format!("{}Input", name.unraw()), name.span());
+    let inputs = distinct_inputs(&task.handlers);
+
+    let input_enum = input_enum(name, &enum_name, &inputs);
+    let conversions = inputs.iter().map(|(handler, ty)| {
+        let variant = handler.variant();
+        quote! {
+            #[automatically_derived]
+            impl #private::From<#ty> for #enum_name {
+                #[inline]
+                fn from(input: #ty) -> Self {
+                    #enum_name::#variant(input)
+                }
+            }
+
+            #[automatically_derived]
+            impl #private::Handles<#ty> for #self_ty {
+                #[inline]
+                fn wrap(input: #ty) -> #enum_name {
+                    #enum_name::#variant(input)
+                }
+            }
+        }
+    });
+    let debug_arms = inputs.iter().map(|(handler, _)| {
+        let variant = handler.variant();
+        let text = format!("{enum_name}::{variant}(..)");
+        quote!(#enum_name::#variant(_) => f.write_str(#text),)
+    });
+    let task_impl = task_trait_impl(task, &private, &enum_name, &inputs, valid);
+
+    quote! {
+        #item
+
+        #input_enum
+
+        const _: () = {
+            #(#conversions)*
+
+            #[automatically_derived]
+            impl #private::Handles<#enum_name> for #self_ty {
+                #[inline]
+                fn wrap(input: #enum_name) -> #enum_name {
+                    input
+                }
+            }
+
+            #[automatically_derived]
+            impl #private::fmt::Debug for #enum_name {
+                fn fmt(&self, f: &mut #private::fmt::Formatter<'_>) -> #private::fmt::Result {
+                    match *self {
+                        #(#debug_arms)*
+                    }
+                }
+            }
+
+            #task_impl
+        };
+    }
+}
+
+/// The `#[on_input]` handlers whose input type can go in the enum, without
+/// repeats (a repeat has been reported).
+fn distinct_inputs(handlers: &[Handler]) -> Vec<(&Handler, &Type)> {
+    let mut inputs: Vec<(&Handler, &Type)> = Vec::new();
+    for handler in handlers {
+        let Some(ty) = handler.input_ty() else {
+            continue;
+        };
+        if input_problem(ty).is_some() {
+            continue;
+        }
+        let key = ty.to_token_stream().to_string();
+        let repeated = inputs.iter().any(|(earlier, earlier_ty)| {
+            earlier.variant() == handler.variant()
+                || earlier_ty.to_token_stream().to_string() == key
+        });
+        if !repeated {
+            inputs.push((handler, ty));
+        }
+    }
+    inputs
+}
+
+/// `pub enum <Name>Input { Variant(Type), .. }`.
+///
+/// It is `pub` because it is the `Task::Input` of the task, which may be as
+/// public as the task itself; the impl block cannot see the struct's
+/// visibility, so the enum takes the widest and silences the lints about it.
+fn input_enum(name: &Ident, enum_name: &Ident, inputs: &[(&Handler, &Type)]) -> TokenStream {
+    let doc = format!(
+        "The inputs of `{name}`, one variant per `#[on_input]` handler.\n\n\
+         Generated by `#[sansio::task]`; each handled type converts into it with `From`."
+    );
+    let variants = inputs.iter().map(|(handler, ty)| {
+        let variant = handler.variant();
+        let doc = format!("Delivered to `{name}::{}`.", handler.sig.ident);
+        quote! {
+            #[doc = #doc]
+            #variant(#ty),
+        }
+    });
+    quote! {
+        #[doc = #doc]
+        #[allow(unreachable_pub, private_interfaces)]
+        pub enum #enum_name {
+            #(#variants)*
+        }
+    }
+}
+
+/// `impl Task for Name`: routes each input and hook to its handler.
+fn task_trait_impl(
+    task: &TaskImpl,
+    private: &TokenStream,
+    enum_name: &Ident,
+    inputs: &[(&Handler, &Type)],
+    valid: bool,
+) -> TokenStream {
+    let self_ty = &task.item.self_ty;
+    let span = self_ty.span();
+    // The declaration half, spanned at the self type so that a struct without
+    // `#[sansio::task]` is reported at `impl Name`.
+    let decl = quote_spanned! {span=>
+        type Output = <#self_ty as #private::TaskDecl>::Output;
+        const NAME: &'static str = <#self_ty as #private::TaskDecl>::NAME;
+    };
+    if !valid {
+        return quote! {
+            #[automatically_derived]
+            impl #private::Task for #self_ty {
+                type Input = #enum_name;
+                #decl
+
+                fn on_input(&mut self, ctx: &mut #private::Ctx<Self>, input: Self::Input) {
+                    let _ = (ctx, input);
+                    #private::unreachable!("stand-in for a #[sansio::task] impl that failed to compile")
+                }
+            }
+        };
+    }
+    let input_arms = inputs.iter().map(|(handler, _)| {
+        let (variant, method) = (handler.variant(), &handler.sig.ident);
+        // Spanned at the handler, so a context parameter of the wrong type is
+        // reported there.
+        let call = quote_spanned!(method.span()=> Self::#method(self, ctx, input));
+        quote!(#enum_name::#variant(input) => #call,)
+    });
+    let hooks = task
+        .handlers
+        .iter()
+        .filter(|handler| handler.kind != Kind::Input)
+        .map(|handler| {
+            let hook = format_ident!("{}", handler.kind.attribute());
+            let method = &handler.sig.ident;
+            let call = quote_spanned!(method.span()=> Self::#method(self, ctx));
+            quote! {
+                #[inline]
+                fn #hook(&mut self, ctx: &mut #private::Ctx<Self>) {
+                    #call
+                }
+            }
+        });
+    let tick_interval = task
+        .handlers
+        .iter()
+        .find_map(|handler| handler.every)
+        .map(|every| {
+            let nanos = Literal::u64_suffixed(
+                u64::try_from(every.as_nanos())
+                    .expect("intervals are parsed to fit a u64 of nanoseconds"),
+            );
+            quote! {
+                const TICK_INTERVAL: #private::Option<#private::Duration> =
+                    #private::Option::Some(#private::Duration::from_nanos(#nanos));
+            }
+        });
+    let on_input = if inputs.is_empty() {
+        // No inputs: the enum is empty and the context unused.
+        quote! {
+            fn on_input(&mut self, _: &mut #private::Ctx<Self>, input: Self::Input) {
+                match input {}
+            }
+        }
+    } else {
+        quote! {
+            #[inline]
+            fn on_input(&mut self, ctx: &mut #private::Ctx<Self>, input: Self::Input) {
+                match input {
+                    #(#input_arms)*
+                }
+            }
+        }
+    };
+    quote! {
+        #[automatically_derived]
+        impl #private::Task for #self_ty {
+            type Input = #enum_name;
+            #decl
+            #tick_interval
+
+            #on_input
+
+            #(#hooks)*
+        }
+    }
+}
