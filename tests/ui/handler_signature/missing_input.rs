@@ -1,0 +1,15 @@
+use sansio::prelude::*;
+
+
+#[sansio::task]
+pub struct Echo;
+
+#[sansio::task]
+impl Echo {
+    #[on_input]
+    fn packet(&mut self, ctx: &mut Ctx<Self>) {
+        let _ = ctx;
+    }
+}
+
+fn main() {}

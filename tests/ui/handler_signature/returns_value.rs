@@ -1,0 +1,16 @@
+use sansio::prelude::*;
+
+
+#[sansio::task]
+pub struct Echo;
+
+#[sansio::task]
+impl Echo {
+    #[on_input]
+    fn packet(&mut self, ctx: &mut Ctx<Self>, packet: Vec<u8>) -> usize {
+        let _ = ctx;
+        packet.len()
+    }
+}
+
+fn main() {}

@@ -1,0 +1,15 @@
+use sansio::prelude::*;
+
+
+#[sansio::task]
+pub struct Echo;
+
+#[sansio::task]
+impl Echo {
+    #[on_tick(evry = "1s")]
+    fn tick(&mut self, ctx: &mut Ctx<Self>) {
+        let _ = ctx;
+    }
+}
+
+fn main() {}

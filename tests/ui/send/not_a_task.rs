@@ -1,0 +1,7 @@
+use sansio::testing::TaskHarness;
+
+pub struct Plain;
+
+fn main() {
+    let _ = TaskHarness::new(Plain);
+}

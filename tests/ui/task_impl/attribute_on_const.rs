@@ -1,0 +1,10 @@
+#[sansio::task]
+pub struct Echo;
+
+#[sansio::task]
+impl Echo {
+    #[on_input]
+    const LIMIT: usize = 10;
+}
+
+fn main() {}

@@ -1,0 +1,14 @@
+use sansio::prelude::*;
+
+
+pub struct Echo;
+
+#[sansio::task]
+impl Echo {
+    #[on_input]
+    fn packet(&mut self, ctx: &mut Ctx<Self>, packet: Vec<u8>) {
+        let _ = (ctx, packet);
+    }
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[sansio::task]
+pub struct Echo<T> {
+    inner: T,
+}
+
+fn main() {}

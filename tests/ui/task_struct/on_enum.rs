@@ -1,0 +1,6 @@
+#[sansio::task]
+pub enum Media {
+    Echo,
+}
+
+fn main() {}

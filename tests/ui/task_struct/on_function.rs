@@ -1,0 +1,6 @@
+#[sansio::task]
+fn echo() {}
+
+fn main() {
+    echo();
+}

@@ -1,0 +1,4 @@
+#[sansio::task(outputs = u64)]
+pub struct Echo;
+
+fn main() {}
