@@ -39,7 +39,8 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             expand::task_impl(&task, !errors.any())
         }
         other => {
-            errors.at(misplaced_span(&other), misplaced_message(&other));
+            let (tokens, message) = misplaced(&other);
+            errors.at(tokens, message);
             parse::strip_handler_attrs(other).into_token_stream()
         }
     };
@@ -55,61 +56,39 @@ fn with_error(mut tokens: TokenStream, error: &syn::Error) -> TokenStream {
     tokens
 }
 
-/// What the attribute says when placed on anything but a struct or an
-/// inherent impl.
-fn misplaced_message(item: &Item) -> String {
-    let found = match item {
-        Item::Impl(_) => {
-            return "#[sansio::task] goes on the task's inherent `impl` block (`impl Echo { .. }`), \
-                    not on a trait impl"
-                .to_owned();
+/// The error for `#[sansio::task]` placed on anything but a struct or an
+/// inherent impl: the tokens it points at (the item's keyword and name, or
+/// the trait of a trait impl) and the message.
+fn misplaced(item: &Item) -> (TokenStream, String) {
+    let (tokens, found) = match item {
+        Item::Impl(item) => {
+            let tokens = match &item.trait_ {
+                Some((bang, path, for_token)) => quote!(#bang #path #for_token),
+                None => item.impl_token.to_token_stream(),
+            };
+            let message = "#[sansio::task] goes on the task's inherent `impl` block \
+                           (`impl Echo { .. }`), not on a trait impl";
+            return (tokens, message.to_owned());
         }
-        Item::Enum(_) => "an enum",
-        Item::Union(_) => "a union",
-        Item::Fn(_) => "a function",
-        Item::Trait(_) => "a trait",
-        Item::Mod(_) => "a module",
-        Item::Type(_) => "a type alias",
-        Item::Const(_) => "a constant",
-        Item::Static(_) => "a static",
-        Item::Use(_) => "a `use` declaration",
-        _ => "something else",
+        Item::Enum(item) => (quote_pair(&item.enum_token, &item.ident), "an enum"),
+        Item::Union(item) => (quote_pair(&item.union_token, &item.ident), "a union"),
+        Item::Fn(item) => (
+            quote_pair(&item.sig.fn_token, &item.sig.ident),
+            "a function",
+        ),
+        Item::Trait(item) => (quote_pair(&item.trait_token, &item.ident), "a trait"),
+        Item::Mod(item) => (quote_pair(&item.mod_token, &item.ident), "a module"),
+        Item::Type(item) => (quote_pair(&item.type_token, &item.ident), "a type alias"),
+        Item::Const(item) => (quote_pair(&item.const_token, &item.ident), "a constant"),
+        Item::Static(item) => (quote_pair(&item.static_token, &item.ident), "a static"),
+        other => (other.to_token_stream(), "something else"),
     };
-    format!("#[sansio::task] goes on a struct and on its inherent `impl` block; found {found}")
+    let message =
+        format!("#[sansio::task] goes on a struct and on its inherent `impl` block; found {found}");
+    (tokens, message)
 }
 
-/// The tokens a misplaced `#[sansio::task]` error points at: the item's
-/// keyword and name, or the trait of a trait impl.
-fn misplaced_span(item: &Item) -> TokenStream {
-    match item {
-        Item::Impl(item) => match &item.trait_ {
-            Some((bang, path, for_token)) => quote!(#bang #path #for_token),
-            None => item.impl_token.to_token_stream(),
-        },
-        Item::Enum(item) => {
-            let (keyword, name) = (&item.enum_token, &item.ident);
-            quote!(#keyword #name)
-        }
-        Item::Union(item) => {
-            let (keyword, name) = (&item.union_token, &item.ident);
-            quote!(#keyword #name)
-        }
-        Item::Fn(item) => {
-            let (keyword, name) = (&item.sig.fn_token, &item.sig.ident);
-            quote!(#keyword #name)
-        }
-        Item::Trait(item) => {
-            let (keyword, name) = (&item.trait_token, &item.ident);
-            quote!(#keyword #name)
-        }
-        Item::Mod(item) => {
-            let (keyword, name) = (&item.mod_token, &item.ident);
-            quote!(#keyword #name)
-        }
-        Item::Type(item) => {
-            let (keyword, name) = (&item.type_token, &item.ident);
-            quote!(#keyword #name)
-        }
-        other => other.to_token_stream(),
-    }
+/// A keyword and a name, as one span to point at.
+fn quote_pair(keyword: &impl ToTokens, name: &impl ToTokens) -> TokenStream {
+    quote!(#keyword #name)
 }
