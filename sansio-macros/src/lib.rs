@@ -17,6 +17,7 @@ mod duration;
 mod errors;
 mod symbol;
 mod task;
+mod worker;
 
 use proc_macro::TokenStream;
 
@@ -30,6 +31,15 @@ use proc_macro::TokenStream;
 #[proc_macro_attribute]
 pub fn task(args: TokenStream, input: TokenStream) -> TokenStream {
     task::expand(args.into(), input.into()).into()
+}
+
+/// Declares a worker kind: an enum with one tuple variant per task type.
+/// See the `sansio` crate's documentation.
+///
+/// `#[sansio::worker(output = Type, crate = path)]`, both optional.
+#[proc_macro_attribute]
+pub fn worker(args: TokenStream, input: TokenStream) -> TokenStream {
+    worker::expand(args.into(), input.into()).into()
 }
 
 /// Marks the handler of one input type. Only meaningful inside a

@@ -92,9 +92,17 @@
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod backend;
 mod ctx;
+mod error;
+mod group;
+mod id;
+mod runtime;
+pub mod stats;
 mod task;
 pub mod testing;
+mod timer;
+mod worker;
 
 // The README's examples are compiled and run as doc-tests, so they cannot
 // drift from the API.
@@ -102,8 +110,20 @@ pub mod testing;
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
 
+pub use crate::backend::Backend;
 pub use crate::ctx::{Action, Ctx};
+pub use crate::error::{Error, Result, SendError, SpawnError};
+pub use crate::id::TaskId;
+pub use crate::runtime::{
+    Builder, DEFAULT_QUEUE_CAPACITY, DEFAULT_SHUTDOWN, Event, Runtime, ShutdownReport,
+};
 pub use crate::task::{Handles, Task};
+pub use crate::worker::{Member, Worker};
+
+/// Declares a worker kind: `#[sansio::worker] enum Media { Echo(Echo), Room(Room) }`,
+/// one tuple variant per `#[sansio::task]` type. See the
+/// [crate documentation](crate#workers).
+pub use sansio_macros::worker;
 
 /// Declares a task: on its struct (`#[sansio::task(output = Out)]`) and on
 /// the inherent `impl` block holding its handlers (`#[sansio::task]`).
@@ -139,7 +159,8 @@ pub use sansio_macros::on_shutdown;
 /// Everything a task module needs: `use sansio::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Action, Ctx, Handles, Task, on_input, on_shutdown, on_start, on_tick, on_timer,
+        Action, Backend, Ctx, Event, Handles, Member, Runtime, Task, TaskId, Worker, on_input,
+        on_shutdown, on_start, on_tick, on_timer,
     };
 }
 
@@ -147,11 +168,19 @@ pub mod prelude {
 /// without notice, in step with `sansio-macros` (which `sansio` pins exactly).
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::group::Group;
     pub use crate::task::TaskDecl;
-    pub use crate::{Ctx, Handles, Task};
+    pub use crate::worker::{Groups, MergeInto, WorkerCx};
+    pub use crate::{Ctx, Handles, Member, Task, TaskId, Worker};
+    pub use core::clone::Clone;
+    pub use core::cmp::{Eq, PartialEq};
     pub use core::convert::From;
     pub use core::fmt;
+    pub use core::hash::{Hash, Hasher};
+    pub use core::marker::Copy;
     pub use core::option::Option;
     pub use core::time::Duration;
     pub use core::unreachable;
+    pub use std::time::Instant;
+    pub use std::vec::Vec;
 }

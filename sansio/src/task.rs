@@ -109,6 +109,11 @@ pub trait Task: Sized + 'static {
 pub trait Handles<M>: Task {
     /// Wraps `message` in the task's input enum.
     fn wrap(message: M) -> Self::Input;
+
+    /// Takes a message of type `M` back out of the input enum (`None` for
+    /// another variant); how a message the runtime could not queue is handed
+    /// back to its sender.
+    fn unwrap(input: Self::Input) -> Option<M>;
 }
 
 /// The half of a task written by `#[sansio::task]` on the struct: what the

@@ -81,6 +81,15 @@ pub(crate) fn task_impl(task: &TaskImpl, valid: bool) -> TokenStream {
                 fn wrap(input: #ty) -> #enum_name {
                     #enum_name::#variant(input)
                 }
+
+                #[inline]
+                #[allow(unreachable_patterns)]
+                fn unwrap(input: #enum_name) -> #private::Option<#ty> {
+                    match input {
+                        #enum_name::#variant(input) => #private::Option::Some(input),
+                        _ => #private::Option::None,
+                    }
+                }
             }
         }
     });
@@ -104,6 +113,11 @@ pub(crate) fn task_impl(task: &TaskImpl, valid: bool) -> TokenStream {
                 #[inline]
                 fn wrap(input: #enum_name) -> #enum_name {
                     input
+                }
+
+                #[inline]
+                fn unwrap(input: #enum_name) -> #private::Option<#enum_name> {
+                    #private::Option::Some(input)
                 }
             }
 

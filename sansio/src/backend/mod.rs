@@ -1,0 +1,398 @@
+//! Backends: the readiness pollers a worker sleeps in.
+//!
+//! # The contract
+//!
+//! Each backend is one file providing a type that implements [`Poller`],
+//! with these obligations (in the manner of mio's `sys/mod.rs`):
+//!
+//! - **Construction** returns the poller and a [`Waker`] for it. The worker
+//!   owns the poller; the waker is shared with every thread that queues work
+//!   for the worker.
+//! - **`register(fd, token, interest)`** starts watching a file descriptor
+//!   for readability and/or writability, reporting it under `token`.
+//!   Readiness is **edge-triggered**: an event means "became ready", so the
+//!   owner must read or write until `WouldBlock` before waiting again.
+//!   `reregister` changes the interest; `deregister` stops watching, and must
+//!   be called before the descriptor is closed. The token `usize::MAX` is
+//!   reserved.
+//! - **`wait(deadline, ready)`** blocks until a registered source is ready,
+//!   the waker is woken, or `deadline` passes (`None`: no deadline, sleep
+//!   until something happens — an idle worker uses no CPU). It appends one
+//!   [`Readiness`] per ready source to `ready` (never the waker's own event)
+//!   and returns `Ok` on a signal interruption. It may return early, with
+//!   nothing ready; it must not return later than the deadline rounded up to
+//!   the backend's timer granularity (1 ms for mio, which uses the
+//!   millisecond timeout of `epoll_wait`; microseconds for polling, which
+//!   uses a `timerfd`).
+//! - **`Waker::wake`** makes the current or the next `wait` return. It is
+//!   called from any thread; the runtime merges repeated wakeups itself
+//!   ([`Notifier`]), so the backend sees at most one per sleep.
+
+use std::fmt;
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering, fence};
+use std::time::Instant;
+
+#[cfg(feature = "mio")]
+pub(crate) mod mio;
+#[cfg(feature = "polling")]
+pub(crate) mod polling;
+
+/// Which poller the workers sleep in.
+///
+/// Both backends are edge-triggered epoll on Linux; they differ in timer
+/// precision (mio waits in whole milliseconds, polling to the microsecond
+/// through a `timerfd`, at the price of two more system calls per sleep) and
+/// in their portability beyond Linux.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Backend {
+    /// [mio](https://docs.rs/mio): the default (cargo feature `mio`, on by
+    /// default).
+    Mio,
+    /// [polling](https://docs.rs/polling) (cargo feature `polling`).
+    Polling,
+}
+
+impl Backend {
+    /// Every backend compiled into this build, default first.
+    #[must_use]
+    pub fn available() -> Vec<Backend> {
+        [Backend::Mio, Backend::Polling]
+            .into_iter()
+            .filter(|backend| backend.is_available())
+            .collect()
+    }
+
+    /// Whether this backend is compiled in (its cargo feature is enabled).
+    #[must_use]
+    pub fn is_available(self) -> bool {
+        match self {
+            Backend::Mio => cfg!(feature = "mio"),
+            Backend::Polling => cfg!(feature = "polling"),
+        }
+    }
+
+    /// The cargo feature that compiles this backend in.
+    #[must_use]
+    pub fn feature(self) -> &'static str {
+        match self {
+            Backend::Mio => "mio",
+            Backend::Polling => "polling",
+        }
+    }
+}
+
+impl Default for Backend {
+    /// mio when compiled in, else the first available backend.
+    fn default() -> Self {
+        Backend::available()
+            .first()
+            .copied()
+            .unwrap_or(Backend::Mio)
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.feature())
+    }
+}
+
+/// What to watch a source for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)] // Network I/O registers sources; the runtime does not yet.
+pub(crate) struct Interest {
+    pub(crate) readable: bool,
+    pub(crate) writable: bool,
+}
+
+/// A source that became ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)] // Network I/O reads these; the runtime does not yet.
+pub(crate) struct Readiness {
+    pub(crate) token: usize,
+    pub(crate) readable: bool,
+    pub(crate) writable: bool,
+    /// Error or hang-up: the owner should read to learn which.
+    pub(crate) closed: bool,
+}
+
+/// The token the backends keep for their waker.
+pub(crate) const WAKER_TOKEN: usize = usize::MAX;
+
+/// A readiness poller; see the module documentation for the contract.
+#[allow(dead_code)] // `register` and friends serve network I/O.
+pub(crate) trait Poller: Send + Sized + 'static {
+    /// Wakes this poller from another thread.
+    type Waker: Waker;
+
+    /// A poller and its waker.
+    fn new() -> io::Result<(Self, Self::Waker)>;
+
+    /// Starts watching `fd`.
+    fn register(&mut self, fd: RawFd, token: usize, interest: Interest) -> io::Result<()>;
+
+    /// Changes what `fd` is watched for.
+    fn reregister(&mut self, fd: RawFd, token: usize, interest: Interest) -> io::Result<()>;
+
+    /// Stops watching `fd`.
+    fn deregister(&mut self, fd: RawFd) -> io::Result<()>;
+
+    /// Waits for readiness, a wakeup or the deadline.
+    fn wait(&mut self, deadline: Option<Instant>, ready: &mut Vec<Readiness>) -> io::Result<()>;
+}
+
+/// Makes a [`Poller`]'s current or next `wait` return.
+pub(crate) trait Waker: Send + Sync + 'static {
+    fn wake(&self) -> io::Result<()>;
+}
+
+fn check(token: usize, interest: Interest) -> io::Result<()> {
+    if token == WAKER_TOKEN {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "token usize::MAX is reserved for the waker",
+        ));
+    }
+    if !interest.readable && !interest.writable {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "an interest must include readable or writable",
+        ));
+    }
+    Ok(())
+}
+
+/// Wakes a worker only when it sleeps, so a burst of messages costs one
+/// wakeup, not one each.
+///
+/// The worker calls [`Notifier::prepare_to_sleep`], then checks its queues
+/// once more, and only then waits; a sender queues its message first and then
+/// calls [`Notifier::notify`]. Both sides order their two steps with a
+/// sequentially consistent fence, so either the worker sees the message in its
+/// last check, or the sender sees the worker asleep and wakes it.
+pub(crate) struct Notifier {
+    sleeping: AtomicBool,
+    waker: Box<dyn Waker>,
+}
+
+impl Notifier {
+    pub(crate) fn new(waker: impl Waker) -> Self {
+        Notifier {
+            sleeping: AtomicBool::new(false),
+            waker: Box::new(waker),
+        }
+    }
+
+    /// Wakes the worker if it sleeps or is about to.
+    pub(crate) fn notify(&self) {
+        fence(Ordering::SeqCst);
+        if self.sleeping.swap(false, Ordering::SeqCst) {
+            // A failed wake (the eventfd counter cannot overflow in practice)
+            // leaves the worker to its next deadline; there is no one to tell.
+            let _ = self.waker.wake();
+        }
+    }
+
+    /// Announces that the worker will sleep; it must re-check its queues
+    /// after this and before waiting.
+    pub(crate) fn prepare_to_sleep(&self) {
+        self.sleeping.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+    }
+
+    /// Announces that the worker is awake (the wait returned, or it decided
+    /// not to sleep after all).
+    pub(crate) fn awake(&self) {
+        self.sleeping.store(false, Ordering::Relaxed);
+    }
+}
+
+impl fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Notifier")
+            .field("sleeping", &self.sleeping.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The conformance suite every backend passes: readiness of a real socket,
+/// deregistration, the waker, deadlines and bad arguments.
+#[cfg(test)]
+mod conformance {
+    use std::net::UdpSocket;
+    use std::os::fd::AsRawFd;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+
+    const READ: Interest = Interest {
+        readable: true,
+        writable: false,
+    };
+
+    fn socket_pair() -> (UdpSocket, UdpSocket) {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        a.set_nonblocking(true).unwrap();
+        (a, b)
+    }
+
+    /// Waits until `token` is reported, for at most 5 s.
+    fn wait_for<P: Poller>(poller: &mut P, token: usize) -> Readiness {
+        let give_up = Instant::now() + Duration::from_secs(5);
+        let mut ready = Vec::new();
+        while Instant::now() < give_up {
+            ready.clear();
+            poller.wait(Some(give_up), &mut ready).unwrap();
+            if let Some(event) = ready.iter().find(|event| event.token == token) {
+                return *event;
+            }
+        }
+        panic!("token {token} never became ready");
+    }
+
+    pub(super) fn reports_a_readable_socket<P: Poller>() {
+        let (mut poller, _waker) = P::new().unwrap();
+        let (receiver, sender) = socket_pair();
+        poller.register(receiver.as_raw_fd(), 7, READ).unwrap();
+        sender
+            .send_to(b"x", receiver.local_addr().unwrap())
+            .unwrap();
+        let event = wait_for(&mut poller, 7);
+        assert!(event.readable);
+        let mut buf = [0; 8];
+        assert_eq!(receiver.recv(&mut buf).unwrap(), 1);
+    }
+
+    pub(super) fn is_edge_triggered_and_deregisters<P: Poller>() {
+        let (mut poller, _waker) = P::new().unwrap();
+        let (receiver, sender) = socket_pair();
+        let fd = receiver.as_raw_fd();
+        poller.register(fd, 1, READ).unwrap();
+        sender
+            .send_to(b"x", receiver.local_addr().unwrap())
+            .unwrap();
+        wait_for(&mut poller, 1);
+        // Not drained, but already reported: edge-triggered, no new event.
+        let mut ready = Vec::new();
+        poller
+            .wait(Some(Instant::now() + Duration::from_millis(30)), &mut ready)
+            .unwrap();
+        assert!(ready.is_empty(), "{ready:?}");
+        poller.deregister(fd).unwrap();
+        sender
+            .send_to(b"y", receiver.local_addr().unwrap())
+            .unwrap();
+        poller
+            .wait(Some(Instant::now() + Duration::from_millis(30)), &mut ready)
+            .unwrap();
+        assert!(ready.is_empty(), "deregistered, yet reported: {ready:?}");
+        // Re-registering delivers the pending data's readiness again.
+        poller.register(fd, 2, READ).unwrap();
+        assert!(wait_for(&mut poller, 2).readable);
+    }
+
+    pub(super) fn reregister_changes_the_interest<P: Poller>() {
+        let (mut poller, _waker) = P::new().unwrap();
+        let (socket, _) = socket_pair();
+        let fd = socket.as_raw_fd();
+        poller.register(fd, 3, READ).unwrap();
+        let write = Interest {
+            readable: false,
+            writable: true,
+        };
+        poller.reregister(fd, 4, write).unwrap();
+        assert!(wait_for(&mut poller, 4).writable);
+        poller.deregister(fd).unwrap();
+    }
+
+    pub(super) fn the_waker_ends_a_wait_without_deadline<P: Poller>() {
+        let (mut poller, waker) = P::new().unwrap();
+        let waker = Arc::new(waker);
+        let remote = Arc::clone(&waker);
+        let start = Instant::now();
+        let thread = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            remote.wake().unwrap();
+        });
+        let mut ready = Vec::new();
+        poller.wait(None, &mut ready).unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(15));
+        assert!(ready.is_empty(), "the waker is not a source: {ready:?}");
+        thread.join().unwrap();
+        // A wake before the wait makes the next wait return at once.
+        waker.wake().unwrap();
+        let start = Instant::now();
+        poller.wait(None, &mut ready).unwrap();
+        assert!(start.elapsed() < Duration::from_secs(1));
+    }
+
+    pub(super) fn a_deadline_ends_the_wait<P: Poller>() {
+        let (mut poller, _waker) = P::new().unwrap();
+        let mut ready = Vec::new();
+        let deadline = Instant::now() + Duration::from_millis(20);
+        poller.wait(Some(deadline), &mut ready).unwrap();
+        // Early returns are allowed; loop until the deadline to check the
+        // wait ends near it rather than hanging.
+        while Instant::now() < deadline {
+            poller.wait(Some(deadline), &mut ready).unwrap();
+        }
+        assert!(Instant::now() < deadline + Duration::from_secs(1));
+        let past = Instant::now() - Duration::from_millis(5);
+        poller.wait(Some(past), &mut ready).unwrap();
+    }
+
+    pub(super) fn rejects_the_reserved_token_and_empty_interest<P: Poller>() {
+        let (mut poller, _waker) = P::new().unwrap();
+        let (socket, _) = socket_pair();
+        let fd = socket.as_raw_fd();
+        let error = poller.register(fd, WAKER_TOKEN, READ).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+        let none = Interest {
+            readable: false,
+            writable: false,
+        };
+        let error = poller.register(fd, 1, none).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    macro_rules! suite {
+        ($backend:ident, $poller:ty) => {
+            mod $backend {
+                #[test]
+                fn reports_a_readable_socket() {
+                    super::reports_a_readable_socket::<$poller>();
+                }
+                #[test]
+                fn is_edge_triggered_and_deregisters() {
+                    super::is_edge_triggered_and_deregisters::<$poller>();
+                }
+                #[test]
+                fn reregister_changes_the_interest() {
+                    super::reregister_changes_the_interest::<$poller>();
+                }
+                #[test]
+                fn the_waker_ends_a_wait_without_deadline() {
+                    super::the_waker_ends_a_wait_without_deadline::<$poller>();
+                }
+                #[test]
+                fn a_deadline_ends_the_wait() {
+                    super::a_deadline_ends_the_wait::<$poller>();
+                }
+                #[test]
+                fn rejects_the_reserved_token_and_empty_interest() {
+                    super::rejects_the_reserved_token_and_empty_interest::<$poller>();
+                }
+            }
+        };
+    }
+
+    #[cfg(feature = "mio")]
+    suite!(mio, crate::backend::mio::MioPoller);
+    #[cfg(feature = "polling")]
+    suite!(polling, crate::backend::polling::PollingPoller);
+}

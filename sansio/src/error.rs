@@ -1,0 +1,146 @@
+//! The errors of the runtime: building it, spawning tasks, sending to them.
+
+use std::fmt;
+use std::io;
+
+use crate::Backend;
+
+/// A result whose error defaults to [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Errors of building and shutting down a runtime.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A builder setting is out of range.
+    #[error("invalid runtime configuration: {0}")]
+    Config(String),
+    /// The chosen backend's cargo feature is not enabled.
+    #[error("the {backend} backend is not compiled in; enable the `{}` cargo feature of sansio", backend.feature())]
+    BackendUnavailable {
+        /// The backend asked for.
+        backend: Backend,
+    },
+    /// The operating system refused something the runtime needs (a poller,
+    /// a thread).
+    #[error("{context}: {source}")]
+    Io {
+        /// What the runtime was doing.
+        context: String,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// A worker thread died outside any task handler (a bug in sansio).
+    #[error("worker {worker} failed: {message}")]
+    WorkerFailed {
+        /// The worker's index.
+        worker: usize,
+        /// The panic message.
+        message: String,
+    },
+}
+
+/// Why a message was not sent to a task. The message comes back in the
+/// error ([`SendError::into_inner`]): nothing is lost.
+#[non_exhaustive]
+pub enum SendError<M> {
+    /// The worker's inbox is full (see `Builder::queue_capacity`); try again
+    /// later, or use `Runtime::send_timeout`.
+    Full(M),
+    /// The task has ended (finished or panicked), or the id is not one of
+    /// this runtime's.
+    TaskGone(M),
+    /// The worker has stopped.
+    Stopped(M),
+}
+
+impl<M> SendError<M> {
+    /// The message that was not sent.
+    pub fn into_inner(self) -> M {
+        match self {
+            SendError::Full(message)
+            | SendError::TaskGone(message)
+            | SendError::Stopped(message) => message,
+        }
+    }
+
+    fn describe(&self) -> &'static str {
+        match self {
+            SendError::Full(_) => "the worker's inbox is full",
+            SendError::TaskGone(_) => "the task has ended",
+            SendError::Stopped(_) => "the worker has stopped",
+        }
+    }
+}
+
+impl<M> fmt::Debug for SendError<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self {
+            SendError::Full(_) => "Full",
+            SendError::TaskGone(_) => "TaskGone",
+            SendError::Stopped(_) => "Stopped",
+        };
+        write!(f, "SendError::{kind}(..)")
+    }
+}
+
+impl<M> fmt::Display for SendError<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "message not sent: {}", self.describe())
+    }
+}
+
+impl<M> std::error::Error for SendError<M> {}
+
+/// Why a task was not spawned. The task comes back in the error
+/// ([`SpawnError::into_inner`]).
+#[non_exhaustive]
+pub enum SpawnError<T> {
+    /// The chosen worker's inbox is full.
+    Full(T),
+    /// `spawn_on` named a worker the runtime does not have.
+    NoSuchWorker(T),
+    /// The worker already holds the most tasks of this type it can
+    /// (1,048,576).
+    TooManyTasks(T),
+    /// The worker has stopped.
+    Stopped(T),
+}
+
+impl<T> SpawnError<T> {
+    /// The task that was not spawned.
+    pub fn into_inner(self) -> T {
+        match self {
+            SpawnError::Full(task)
+            | SpawnError::NoSuchWorker(task)
+            | SpawnError::TooManyTasks(task)
+            | SpawnError::Stopped(task) => task,
+        }
+    }
+
+    fn describe(&self) -> (&'static str, &'static str) {
+        match self {
+            SpawnError::Full(_) => ("Full", "the worker's inbox is full"),
+            SpawnError::NoSuchWorker(_) => ("NoSuchWorker", "no such worker"),
+            SpawnError::TooManyTasks(_) => (
+                "TooManyTasks",
+                "the worker holds the most tasks of this type it can",
+            ),
+            SpawnError::Stopped(_) => ("Stopped", "the worker has stopped"),
+        }
+    }
+}
+
+impl<T> fmt::Debug for SpawnError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SpawnError::{}(..)", self.describe().0)
+    }
+}
+
+impl<T> fmt::Display for SpawnError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "task not spawned: {}", self.describe().1)
+    }
+}
+
+impl<T> std::error::Error for SpawnError<T> {}

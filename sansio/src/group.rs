@@ -1,0 +1,254 @@
+//! The tasks of one type on one worker: a slab indexed by slot, each entry
+//! with its generation, its task, its `Ctx` and its armed timer deadline.
+//!
+//! Every hook call goes through [`Group::run`], which is where the sans-I/O
+//! contract is kept: the clock is set, the handler runs inside
+//! `catch_unwind` (a panic ends that task only), and every action it queued
+//! is carried out, in order, before `run` returns and the worker moves on to
+//! its next input.
+
+use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
+use std::time::Instant;
+
+use crate::timer::Due;
+use crate::worker::{Member, Worker, WorkerCx, panic_message};
+use crate::{Action, Ctx, Task, TaskId};
+
+/// The tasks of type `T` on one worker.
+#[doc(hidden)]
+pub struct Group<T: Task> {
+    entries: Vec<Option<Entry<T>>>,
+    live: usize,
+}
+
+struct Entry<T: Task> {
+    generation: u32,
+    task: T,
+    ctx: Ctx<T>,
+    /// The deadline this task has an entry for in the worker's timer heap.
+    /// Re-arming later leaves that entry, which re-arms itself when it comes
+    /// due; re-arming earlier adds a new entry.
+    armed: Option<Instant>,
+}
+
+impl<T: Task> Default for Group<T> {
+    fn default() -> Self {
+        Group {
+            entries: Vec::new(),
+            live: 0,
+        }
+    }
+}
+
+impl<T: Task> Group<T> {
+    /// An empty group.
+    pub fn new() -> Self {
+        Group::default()
+    }
+
+    /// Live tasks.
+    pub fn live(&self) -> usize {
+        self.live
+    }
+
+    /// Places `task` in `slot` (handed out by the controller) and starts it.
+    pub fn spawn<W: Worker>(&mut self, cx: &mut WorkerCx<W>, task: T, slot: u32, generation: u32)
+    where
+        T: Member<W>,
+    {
+        let index = slot as usize;
+        if self.entries.len() <= index {
+            self.entries.resize_with(index + 1, || None);
+        }
+        self.entries[index] = Some(Entry {
+            generation,
+            task,
+            ctx: Ctx::new(cx.now),
+            armed: None,
+        });
+        self.live += 1;
+        if let Some(every) = T::TICK_INTERVAL {
+            cx.timers.schedule_tick(T::GROUP, every, cx.now);
+        }
+        self.run(cx, slot, |task, ctx| task.on_start(ctx));
+        if cx.shutting_down {
+            self.run(cx, slot, |task, ctx| task.on_shutdown(ctx));
+        }
+    }
+
+    /// Delivers `input` to the task `id`, or reports it undelivered when that
+    /// task has ended (even if its slot holds a newer task).
+    pub fn deliver<W: Worker>(&mut self, cx: &mut WorkerCx<W>, id: TaskId<T>, input: T::Input)
+    where
+        T: Member<W>,
+    {
+        let live = matches!(
+            self.entries.get(id.slot() as usize),
+            Some(Some(entry)) if entry.generation == id.generation()
+        );
+        if !live {
+            cx.undelivered(T::id(id), T::input(input));
+            return;
+        }
+        cx.counters.inputs += 1;
+        self.run(cx, id.slot(), |task, ctx| task.on_input(ctx, input));
+    }
+
+    /// Ticks every live task, then schedules the group's next tick.
+    pub fn tick<W: Worker>(&mut self, cx: &mut WorkerCx<W>)
+    where
+        T: Member<W>,
+    {
+        for slot in 0..self.entries.len() {
+            if self.entries[slot].is_some() {
+                self.run(cx, slot as u32, |task, ctx| task.on_tick(ctx));
+            }
+        }
+        if let Some(every) = T::TICK_INTERVAL
+            && self.live > 0
+        {
+            cx.timers.schedule_tick(T::GROUP, every, cx.now);
+        }
+    }
+
+    /// A timer entry for `slot` came due. It fires the task's timer if that
+    /// is still what the entry stands for and the deadline has come; a later
+    /// deadline gets a new entry; anything else (the task ended, the timer was
+    /// re-armed earlier or cancelled) makes it a no-op.
+    pub fn timer<W: Worker>(
+        &mut self,
+        cx: &mut WorkerCx<W>,
+        slot: u32,
+        generation: u32,
+        deadline: Instant,
+    ) where
+        T: Member<W>,
+    {
+        let Some(Some(entry)) = self.entries.get_mut(slot as usize) else {
+            return;
+        };
+        if entry.generation != generation || entry.armed != Some(deadline) {
+            return;
+        }
+        entry.armed = None;
+        match entry.ctx.timer() {
+            Some(at) if at <= cx.now => {
+                entry.ctx.take_due_timer(cx.now);
+                self.run(cx, slot, |task, ctx| task.on_timer(ctx));
+            }
+            Some(at) => {
+                entry.armed = Some(at);
+                cx.timers.push(
+                    at,
+                    Due::Task {
+                        group: T::GROUP,
+                        slot,
+                        generation,
+                    },
+                );
+            }
+            None => {}
+        }
+    }
+
+    /// Calls `on_shutdown` on every live task.
+    pub fn shutdown<W: Worker>(&mut self, cx: &mut WorkerCx<W>)
+    where
+        T: Member<W>,
+    {
+        for slot in 0..self.entries.len() {
+            if self.entries[slot].is_some() {
+                self.run(cx, slot as u32, |task, ctx| task.on_shutdown(ctx));
+            }
+        }
+    }
+
+    /// Removes every live task without calling it, listing it in `forced`.
+    pub fn force<W: Worker>(&mut self, cx: &mut WorkerCx<W>, forced: &mut Vec<W::Id>)
+    where
+        T: Member<W>,
+    {
+        for slot in 0..self.entries.len() {
+            if let Some(entry) = &self.entries[slot] {
+                forced.push(T::id(TaskId::new(cx.index, slot as u32, entry.generation)));
+                self.remove(cx, slot as u32);
+            }
+        }
+    }
+
+    /// Runs one hook of the task in `slot` and carries out what it queued.
+    fn run<W: Worker>(
+        &mut self,
+        cx: &mut WorkerCx<W>,
+        slot: u32,
+        hook: impl FnOnce(&mut T, &mut Ctx<T>),
+    ) where
+        T: Member<W>,
+    {
+        let Some(Some(entry)) = self.entries.get_mut(slot as usize) else {
+            return;
+        };
+        entry.ctx.set_now(cx.now);
+        let outcome =
+            panic::catch_unwind(AssertUnwindSafe(|| hook(&mut entry.task, &mut entry.ctx)));
+        let id = T::id(TaskId::new(cx.index, slot, entry.generation));
+        // What the task queued before a panic was queued by a correct task
+        // state: carry it out too.
+        while let Some(action) = entry.ctx.next_action() {
+            match action {
+                Action::Emit(output) => cx.output(id, T::output(output)),
+            }
+        }
+        match outcome {
+            Err(payload) => {
+                let message = panic_message(payload.as_ref());
+                // Dropping the payload runs foreign code too.
+                let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(payload)));
+                self.remove(cx, slot);
+                cx.panicked(id, message);
+            }
+            Ok(()) if entry.ctx.is_finished() => {
+                self.remove(cx, slot);
+                cx.finished(id);
+            }
+            Ok(()) => {
+                if let Some(at) = entry.ctx.timer()
+                    && entry.armed.is_none_or(|armed| at < armed)
+                {
+                    entry.armed = Some(at);
+                    cx.timers.push(
+                        at,
+                        Due::Task {
+                            group: T::GROUP,
+                            slot,
+                            generation: entry.generation,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Drops the task in `slot` and frees the slot for the controller.
+    fn remove<W: Worker>(&mut self, cx: &mut WorkerCx<W>, slot: u32)
+    where
+        T: Member<W>,
+    {
+        if let Some(entry) = self.entries[slot as usize].take() {
+            self.live -= 1;
+            // The task's own Drop may panic; that must not take the worker.
+            let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(entry)));
+            cx.release(T::GROUP, slot);
+        }
+    }
+}
+
+impl<T: Task> fmt::Debug for Group<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Group")
+            .field("task", &T::NAME)
+            .field("live", &self.live)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,683 @@
+//! The controller's side: [`Builder`], the [`Runtime`] handle that spawns
+//! tasks, sends them messages and receives their events, and the graceful
+//! shutdown that joins every worker thread.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError};
+
+use crate::backend::{Backend, Notifier, Poller};
+use crate::error::{Error, Result, SendError, SpawnError};
+use crate::id::lock;
+use crate::stats::{RuntimeStats, Sampler, WorkerStats};
+use crate::worker::{
+    Control, Envelope, Member, SHUTDOWN_GRACE, Worker, WorkerExit, WorkerLoop, WorkerShared,
+};
+use crate::{Handles, TaskId};
+
+/// What happened on the workers, as `Runtime::next_event` reports it.
+#[non_exhaustive]
+pub enum Event<W: Worker> {
+    /// A task emitted an output (`ctx.emit`).
+    Output {
+        /// The task that emitted it.
+        task: W::Id,
+        /// The output.
+        output: W::Output,
+    },
+    /// A task called `ctx.finish()` and has been removed; its outputs were
+    /// all reported before this.
+    Finished {
+        /// The task.
+        task: W::Id,
+    },
+    /// A handler of the task panicked: the task has been removed (its
+    /// outputs queued before the panic were reported first); the worker and
+    /// every other task carry on.
+    Panicked {
+        /// The task.
+        task: W::Id,
+        /// The panic message.
+        message: String,
+    },
+    /// A message reached the worker after its task had ended; here it is
+    /// back.
+    Undelivered {
+        /// The task it was for.
+        task: W::Id,
+        /// The message.
+        input: W::Input,
+    },
+}
+
+impl<W: Worker> fmt::Debug for Event<W>
+where
+    W::Output: fmt::Debug,
+    W::Input: fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::Output { task, output } => f
+                .debug_struct("Output")
+                .field("task", task)
+                .field("output", output)
+                .finish(),
+            Event::Finished { task } => f.debug_struct("Finished").field("task", task).finish(),
+            Event::Panicked { task, message } => f
+                .debug_struct("Panicked")
+                .field("task", task)
+                .field("message", message)
+                .finish(),
+            Event::Undelivered { task, input } => f
+                .debug_struct("Undelivered")
+                .field("task", task)
+                .field("input", input)
+                .finish(),
+        }
+    }
+}
+
+/// What a graceful shutdown achieved.
+#[non_exhaustive]
+pub struct ShutdownReport<W: Worker> {
+    /// Tasks that finished on their own after shutdown began.
+    pub finished: usize,
+    /// Tasks still running at the deadline; they were dropped without
+    /// finishing.
+    pub forced: Vec<W::Id>,
+    /// Every event not taken with `next_event` before the shutdown, and every
+    /// event produced during it (the tasks' final outputs among them), in
+    /// order.
+    pub events: Vec<Event<W>>,
+    /// Workers that did not exit by the deadline plus one second (a handler
+    /// that never returns); their threads are left detached.
+    pub stuck_workers: Vec<usize>,
+}
+
+impl<W: Worker> fmt::Debug for ShutdownReport<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShutdownReport")
+            .field("finished", &self.finished)
+            .field("forced", &self.forced)
+            .field("events", &self.events.len())
+            .field("stuck_workers", &self.stuck_workers)
+            .finish()
+    }
+}
+
+/// The deadline `Drop` gives a runtime that was not shut down explicitly.
+pub const DEFAULT_SHUTDOWN: Duration = Duration::from_secs(5);
+
+/// Configures and starts a [`Runtime`].
+pub struct Builder<W> {
+    workers: Option<usize>,
+    thread_name: String,
+    backend: Backend,
+    pin_cores: bool,
+    queue_capacity: usize,
+    event_capacity: Option<usize>,
+    _worker: PhantomData<fn() -> W>,
+}
+
+impl<W> fmt::Debug for Builder<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("workers", &self.workers)
+            .field("thread_name", &self.thread_name)
+            .field("backend", &self.backend)
+            .field("pin_cores", &self.pin_cores)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("event_capacity", &self.event_capacity)
+            .finish()
+    }
+}
+
+/// The default capacity of each worker's inbox.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
+
+impl<W: Worker> Builder<W> {
+    fn new() -> Self {
+        Builder {
+            workers: None,
+            thread_name: "sansio-w".to_owned(),
+            backend: Backend::default(),
+            pin_cores: false,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            event_capacity: None,
+            _worker: PhantomData,
+        }
+    }
+
+    /// How many worker threads (default: the available cores).
+    #[must_use]
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = Some(workers);
+        self
+    }
+
+    /// The prefix of the worker threads' names (default `sansio-w`): worker
+    /// `i` is called `<prefix><i>`, as `ps -T`, `top -H` and debuggers show it.
+    /// Linux keeps the first 15 bytes.
+    #[must_use]
+    pub fn thread_name(mut self, prefix: impl Into<String>) -> Self {
+        self.thread_name = prefix.into();
+        self
+    }
+
+    /// Which poller the workers sleep in (default: [`Backend::Mio`]).
+    #[must_use]
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// Pins worker `i` to core `i` (modulo the cores this process may use).
+    #[must_use]
+    pub fn pin_cores(mut self, pin: bool) -> Self {
+        self.pin_cores = pin;
+        self
+    }
+
+    /// The capacity of each worker's inbox (default
+    /// [`DEFAULT_QUEUE_CAPACITY`]). Sends and spawns to a full inbox fail with
+    /// `Full` and hand the message back.
+    #[must_use]
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = capacity;
+        self
+    }
+
+    /// The capacity of the controller's event queue, shared by all workers
+    /// (default: `queue_capacity × workers`). Outputs that find it full are
+    /// dropped and counted in the stats (`events_dropped`); lifecycle events
+    /// (finished, panicked, undelivered) wait on their worker for room.
+    #[must_use]
+    pub fn event_capacity(mut self, capacity: usize) -> Self {
+        self.event_capacity = Some(capacity);
+        self
+    }
+
+    /// Starts the worker threads.
+    pub fn build(self) -> Result<Runtime<W>> {
+        let workers = match self.workers {
+            Some(workers) => workers,
+            None => std::thread::available_parallelism().map_or(1, usize::from),
+        };
+        if workers == 0 || workers > usize::from(u16::MAX) {
+            return Err(Error::Config(format!(
+                "workers must be between 1 and {}, not {workers}",
+                u16::MAX
+            )));
+        }
+        if self.queue_capacity == 0 {
+            return Err(Error::Config(
+                "queue_capacity must be at least 1".to_owned(),
+            ));
+        }
+        if self.event_capacity == Some(0) {
+            return Err(Error::Config(
+                "event_capacity must be at least 1".to_owned(),
+            ));
+        }
+        if !self.backend.is_available() {
+            return Err(Error::BackendUnavailable {
+                backend: self.backend,
+            });
+        }
+        let cores = if self.pin_cores {
+            match core_affinity::get_core_ids() {
+                Some(cores) if !cores.is_empty() => cores,
+                _ => {
+                    return Err(Error::Config(
+                        "pin_cores: the cores this process may use cannot be read".to_owned(),
+                    ));
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let events_capacity = self
+            .event_capacity
+            .unwrap_or(self.queue_capacity.saturating_mul(workers));
+        let (events_tx, events_rx) = crossbeam_channel::bounded(events_capacity);
+        let mut runtime = Runtime {
+            workers: Vec::with_capacity(workers),
+            events: events_rx,
+            events_capacity,
+            samplers: Mutex::new(Vec::with_capacity(workers)),
+            exits: Mutex::new(Vec::new()),
+        };
+        for index in 0..workers {
+            let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
+            // On failure `runtime` is dropped, shutting down the workers
+            // already started.
+            let worker = match self.backend {
+                #[cfg(feature = "mio")]
+                Backend::Mio => start::<W, crate::backend::mio::MioPoller>(
+                    format!("{}{index}", self.thread_name),
+                    index,
+                    self.queue_capacity,
+                    events_tx.clone(),
+                    core,
+                )?,
+                #[cfg(feature = "polling")]
+                Backend::Polling => start::<W, crate::backend::polling::PollingPoller>(
+                    format!("{}{index}", self.thread_name),
+                    index,
+                    self.queue_capacity,
+                    events_tx.clone(),
+                    core,
+                )?,
+                #[allow(unreachable_patterns)]
+                backend => return Err(Error::BackendUnavailable { backend }),
+            };
+            runtime.workers.push(worker);
+            lock(&runtime.samplers).push(Sampler::new(Instant::now()));
+        }
+        Ok(runtime)
+    }
+}
+
+/// Starts worker `index` on the poller `P`.
+fn start<W: Worker, P: Poller>(
+    name: String,
+    index: usize,
+    capacity: usize,
+    events: Sender<Envelope<W>>,
+    core: Option<core_affinity::CoreId>,
+) -> Result<WorkerHandle<W>> {
+    let io = |context: &str| {
+        let context = format!("worker {index}: {context}");
+        move |source| Error::Io { context, source }
+    };
+    let (poller, waker) = P::new().map_err(io("creating the poller"))?;
+    let shared = Arc::new(WorkerShared::new(Notifier::new(waker), W::TASK_TYPES.len()));
+    let (inbox_tx, inbox_rx) = crossbeam_channel::bounded(capacity);
+    let worker_loop = WorkerLoop::<W, P>::new(
+        u16::try_from(index).expect("the builder caps workers at u16::MAX"),
+        poller,
+        inbox_rx,
+        events,
+        Arc::clone(&shared),
+        capacity,
+    );
+    let thread = std::thread::Builder::new()
+        .name(name)
+        .spawn(move || {
+            if let Some(core) = core {
+                // Best effort: an unpinned worker still works.
+                core_affinity::set_for_current(core);
+            }
+            worker_loop.run();
+        })
+        .map_err(io("spawning the thread"))?;
+    Ok(WorkerHandle {
+        inbox: inbox_tx,
+        shared,
+        thread: Some(thread),
+    })
+}
+
+struct WorkerHandle<W: Worker> {
+    inbox: Sender<Control<W>>,
+    shared: Arc<WorkerShared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The controller's handle on a set of worker threads running tasks of the
+/// worker kind `W`.
+///
+/// All methods take `&self`: a runtime can be shared between threads. Every
+/// queue is bounded; a send that cannot be queued fails and hands the message
+/// back. Dropping the runtime shuts it down gracefully with
+/// [`DEFAULT_SHUTDOWN`], discarding the report.
+pub struct Runtime<W: Worker> {
+    workers: Vec<WorkerHandle<W>>,
+    events: Receiver<Envelope<W>>,
+    events_capacity: usize,
+    samplers: Mutex<Vec<Sampler>>,
+    /// Workers that exited before shutdown (a failure).
+    exits: Mutex<Vec<WorkerExit<W>>>,
+}
+
+impl<W: Worker> fmt::Debug for Runtime<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("worker", &W::NAME)
+            .field("workers", &self.workers.len())
+            .field("events_queued", &self.events.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W: Worker> Runtime<W> {
+    /// A builder with the defaults: one worker per core, the mio backend, no
+    /// pinning, inboxes of [`DEFAULT_QUEUE_CAPACITY`].
+    pub fn builder() -> Builder<W> {
+        Builder::new()
+    }
+
+    /// How many workers the runtime has.
+    #[must_use]
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Spawns `task` on the least-loaded worker: the lowest measured
+    /// utilization (in steps of 5 %), then the fewest tasks.
+    pub fn spawn<T: Member<W>>(&self, task: T) -> Result<TaskId<T>, SpawnError<T>> {
+        let worker = self.least_loaded();
+        self.spawn_on(worker, task)
+    }
+
+    /// Spawns `task` on worker `worker`.
+    pub fn spawn_on<T: Member<W>>(
+        &self,
+        worker: usize,
+        task: T,
+    ) -> Result<TaskId<T>, SpawnError<T>> {
+        let Some(handle) = self.workers.get(worker) else {
+            return Err(SpawnError::NoSuchWorker(task));
+        };
+        let slots = &handle.shared.slots[usize::from(T::GROUP)];
+        let Some((slot, generation)) = slots.allocate() else {
+            return Err(SpawnError::TooManyTasks(task));
+        };
+        let control = Control::Spawn {
+            task: task.into_worker(),
+            slot,
+            generation,
+        };
+        let taken_back = |control: Control<W>| match control {
+            Control::Spawn { task, .. } => T::from_worker(task),
+            Control::Deliver { .. } => None,
+        };
+        match handle.inbox.try_send(control) {
+            Ok(()) => {
+                handle.shared.notifier.notify();
+                // `worker` indexes `self.workers`, whose length fits a u16.
+                Ok(TaskId::new(worker as u16, slot, generation))
+            }
+            Err(error) => {
+                slots.release(slot);
+                let (full, control) = match error {
+                    TrySendError::Full(control) => (true, control),
+                    TrySendError::Disconnected(control) => (false, control),
+                };
+                let task =
+                    taken_back(control).expect("the control message was built from `task` above");
+                if full {
+                    handle
+                        .shared
+                        .counters
+                        .sends_rejected
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    Err(SpawnError::Full(task))
+                } else {
+                    Err(SpawnError::Stopped(task))
+                }
+            }
+        }
+    }
+
+    /// Sends `message` to the task `id`, without waiting.
+    ///
+    /// Fails with [`SendError::TaskGone`] when the task has ended (checked
+    /// here without a lock; if it ends while the message is queued, an
+    /// [`Event::Undelivered`] brings the message back), and with
+    /// [`SendError::Full`] when the worker's inbox is full. Sending a type the
+    /// task has no `#[on_input]` handler for does not compile.
+    pub fn send<T, M>(&self, id: TaskId<T>, message: M) -> Result<(), SendError<M>>
+    where
+        T: Member<W> + Handles<M>,
+    {
+        self.send_with(id, message, None)
+    }
+
+    /// Like [`Runtime::send`], but waits up to `timeout` for room in a full
+    /// inbox.
+    pub fn send_timeout<T, M>(
+        &self,
+        id: TaskId<T>,
+        message: M,
+        timeout: Duration,
+    ) -> Result<(), SendError<M>>
+    where
+        T: Member<W> + Handles<M>,
+    {
+        self.send_with(id, message, Some(timeout))
+    }
+
+    fn send_with<T, M>(
+        &self,
+        id: TaskId<T>,
+        message: M,
+        timeout: Option<Duration>,
+    ) -> Result<(), SendError<M>>
+    where
+        T: Member<W> + Handles<M>,
+    {
+        let Some(handle) = self.workers.get(id.worker()) else {
+            return Err(SendError::TaskGone(message));
+        };
+        if !handle.shared.slots[usize::from(T::GROUP)].is_live(id.slot(), id.generation()) {
+            return Err(SendError::TaskGone(message));
+        }
+        let control = Control::Deliver {
+            id: T::id(id),
+            input: T::input(T::wrap(message)),
+        };
+        let result =
+            match timeout {
+                None => handle.inbox.try_send(control),
+                Some(timeout) => handle
+                    .inbox
+                    .send_timeout(control, timeout)
+                    .map_err(|error| match error {
+                        SendTimeoutError::Timeout(control) => TrySendError::Full(control),
+                        SendTimeoutError::Disconnected(control) => {
+                            TrySendError::Disconnected(control)
+                        }
+                    }),
+            };
+        let (full, control) = match result {
+            Ok(()) => {
+                handle.shared.notifier.notify();
+                return Ok(());
+            }
+            Err(TrySendError::Full(control)) => (true, control),
+            Err(TrySendError::Disconnected(control)) => (false, control),
+        };
+        let message = match control {
+            Control::Deliver { input, .. } => T::from_input(input).and_then(T::unwrap),
+            Control::Spawn { .. } => None,
+        }
+        .expect("the control message was built from `message` above");
+        if full {
+            handle
+                .shared
+                .counters
+                .sends_rejected
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Err(SendError::Full(message))
+        } else {
+            Err(SendError::Stopped(message))
+        }
+    }
+
+    /// The next event, waiting up to `timeout` for one. The calling thread
+    /// sleeps until an event arrives and is woken at once when it does.
+    pub fn next_event(&self, timeout: Duration) -> Option<Event<W>> {
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            let envelope = match deadline {
+                Some(deadline) => self.events.recv_deadline(deadline).ok()?,
+                None => self.events.recv().ok()?,
+            };
+            match envelope {
+                Envelope::Event(event) => return Some(event),
+                Envelope::Exited(exit) => lock(&self.exits).push(exit),
+            }
+        }
+    }
+
+    /// The next event, if one is waiting.
+    pub fn try_next_event(&self) -> Option<Event<W>> {
+        loop {
+            match self.events.try_recv().ok()? {
+                Envelope::Event(event) => return Some(event),
+                Envelope::Exited(exit) => lock(&self.exits).push(exit),
+            }
+        }
+    }
+
+    /// A snapshot of every worker's statistics. Rates and utilization are
+    /// measured over the window since the previous snapshot (at least
+    /// 100 ms; a call sooner repeats the last window's figures).
+    pub fn stats(&self) -> RuntimeStats {
+        let now = Instant::now();
+        let mut samplers = lock(&self.samplers);
+        let workers = self
+            .workers
+            .iter()
+            .zip(samplers.iter_mut())
+            .enumerate()
+            .map(|(index, (handle, sampler))| {
+                let counters = handle.shared.counters.read();
+                let rates = sampler.update(now, counters);
+                WorkerStats {
+                    worker: index,
+                    tasks: W::TASK_TYPES
+                        .iter()
+                        .zip(handle.shared.slots.iter())
+                        .map(|(name, slots)| (*name, slots.live()))
+                        .collect(),
+                    utilization: rates.utilization,
+                    loop_iterations: counters.loop_iterations,
+                    inputs: counters.inputs,
+                    outputs: counters.outputs,
+                    inputs_per_sec: rates.inputs_per_sec,
+                    outputs_per_sec: rates.outputs_per_sec,
+                    inbox_depth: handle.inbox.len(),
+                    inbox_capacity: handle.inbox.capacity().unwrap_or(0),
+                    sends_rejected: handle
+                        .shared
+                        .counters
+                        .sends_rejected
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                    events_dropped: counters.events_dropped,
+                    undelivered: counters.undelivered,
+                    panics: counters.panics,
+                    timers_pending: counters.timers,
+                }
+            })
+            .collect();
+        RuntimeStats {
+            workers,
+            events_depth: self.events.len(),
+            events_capacity: self.events_capacity,
+        }
+    }
+
+    /// The worker to spawn on: lowest utilization in 5 % steps, then fewest
+    /// tasks, then lowest index.
+    fn least_loaded(&self) -> usize {
+        let now = Instant::now();
+        let mut samplers = lock(&self.samplers);
+        let mut best: Option<((u32, usize), usize)> = None;
+        for (index, (handle, sampler)) in self.workers.iter().zip(samplers.iter_mut()).enumerate() {
+            let utilization = sampler
+                .update(now, handle.shared.counters.read())
+                .utilization;
+            let tasks: usize = handle.shared.slots.iter().map(|slots| slots.live()).sum();
+            let load = ((utilization * 20.0).round() as u32, tasks);
+            if best.is_none_or(|(lowest, _)| load < lowest) {
+                best = Some((load, index));
+            }
+        }
+        best.map_or(0, |(_, index)| index)
+    }
+
+    /// Shuts down gracefully: every task's `#[on_shutdown]` runs, the workers
+    /// keep serving until every task has finished or `deadline` has passed,
+    /// then stop; their threads are joined. Events are collected while this
+    /// happens, so nothing the tasks emit is lost.
+    ///
+    /// Fails only if a worker thread died outside the task handlers (a bug in
+    /// sansio), with that worker's panic message.
+    pub fn shutdown(mut self, deadline: Duration) -> Result<ShutdownReport<W>> {
+        self.stop(deadline)
+    }
+
+    fn stop(&mut self, deadline: Duration) -> Result<ShutdownReport<W>> {
+        let deadline_at = Instant::now() + deadline;
+        let workers = std::mem::take(&mut self.workers);
+        for worker in &workers {
+            // Set at most once, here: `stop` runs once (it empties `workers`).
+            let _ = worker.shared.shutdown.set(deadline_at);
+            worker.shared.notifier.notify();
+        }
+        let mut exits = std::mem::take(&mut *lock(&self.exits));
+        let mut events = Vec::new();
+        let give_up = deadline_at + SHUTDOWN_GRACE * 2;
+        while exits.len() < workers.len() {
+            match self.events.recv_deadline(give_up) {
+                Ok(Envelope::Event(event)) => events.push(event),
+                Ok(Envelope::Exited(exit)) => exits.push(exit),
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        // Anything still queued (events sent just before an exit message).
+        while let Ok(envelope) = self.events.try_recv() {
+            if let Envelope::Event(event) = envelope {
+                events.push(event);
+            }
+        }
+        let mut report = ShutdownReport {
+            finished: 0,
+            forced: Vec::new(),
+            events,
+            stuck_workers: Vec::new(),
+        };
+        let mut failure = None;
+        for (index, mut worker) in workers.into_iter().enumerate() {
+            match exits.iter_mut().find(|exit| exit.worker == index) {
+                Some(exit) => {
+                    report.finished += exit.finished;
+                    report.forced.append(&mut exit.forced);
+                    if let Some(message) = exit.failure.take() {
+                        failure.get_or_insert(Error::WorkerFailed {
+                            worker: index,
+                            message,
+                        });
+                    }
+                    if let Some(thread) = worker.thread.take()
+                        && thread.join().is_err()
+                    {
+                        failure.get_or_insert(Error::WorkerFailed {
+                            worker: index,
+                            message: "the thread panicked while exiting".to_owned(),
+                        });
+                    }
+                }
+                None => report.stuck_workers.push(index),
+            }
+        }
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(report),
+        }
+    }
+}
+
+impl<W: Worker> Drop for Runtime<W> {
+    fn drop(&mut self) {
+        if !self.workers.is_empty() {
+            let _ = self.stop(DEFAULT_SHUTDOWN);
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! Live worker statistics: counters the worker keeps locally and publishes
+//! once per loop iteration, and the snapshots `Runtime::stats` builds from
+//! them, with rates and utilization measured over a recent window.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Counters a worker updates as it works (plain integers: only the worker
+/// writes them), published to [`SharedCounters`] at the end of each loop
+/// iteration.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Counters {
+    pub(crate) loop_iterations: u64,
+    pub(crate) inputs: u64,
+    pub(crate) outputs: u64,
+    pub(crate) busy_nanos: u64,
+    pub(crate) events_dropped: u64,
+    pub(crate) undelivered: u64,
+    pub(crate) panics: u64,
+    pub(crate) timers: u64,
+}
+
+/// The published copy of a worker's [`Counters`], read by the controller.
+#[derive(Debug, Default)]
+pub(crate) struct SharedCounters {
+    loop_iterations: AtomicU64,
+    inputs: AtomicU64,
+    outputs: AtomicU64,
+    busy_nanos: AtomicU64,
+    events_dropped: AtomicU64,
+    undelivered: AtomicU64,
+    panics: AtomicU64,
+    timers: AtomicU64,
+    /// Written by the controller: sends and spawns refused with `Full`.
+    pub(crate) sends_rejected: AtomicU64,
+}
+
+impl SharedCounters {
+    pub(crate) fn publish(&self, counters: &Counters) {
+        let store = |cell: &AtomicU64, value| cell.store(value, Ordering::Relaxed);
+        store(&self.loop_iterations, counters.loop_iterations);
+        store(&self.inputs, counters.inputs);
+        store(&self.outputs, counters.outputs);
+        store(&self.busy_nanos, counters.busy_nanos);
+        store(&self.events_dropped, counters.events_dropped);
+        store(&self.undelivered, counters.undelivered);
+        store(&self.panics, counters.panics);
+        store(&self.timers, counters.timers);
+    }
+
+    pub(crate) fn read(&self) -> Counters {
+        let load = |cell: &AtomicU64| cell.load(Ordering::Relaxed);
+        Counters {
+            loop_iterations: load(&self.loop_iterations),
+            inputs: load(&self.inputs),
+            outputs: load(&self.outputs),
+            busy_nanos: load(&self.busy_nanos),
+            events_dropped: load(&self.events_dropped),
+            undelivered: load(&self.undelivered),
+            panics: load(&self.panics),
+            timers: load(&self.timers),
+        }
+    }
+}
+
+/// The shortest window rates and utilization are measured over.
+pub(crate) const WINDOW: Duration = Duration::from_millis(100);
+
+/// Turns successive counter readings of one worker into rates over windows
+/// of at least [`WINDOW`].
+#[derive(Debug)]
+pub(crate) struct Sampler {
+    at: Instant,
+    counters: Counters,
+    rates: Rates,
+}
+
+/// Rates over the last completed window.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Rates {
+    pub(crate) utilization: f64,
+    pub(crate) inputs_per_sec: f64,
+    pub(crate) outputs_per_sec: f64,
+}
+
+impl Sampler {
+    pub(crate) fn new(at: Instant) -> Self {
+        Sampler {
+            at,
+            counters: Counters::default(),
+            rates: Rates::default(),
+        }
+    }
+
+    /// Folds in a reading taken at `now`, closing the window if it is long
+    /// enough, and returns the rates of the last closed window.
+    pub(crate) fn update(&mut self, now: Instant, counters: Counters) -> Rates {
+        let elapsed = now.saturating_duration_since(self.at);
+        if elapsed >= WINDOW {
+            let seconds = elapsed.as_secs_f64();
+            let delta = |now: u64, then: u64| now.saturating_sub(then) as f64;
+            self.rates = Rates {
+                utilization: (delta(counters.busy_nanos, self.counters.busy_nanos)
+                    / elapsed.as_nanos() as f64)
+                    .clamp(0.0, 1.0),
+                inputs_per_sec: delta(counters.inputs, self.counters.inputs) / seconds,
+                outputs_per_sec: delta(counters.outputs, self.counters.outputs) / seconds,
+            };
+            self.at = now;
+            self.counters = counters;
+        }
+        self.rates
+    }
+}
+
+/// A snapshot of one worker.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct WorkerStats {
+    /// The worker's index.
+    pub worker: usize,
+    /// Live tasks per task type (including spawns still queued), in the
+    /// order of the worker enum's variants.
+    pub tasks: Vec<(&'static str, usize)>,
+    /// Time spent working (not sleeping in the backend) divided by wall time,
+    /// over the last window of at least 100 ms, from 0 to 1.
+    pub utilization: f64,
+    /// Times the worker woke and worked through its queues.
+    pub loop_iterations: u64,
+    /// Inputs delivered to tasks, in total.
+    pub inputs: u64,
+    /// Outputs tasks emitted, in total.
+    pub outputs: u64,
+    /// Inputs per second over the last window.
+    pub inputs_per_sec: f64,
+    /// Outputs per second over the last window.
+    pub outputs_per_sec: f64,
+    /// Messages waiting in the worker's inbox.
+    pub inbox_depth: usize,
+    /// The inbox's capacity.
+    pub inbox_capacity: usize,
+    /// Sends and spawns refused because the inbox was full.
+    pub sends_rejected: u64,
+    /// Outputs dropped because the controller's event queue was full.
+    pub events_dropped: u64,
+    /// Messages that reached the worker after their task had ended.
+    pub undelivered: u64,
+    /// Handlers that panicked (each ended its task).
+    pub panics: u64,
+    /// Entries in the worker's timer heap (ticks and task timers; some may be
+    /// stale re-arms that will be skipped).
+    pub timers_pending: u64,
+}
+
+impl WorkerStats {
+    /// Live tasks of every type.
+    #[must_use]
+    pub fn total_tasks(&self) -> usize {
+        self.tasks.iter().map(|(_, count)| count).sum()
+    }
+}
+
+/// A snapshot of every worker, from `Runtime::stats`.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct RuntimeStats {
+    /// One entry per worker.
+    pub workers: Vec<WorkerStats>,
+    /// Events waiting for the controller.
+    pub events_depth: usize,
+    /// The event queue's capacity.
+    pub events_capacity: usize,
+}
+
+impl fmt::Display for RuntimeStats {
+    /// One line per worker, for logs and examples.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for worker in &self.workers {
+            let tasks: Vec<String> = worker
+                .tasks
+                .iter()
+                .map(|(name, count)| format!("{name}={count}"))
+                .collect();
+            writeln!(
+                f,
+                "worker {}: util {:5.1}% | in {:>10.0}/s out {:>10.0}/s | loops {} | inbox {}/{} | tasks [{}] | timers {} | rejected {} dropped {} undelivered {} panics {}",
+                worker.worker,
+                worker.utilization * 100.0,
+                worker.inputs_per_sec,
+                worker.outputs_per_sec,
+                worker.loop_iterations,
+                worker.inbox_depth,
+                worker.inbox_capacity,
+                tasks.join(" "),
+                worker.timers_pending,
+                worker.sends_rejected,
+                worker.events_dropped,
+                worker.undelivered,
+                worker.panics,
+            )?;
+        }
+        write!(
+            f,
+            "events queued: {}/{}",
+            self.events_depth, self.events_capacity
+        )
+    }
+}

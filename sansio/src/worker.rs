@@ -1,0 +1,530 @@
+//! The worker: the traits `#[sansio::worker]` implements ([`Worker`],
+//! [`Member`], and the hidden `Groups`), the per-worker context the task
+//! groups work through, and the event loop of a worker thread.
+//!
+//! One loop iteration: take up to a batch of control messages (spawns and
+//! inputs), then the due ticks and timers, then I/O readiness; every input
+//! goes to one task, and that task's actions are carried out before the next
+//! input. Then sleep in the backend until the earliest deadline, or without
+//! a deadline when there is none: an idle worker makes no system calls.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::hash::Hash;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TryRecvError, TrySendError};
+
+use crate::backend::{Notifier, Poller, Readiness};
+use crate::id::Slots;
+use crate::runtime::Event;
+use crate::stats::{Counters, SharedCounters};
+use crate::timer::{Due, Timers};
+use crate::{Task, TaskId};
+
+/// A kind of worker: the set of task types that run together on one worker
+/// thread. Implemented by `#[sansio::worker]` on an enum with one variant per
+/// task type (`enum Media { Echo(Echo), Room(Room) }`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a sansio worker",
+    note = "declare it with `#[sansio::worker] enum {Self} {{ TaskA(TaskA), TaskB(TaskB) }}`"
+)]
+pub trait Worker: Sized + Send + 'static {
+    /// The id of any task of this worker: one variant per task type, holding
+    /// its [`TaskId`] (generated as `<Worker>Id`).
+    type Id: Copy + Eq + Hash + fmt::Debug + fmt::Display + Send + Sync + 'static;
+    /// A message for any task of this worker (generated as `<Worker>Input`,
+    /// one variant per task type holding that task's input enum); events
+    /// give back undelivered messages in this form.
+    type Input: Send + 'static;
+    /// What tasks of this worker emit: the generated `<Worker>Output`, one
+    /// variant per task type, or the type set with `output = Type`.
+    type Output: Send + 'static;
+    /// The task groups of one worker thread.
+    #[doc(hidden)]
+    type Groups: Groups<Self>;
+
+    /// The worker enum's name.
+    const NAME: &'static str;
+    /// The names of its task types, in variant order.
+    const TASK_TYPES: &'static [&'static str];
+}
+
+/// `Self` is one of the task types of the worker `W`; implemented by
+/// `#[sansio::worker]` for each variant's task type.
+#[diagnostic::on_unimplemented(
+    message = "task `{Self}` is not one of the task types of worker `{W}`",
+    label = "not a task type of `{W}`",
+    note = "add a variant `{Self}({Self})` to the `#[sansio::worker]` enum `{W}`"
+)]
+pub trait Member<W: Worker>: Task + Send {
+    /// The index of this task type among the worker's variants.
+    #[doc(hidden)]
+    const GROUP: u16;
+    /// The task as the worker enum.
+    #[doc(hidden)]
+    fn into_worker(self) -> W;
+    /// The task back out of the worker enum (`None` for another variant).
+    #[doc(hidden)]
+    fn from_worker(worker: W) -> Option<Self>;
+    /// A typed id as the worker's id.
+    #[doc(hidden)]
+    fn id(id: TaskId<Self>) -> W::Id;
+    /// The task's input as the worker's input.
+    #[doc(hidden)]
+    fn input(input: Self::Input) -> W::Input;
+    /// The task's input back out of the worker's input.
+    #[doc(hidden)]
+    fn from_input(input: W::Input) -> Option<Self::Input>;
+    /// The task's output as the worker's output.
+    #[doc(hidden)]
+    fn output(output: Self::Output) -> W::Output;
+}
+
+/// A task's output converts into the worker's `output = Type`; the bound
+/// `#[sansio::worker(output = ..)]` checks for each task type.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "the output `{Self}` of a task cannot be merged into the worker's output `{T}`",
+    label = "`{Self}` does not convert into `{T}`",
+    note = "implement `From<{Self}> for {T}`, or leave out `output = ..` to get a generated enum with one variant per task type"
+)]
+pub trait MergeInto<T> {
+    /// Converts the output.
+    fn merge(self) -> T;
+}
+
+impl<O: Into<T>, T> MergeInto<T> for O {
+    fn merge(self) -> T {
+        self.into()
+    }
+}
+
+/// The task groups of one worker thread, one [`Group`](crate::group::Group)
+/// per task type; `#[sansio::worker]` writes the impl, which only routes each
+/// call to the right group.
+#[doc(hidden)]
+pub trait Groups<W: Worker>: Send + 'static {
+    /// Empty groups.
+    fn new() -> Self;
+    /// Places `task` in `slot` and starts it.
+    fn spawn(&mut self, cx: &mut WorkerCx<W>, task: W, slot: u32, generation: u32);
+    /// Delivers `input` to the task `id`.
+    fn deliver(&mut self, cx: &mut WorkerCx<W>, id: W::Id, input: W::Input);
+    /// Ticks every task of `group`.
+    fn tick(&mut self, cx: &mut WorkerCx<W>, group: u16);
+    /// Fires a task's timer entry.
+    fn timer(
+        &mut self,
+        cx: &mut WorkerCx<W>,
+        group: u16,
+        slot: u32,
+        generation: u32,
+        deadline: Instant,
+    );
+    /// Calls every task's `on_shutdown`.
+    fn shutdown(&mut self, cx: &mut WorkerCx<W>);
+    /// Removes every task, listing them in `forced`.
+    fn force(&mut self, cx: &mut WorkerCx<W>, forced: &mut Vec<W::Id>);
+    /// Live tasks in all groups.
+    fn live(&self) -> usize;
+}
+
+/// A message from the controller to a worker.
+pub(crate) enum Control<W: Worker> {
+    Spawn { task: W, slot: u32, generation: u32 },
+    Deliver { id: W::Id, input: W::Input },
+}
+
+/// What travels from the workers to the controller.
+pub(crate) enum Envelope<W: Worker> {
+    Event(Event<W>),
+    Exited(WorkerExit<W>),
+}
+
+/// A worker's last word.
+pub(crate) struct WorkerExit<W: Worker> {
+    pub(crate) worker: usize,
+    /// Tasks that finished after shutdown began.
+    pub(crate) finished: usize,
+    /// Tasks still running at the deadline, dropped.
+    pub(crate) forced: Vec<W::Id>,
+    /// Set when the loop itself panicked (a bug in sansio).
+    pub(crate) failure: Option<String>,
+}
+
+/// What a worker shares with the controller.
+pub(crate) struct WorkerShared {
+    pub(crate) notifier: Notifier,
+    /// One per task type.
+    pub(crate) slots: Box<[Slots]>,
+    pub(crate) counters: SharedCounters,
+    /// Set once, to the shutdown deadline.
+    pub(crate) shutdown: OnceLock<Instant>,
+}
+
+impl WorkerShared {
+    pub(crate) fn new(notifier: Notifier, groups: usize) -> Self {
+        WorkerShared {
+            notifier,
+            slots: (0..groups).map(|_| Slots::new()).collect(),
+            counters: SharedCounters::default(),
+            shutdown: OnceLock::new(),
+        }
+    }
+}
+
+/// The worker's state that task groups work through: the clock, the timers,
+/// the way out to the controller, the counters.
+#[doc(hidden)]
+pub struct WorkerCx<W: Worker> {
+    pub(crate) now: Instant,
+    pub(crate) index: u16,
+    pub(crate) shared: Arc<WorkerShared>,
+    pub(crate) timers: Timers,
+    pub(crate) sink: EventSink<W>,
+    pub(crate) counters: Counters,
+    /// Set once shutdown has begun; tasks finishing then are counted.
+    pub(crate) shutting_down: bool,
+    pub(crate) finished_during_shutdown: usize,
+}
+
+impl<W: Worker> WorkerCx<W> {
+    pub(crate) fn output(&mut self, task: W::Id, output: W::Output) {
+        self.counters.outputs += 1;
+        self.sink.send(
+            Envelope::Event(Event::Output { task, output }),
+            false,
+            &mut self.counters,
+        );
+    }
+
+    pub(crate) fn finished(&mut self, task: W::Id) {
+        if self.shutting_down {
+            self.finished_during_shutdown += 1;
+        }
+        self.sink.send(
+            Envelope::Event(Event::Finished { task }),
+            true,
+            &mut self.counters,
+        );
+    }
+
+    pub(crate) fn panicked(&mut self, task: W::Id, message: String) {
+        self.counters.panics += 1;
+        self.sink.send(
+            Envelope::Event(Event::Panicked { task, message }),
+            true,
+            &mut self.counters,
+        );
+    }
+
+    /// Reports a message whose task has ended.
+    pub fn undelivered(&mut self, task: W::Id, input: W::Input) {
+        self.counters.undelivered += 1;
+        self.sink.send(
+            Envelope::Event(Event::Undelivered { task, input }),
+            true,
+            &mut self.counters,
+        );
+    }
+
+    pub(crate) fn release(&self, group: u16, slot: u32) {
+        self.shared.slots[usize::from(group)].release(slot);
+    }
+}
+
+impl<W: Worker> fmt::Debug for WorkerCx<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerCx")
+            .field("worker", &self.index)
+            .field("now", &self.now)
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The way from a worker to the controller's bounded event queue.
+///
+/// Outputs that find the queue full are dropped and counted: a worker never
+/// blocks on a slow controller. Lifecycle events (finished, panicked,
+/// undelivered) wait in a local queue of the same capacity and go out, in
+/// order, ahead of anything newer; only past that are they dropped (counted).
+/// Once shutdown begins the controller drains the queue continuously, and
+/// every event waits for room up to the shutdown deadline.
+pub(crate) struct EventSink<W: Worker> {
+    tx: Sender<Envelope<W>>,
+    pending: VecDeque<Envelope<W>>,
+    capacity: usize,
+    /// During shutdown: wait for room until then instead of dropping.
+    patient_until: Option<Instant>,
+}
+
+impl<W: Worker> EventSink<W> {
+    pub(crate) fn new(tx: Sender<Envelope<W>>, capacity: usize) -> Self {
+        EventSink {
+            tx,
+            pending: VecDeque::new(),
+            capacity,
+            patient_until: None,
+        }
+    }
+
+    fn send(&mut self, envelope: Envelope<W>, lifecycle: bool, counters: &mut Counters) {
+        self.flush(counters);
+        if !self.pending.is_empty() {
+            self.hold(envelope, lifecycle, counters);
+            return;
+        }
+        match self.patient_until {
+            Some(until) => match self.tx.send_deadline(envelope, until) {
+                Ok(()) => {}
+                Err(SendTimeoutError::Timeout(_) | SendTimeoutError::Disconnected(_)) => {
+                    counters.events_dropped += 1;
+                }
+            },
+            None => match self.tx.try_send(envelope) {
+                Ok(()) => {}
+                Err(TrySendError::Full(envelope)) => self.hold(envelope, lifecycle, counters),
+                Err(TrySendError::Disconnected(_)) => counters.events_dropped += 1,
+            },
+        }
+    }
+
+    /// Keeps a lifecycle event for later, or drops an output.
+    fn hold(&mut self, envelope: Envelope<W>, lifecycle: bool, counters: &mut Counters) {
+        if lifecycle && self.pending.len() < self.capacity {
+            self.pending.push_back(envelope);
+        } else {
+            counters.events_dropped += 1;
+        }
+    }
+
+    /// Sends held events while there is room.
+    pub(crate) fn flush(&mut self, counters: &mut Counters) {
+        while let Some(envelope) = self.pending.pop_front() {
+            let result = match self.patient_until {
+                Some(until) => {
+                    self.tx
+                        .send_deadline(envelope, until)
+                        .map_err(|error| match error {
+                            SendTimeoutError::Timeout(envelope) => TrySendError::Full(envelope),
+                            SendTimeoutError::Disconnected(envelope) => {
+                                TrySendError::Disconnected(envelope)
+                            }
+                        })
+                }
+                None => self.tx.try_send(envelope),
+            };
+            match result {
+                Ok(()) => {}
+                Err(TrySendError::Full(envelope)) if self.patient_until.is_none() => {
+                    self.pending.push_front(envelope);
+                    return;
+                }
+                Err(_) => counters.events_dropped += 1,
+            }
+        }
+    }
+
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    fn be_patient_until(&mut self, until: Instant) {
+        self.patient_until = Some(until);
+    }
+}
+
+/// Control messages taken per loop iteration before timers and I/O get
+/// their turn.
+const BATCH: usize = 1024;
+
+/// How long after the shutdown deadline a worker still waits for room in the
+/// event queue for its last events.
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// How soon a worker with held lifecycle events looks at the queue again.
+const RETRY_HELD: Duration = Duration::from_millis(1);
+
+/// One worker thread's loop.
+pub(crate) struct WorkerLoop<W: Worker, P: Poller> {
+    poller: P,
+    inbox: Receiver<Control<W>>,
+    groups: W::Groups,
+    cx: WorkerCx<W>,
+    ready: Vec<Readiness>,
+}
+
+impl<W: Worker, P: Poller> WorkerLoop<W, P> {
+    pub(crate) fn new(
+        index: u16,
+        poller: P,
+        inbox: Receiver<Control<W>>,
+        events: Sender<Envelope<W>>,
+        shared: Arc<WorkerShared>,
+        capacity: usize,
+    ) -> Self {
+        let now = Instant::now();
+        WorkerLoop {
+            poller,
+            inbox,
+            groups: W::Groups::new(),
+            cx: WorkerCx {
+                now,
+                index,
+                shared,
+                timers: Timers::new(now, W::TASK_TYPES.len()),
+                sink: EventSink::new(events, capacity),
+                counters: Counters::default(),
+                shutting_down: false,
+                finished_during_shutdown: 0,
+            },
+            ready: Vec::new(),
+        }
+    }
+
+    /// Runs until shutdown, then reports to the controller. A panic outside
+    /// the task handlers (which are isolated one by one) is reported as the
+    /// worker's failure.
+    pub(crate) fn run(mut self) {
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| self.serve()));
+        let failure = outcome.err().map(|payload| panic_message(payload.as_ref()));
+        let mut forced = Vec::new();
+        self.groups.force(&mut self.cx, &mut forced);
+        let until = self
+            .cx
+            .shared
+            .shutdown
+            .get()
+            .copied()
+            .unwrap_or_else(Instant::now)
+            + SHUTDOWN_GRACE;
+        self.cx.sink.be_patient_until(until);
+        self.cx.sink.flush(&mut self.cx.counters);
+        self.cx.shared.counters.publish(&self.cx.counters);
+        let exit = WorkerExit {
+            worker: usize::from(self.cx.index),
+            finished: self.cx.finished_during_shutdown,
+            forced,
+            failure,
+        };
+        // If the controller is gone there is no one left to tell.
+        let _ = self.cx.sink.tx.send_deadline(Envelope::Exited(exit), until);
+    }
+
+    /// The loop proper; returns once shutdown is complete.
+    fn serve(&mut self) {
+        let mut shutdown_deadline: Option<Instant> = None;
+        loop {
+            let woke = Instant::now();
+            self.cx.now = woke;
+            self.cx.counters.loop_iterations += 1;
+
+            let mut inbox_empty = false;
+            for _ in 0..BATCH {
+                match self.inbox.try_recv() {
+                    Ok(control) => self.handle(control),
+                    Err(TryRecvError::Empty) => {
+                        inbox_empty = true;
+                        break;
+                    }
+                    Err(TryRecvError::Disconnected) => {
+                        // The controller is gone without a shutdown: stop now.
+                        let _ = self.cx.shared.shutdown.set(woke);
+                        inbox_empty = true;
+                        break;
+                    }
+                }
+            }
+
+            if shutdown_deadline.is_none()
+                && let Some(&deadline) = self.cx.shared.shutdown.get()
+            {
+                shutdown_deadline = Some(deadline);
+                self.cx.shutting_down = true;
+                self.cx.sink.be_patient_until(deadline + SHUTDOWN_GRACE);
+                self.groups.shutdown(&mut self.cx);
+            }
+
+            while let Some((deadline, due)) = self.cx.timers.pop_due(self.cx.now) {
+                match due {
+                    Due::Tick { group } => self.groups.tick(&mut self.cx, group),
+                    Due::Task {
+                        group,
+                        slot,
+                        generation,
+                    } => self
+                        .groups
+                        .timer(&mut self.cx, group, slot, generation, deadline),
+                }
+            }
+
+            // No sources are registered yet: readiness belongs to network I/O.
+            self.ready.clear();
+            self.cx.sink.flush(&mut self.cx.counters);
+
+            if let Some(deadline) = shutdown_deadline
+                && (self.groups.live() == 0 || Instant::now() >= deadline)
+            {
+                self.account_busy(woke);
+                return;
+            }
+            self.cx.counters.timers = self.cx.timers.len() as u64;
+
+            if !inbox_empty {
+                self.account_busy(woke);
+                continue;
+            }
+            let mut deadline = self.cx.timers.next_deadline();
+            if let Some(shutdown) = shutdown_deadline {
+                deadline = Some(deadline.map_or(shutdown, |at| at.min(shutdown)));
+            }
+            if self.cx.sink.has_pending() {
+                let retry = Instant::now() + RETRY_HELD;
+                deadline = Some(deadline.map_or(retry, |at| at.min(retry)));
+            }
+            self.cx.shared.notifier.prepare_to_sleep();
+            let work_arrived = !self.inbox.is_empty()
+                || (shutdown_deadline.is_none() && self.cx.shared.shutdown.get().is_some());
+            self.account_busy(woke);
+            if !work_arrived && let Err(error) = self.poller.wait(deadline, &mut self.ready) {
+                // The poller failed (out of memory, a closed descriptor): do
+                // not spin on it; retry shortly.
+                let _ = error;
+                std::thread::sleep(RETRY_HELD);
+            }
+            self.cx.shared.notifier.awake();
+        }
+    }
+
+    fn account_busy(&mut self, woke: Instant) {
+        let busy = Instant::now().saturating_duration_since(woke);
+        self.cx.counters.busy_nanos += u64::try_from(busy.as_nanos()).unwrap_or(u64::MAX);
+        self.cx.shared.counters.publish(&self.cx.counters);
+    }
+
+    fn handle(&mut self, control: Control<W>) {
+        match control {
+            Control::Spawn {
+                task,
+                slot,
+                generation,
+            } => self.groups.spawn(&mut self.cx, task, slot, generation),
+            Control::Deliver { id, input } => self.groups.deliver(&mut self.cx, id, input),
+        }
+    }
+}
+
+/// The message of a panic payload (`&str` or `String`, as `panic!` makes).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(message) = payload.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = payload.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "a panic with a non-string payload".to_owned()
+    }
+}
