@@ -1,48 +1,46 @@
-//! The main demo: an echo task, written as a plain state machine, driven
-//! under virtual time by `TaskHarness` and narrated step by step.
+//! The main demo: echo tasks, written as plain state machines, running on
+//! two worker threads of the default (mio) backend, narrated as they work.
 //!
 //! ```text
 //! cargo run --example demo
 //! ```
 //!
-//! The task answers pings, reports its counters on request, ticks every
+//! Each echo task answers pings, reports its counters on request, ticks every
 //! 100 ms, notices when it has been idle for 250 ms (a timer it re-arms on
-//! every ping) and says goodbye at shutdown. Nothing here touches a socket or
-//! a clock: the harness plays the runtime, so the whole run takes
-//! microseconds of real time and prints the same timeline every time.
+//! every ping) and says goodbye at graceful shutdown. The run takes about a
+//! second and stops by itself.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sansio::prelude::*;
-use sansio::testing::TaskHarness;
 
 /// A ping from a peer.
 #[derive(Debug)]
 pub struct Ping {
     /// Sequence number, echoed back.
     pub seq: u64,
-    /// Payload, echoed back.
-    pub payload: Vec<u8>,
+    /// When the controller sent it.
+    pub sent: Instant,
 }
 
 /// A request for the echo's counters.
 #[derive(Debug)]
 pub struct GetStats;
 
-/// What the echo task reports to its controller.
+/// What an echo task reports to the controller.
 #[derive(Debug)]
 pub enum EchoOut {
     /// The answer to a [`Ping`].
-    Pong { seq: u64, payload: Vec<u8> },
+    Pong { seq: u64, sent: Instant },
     /// The answer to [`GetStats`].
     Stats { echoed: u64, ticks: u64 },
     /// No ping for [`IDLE_AFTER`].
-    Idle { since_last_ping: Duration },
+    Idle,
     /// Emitted at shutdown, just before the task finishes.
     Bye { echoed: u64 },
 }
 
-/// How long without a ping before the task reports itself idle.
+/// How long without a ping before a task reports itself idle.
 const IDLE_AFTER: Duration = Duration::from_millis(250);
 
 #[sansio::task(output = EchoOut)]
@@ -64,7 +62,7 @@ impl Echo {
         self.echoed += 1;
         ctx.emit(EchoOut::Pong {
             seq: ping.seq,
-            payload: ping.payload,
+            sent: ping.sent,
         });
         // Re-arming replaces the previous deadline: one timer per task.
         ctx.set_timer(ctx.now() + IDLE_AFTER);
@@ -85,9 +83,7 @@ impl Echo {
 
     #[on_timer]
     fn idle(&mut self, ctx: &mut Ctx<Self>) {
-        ctx.emit(EchoOut::Idle {
-            since_last_ping: IDLE_AFTER,
-        });
+        ctx.emit(EchoOut::Idle);
     }
 
     #[on_shutdown]
@@ -99,71 +95,86 @@ impl Echo {
     }
 }
 
-/// Prints what the task emitted since the last call, stamped with virtual time.
-fn show(echo: &mut TaskHarness<Echo>) {
-    let at = echo.elapsed().as_secs_f64() * 1e3;
-    for output in echo.drain() {
-        match output {
-            EchoOut::Pong { seq, payload } => println!(
-                "  [{at:6.1} ms] <- Pong #{seq} {:?}",
-                String::from_utf8_lossy(&payload)
-            ),
-            other => println!("  [{at:6.1} ms] <- {other:?}"),
-        }
+#[sansio::worker]
+pub enum Demo {
+    Echo(Echo),
+}
+
+/// Prints one event, stamped with the time since `start`.
+fn show(start: Instant, event: Event<Demo>) {
+    let at = start.elapsed().as_secs_f64() * 1e3;
+    match event {
+        Event::Output {
+            task,
+            output: DemoOutput::Echo(EchoOut::Pong { seq, sent }),
+        } => println!(
+            "  [{at:6.1} ms] {task} <- Pong #{seq} (round trip {:.1} µs)",
+            sent.elapsed().as_secs_f64() * 1e6
+        ),
+        Event::Output {
+            task,
+            output: DemoOutput::Echo(output),
+        } => println!("  [{at:6.1} ms] {task} <- {output:?}"),
+        other => println!("  [{at:6.1} ms] {other:?}"),
     }
 }
 
-/// Runs virtual time forward by `by`, one wakeup at a time, so that every
-/// tick and timer is shown at the instant it fired.
-fn run_for(echo: &mut TaskHarness<Echo>, by: Duration) {
-    let until = echo.now() + by;
-    while echo.next_wakeup().is_some_and(|at| at <= until) {
-        let ticks = echo.task().ticks;
-        echo.advance_to_next();
-        if echo.task().ticks > ticks {
-            let at = echo.elapsed().as_secs_f64() * 1e3;
-            println!("  [{at:6.1} ms]    tick #{}", echo.task().ticks);
-        }
-        show(echo);
+/// Prints every event that arrives within `window`.
+fn show_for(runtime: &Runtime<Demo>, start: Instant, window: Duration) {
+    let until = Instant::now() + window;
+    while let Some(event) = runtime.next_event(until.saturating_duration_since(Instant::now())) {
+        show(start, event);
     }
-    echo.advance(until - echo.now());
 }
 
-/// Sends one ping and shows the answer.
-fn ping(echo: &mut TaskHarness<Echo>, seq: u64) {
-    let at = echo.elapsed().as_secs_f64() * 1e3;
-    println!("  [{at:6.1} ms] -> Ping #{seq}");
-    echo.input(Ping {
-        seq,
-        payload: format!("hello {seq}").into_bytes(),
-    });
-    show(echo);
-}
-
-fn main() {
-    println!("sansio demo: an echo task under virtual time (no sockets, no threads)");
-    let mut echo = TaskHarness::new(Echo::default());
-    println!("  [   0.0 ms]    started; idle timer armed for {IDLE_AFTER:?}, ticks every 100ms");
+fn main() -> sansio::Result<()> {
+    let runtime = Runtime::<Demo>::builder().workers(2).build()?;
+    let start = Instant::now();
+    println!("sansio demo: echo tasks on 2 workers, mio backend");
+    let echoes: Vec<TaskId<Echo>> = (0..2)
+        .map(|_| {
+            runtime
+                .spawn(Echo::default())
+                .expect("a fresh runtime has room")
+        })
+        .collect();
+    println!("  spawned {} and {}", echoes[0], echoes[1]);
 
     for seq in 1..=3 {
-        ping(&mut echo, seq);
+        let echo = echoes[seq as usize % 2];
+        println!(
+            "  [{:6.1} ms] {echo} -> Ping #{seq}",
+            start.elapsed().as_secs_f64() * 1e3
+        );
+        runtime
+            .send(
+                echo,
+                Ping {
+                    seq,
+                    sent: Instant::now(),
+                },
+            )
+            .expect("the echo is alive and its inbox has room");
     }
-    run_for(&mut echo, Duration::from_millis(180));
-    println!("  [ 180.0 ms] -> GetStats");
-    echo.input(GetStats);
-    show(&mut echo);
+    show_for(&runtime, start, Duration::from_millis(180));
 
-    // 250 ms after the last ping (at 0 ms), the idle timer has fired.
-    run_for(&mut echo, Duration::from_millis(200));
-    ping(&mut echo, 4);
-    run_for(&mut echo, Duration::from_millis(300));
+    println!("  asking for counters (ticks every 100 ms)");
+    for echo in &echoes {
+        runtime.send(*echo, GetStats).expect("alive");
+    }
+    // The idle timers fire 250 ms after each task's last ping.
+    show_for(&runtime, start, Duration::from_millis(400));
 
-    println!("  [ 680.0 ms] -> GetStats, then shutdown");
-    echo.input(GetStats).shutdown();
-    show(&mut echo);
+    println!("{}", runtime.stats());
+    println!("  shutting down gracefully");
+    let report = runtime.shutdown(Duration::from_secs(2))?;
+    for event in report.events {
+        show(start, event);
+    }
     println!(
-        "  finished: {} after {:?} of virtual time",
-        echo.is_finished(),
-        echo.elapsed()
+        "  done: {} tasks finished, {} forced, workers joined",
+        report.finished,
+        report.forced.len()
     );
+    Ok(())
 }

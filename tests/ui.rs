@@ -17,6 +17,7 @@ fn ui() {
         "on_tick",
         "send",
         "misplaced",
+        "worker",
     ] {
         t.compile_fail(format!("tests/ui/{category}/*.rs"));
     }

@@ -114,7 +114,8 @@ impl Sampler {
     }
 }
 
-/// A snapshot of one worker.
+/// A snapshot of one worker. The worker publishes its counters at the end of
+/// each loop iteration, so while it works they may lag by one batch.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct WorkerStats {

@@ -27,9 +27,13 @@ use crate::Ctx;
 /// - **Inputs** arrive through [`Task::on_input`] as [`Task::Input`], an enum
 ///   with one variant per `#[on_input]` handler.
 /// - **Ticks**: when [`Task::TICK_INTERVAL`] is `Some(every)`, the runtime
-///   calls [`Task::on_tick`] at `start + every`, `start + 2 × every`, … where
-///   `start` is the instant the task was started. Ticks are scheduled from
-///   that fixed origin, so they never drift.
+///   calls [`Task::on_tick`] every `every`, on a schedule fixed to an origin
+///   (`origin + k × every`), so ticks never drift. A runtime worker ticks all
+///   tasks of one type together, on a schedule fixed to the worker's start:
+///   a new task's first tick comes within one interval, and a worker that
+///   falls behind skips missed ticks rather than replaying them. The
+///   [`TaskHarness`](crate::testing::TaskHarness) ticks from the task's start
+///   and fires every tick of an `advance`, each at its own instant.
 /// - **Timer**: one per task. [`Ctx::set_timer`] arms it (replacing any
 ///   earlier deadline), [`Ctx::cancel_timer`] disarms it; when the deadline
 ///   passes, the runtime disarms it and calls [`Task::on_timer`], which may

@@ -83,25 +83,6 @@ pub trait Member<W: Worker>: Task + Send {
     fn output(output: Self::Output) -> W::Output;
 }
 
-/// A task's output converts into the worker's `output = Type`; the bound
-/// `#[sansio::worker(output = ..)]` checks for each task type.
-#[doc(hidden)]
-#[diagnostic::on_unimplemented(
-    message = "the output `{Self}` of a task cannot be merged into the worker's output `{T}`",
-    label = "`{Self}` does not convert into `{T}`",
-    note = "implement `From<{Self}> for {T}`, or leave out `output = ..` to get a generated enum with one variant per task type"
-)]
-pub trait MergeInto<T> {
-    /// Converts the output.
-    fn merge(self) -> T;
-}
-
-impl<O: Into<T>, T> MergeInto<T> for O {
-    fn merge(self) -> T {
-        self.into()
-    }
-}
-
 /// The task groups of one worker thread, one [`Group`](crate::group::Group)
 /// per task type; `#[sansio::worker]` writes the impl, which only routes each
 /// call to the right group.
@@ -356,6 +337,8 @@ pub(crate) struct WorkerLoop<W: Worker, P: Poller> {
     groups: W::Groups,
     cx: WorkerCx<W>,
     ready: Vec<Readiness>,
+    /// How long to spin for new messages before sleeping.
+    spin: Duration,
 }
 
 impl<W: Worker, P: Poller> WorkerLoop<W, P> {
@@ -366,6 +349,7 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
         events: Sender<Envelope<W>>,
         shared: Arc<WorkerShared>,
         capacity: usize,
+        spin: Duration,
     ) -> Self {
         let now = Instant::now();
         WorkerLoop {
@@ -383,6 +367,7 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
                 finished_during_shutdown: 0,
             },
             ready: Vec::new(),
+            spin,
         }
     }
 
@@ -486,6 +471,10 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
                 let retry = Instant::now() + RETRY_HELD;
                 deadline = Some(deadline.map_or(retry, |at| at.min(retry)));
             }
+            if self.spin > Duration::ZERO && self.spin_for_work(deadline) {
+                self.account_busy(woke);
+                continue;
+            }
             self.cx.shared.notifier.prepare_to_sleep();
             let work_arrived = !self.inbox.is_empty()
                 || (shutdown_deadline.is_none() && self.cx.shared.shutdown.get().is_some());
@@ -498,6 +487,25 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
             }
             self.cx.shared.notifier.awake();
         }
+    }
+
+    /// Spins up to `self.spin` (or until `deadline`) for a control message,
+    /// returning whether one came. Checks the inbox only every few dozen
+    /// spin hints, to leave its cache line to the senders.
+    fn spin_for_work(&self, deadline: Option<Instant>) -> bool {
+        let mut until = Instant::now() + self.spin;
+        if let Some(deadline) = deadline {
+            until = until.min(deadline);
+        }
+        while self.inbox.is_empty() {
+            if Instant::now() >= until || self.cx.shared.shutdown.get().is_some() {
+                return false;
+            }
+            for _ in 0..64 {
+                std::hint::spin_loop();
+            }
+        }
+        true
     }
 
     fn account_busy(&mut self, woke: Instant) {

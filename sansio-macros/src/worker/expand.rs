@@ -69,7 +69,7 @@ pub(crate) fn worker(worker: &WorkerEnum) -> TokenStream {
                 .map(|variant| {
                     let task = &variant.task;
                     quote_spanned! {task.span()=>
-                        <<#task as #private::Task>::Output as #private::MergeInto<#output>>::merge(output)
+                        #private::Into::<#output>::into(output)
                     }
                 })
                 .collect();

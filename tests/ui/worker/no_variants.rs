@@ -1,0 +1,4 @@
+#[sansio::worker]
+pub enum Media {}
+
+fn main() {}

@@ -1,0 +1,22 @@
+use sansio::prelude::*;
+
+#[sansio::task(output = u32)]
+pub struct Echo;
+
+#[sansio::task]
+impl Echo {
+    #[on_input]
+    fn number(&mut self, ctx: &mut Ctx<Self>, n: u32) {
+        ctx.emit(n);
+    }
+}
+
+pub struct Plain;
+
+#[sansio::worker]
+pub enum Media {
+    Echo(Echo),
+    Plain(Plain),
+}
+
+fn main() {}

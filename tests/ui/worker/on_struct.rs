@@ -1,0 +1,6 @@
+#[sansio::worker]
+pub struct Media {
+    workers: usize,
+}
+
+fn main() {}
