@@ -6,7 +6,6 @@ mod util;
 
 use std::time::{Duration, Instant};
 
-use sansio::Error;
 use sansio::prelude::*;
 use util::tasks::{Echo, EchoOut, Media, MediaId, MediaOutput, Ping, Ticker};
 use util::{threads_named, wait_for_threads};
@@ -107,31 +106,4 @@ backend_tests! {
         assert_eq!(report.finished, 0);
         assert!(report.events.is_empty());
     }
-}
-
-#[test]
-fn the_builder_rejects_settings_out_of_range() {
-    let config = |result: sansio::Result<Runtime<Media>>| match result {
-        Err(Error::Config(message)) => message,
-        other => panic!("expected a configuration error, got {other:?}"),
-    };
-    assert!(config(Runtime::<Media>::builder().workers(0).build()).contains("workers"));
-    assert!(
-        config(
-            Runtime::<Media>::builder()
-                .workers(1)
-                .queue_capacity(0)
-                .build()
-        )
-        .contains("queue_capacity")
-    );
-    assert!(
-        config(
-            Runtime::<Media>::builder()
-                .workers(1)
-                .event_capacity(0)
-                .build()
-        )
-        .contains("event_capacity")
-    );
 }

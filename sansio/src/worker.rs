@@ -378,7 +378,11 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| self.serve()));
         let failure = outcome.err().map(|payload| panic_message(payload.as_ref()));
         let mut forced = Vec::new();
-        self.groups.force(&mut self.cx, &mut forced);
+        // Tasks' Drop runs here; after a failure the groups may be half-way
+        // through an update. Neither may keep the exit message from going out.
+        let _ = panic::catch_unwind(AssertUnwindSafe(|| {
+            self.groups.force(&mut self.cx, &mut forced);
+        }));
         let until = self
             .cx
             .shared
