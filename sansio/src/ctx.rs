@@ -3,9 +3,13 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::net::SocketAddr;
 use std::time::Instant;
 
-use crate::Task;
+use crate::buf::PacketBuf;
+use crate::id::RawId;
+use crate::net::{UdpBound, UdpError, UdpOptions, UdpPacket, UdpSocketId, UdpWrap};
+use crate::{Handles, Task};
 
 /// Something a task asked the runtime to do, queued on its [`Ctx`].
 ///
@@ -17,6 +21,40 @@ use crate::Task;
 pub enum Action<T: Task> {
     /// An output for the controller, queued with [`Ctx::emit`].
     Emit(T::Output),
+    /// Bind a UDP socket ([`Ctx::udp_bind`]).
+    UdpBind {
+        /// The id `udp_bind` returned.
+        socket: UdpSocketId,
+        /// The local address to bind.
+        addr: SocketAddr,
+        /// How to set the socket up.
+        options: UdpOptions,
+        /// How the worker turns this socket's events into the task's input.
+        wrap: UdpWrap<T>,
+    },
+    /// Send one datagram ([`Ctx::udp_send`]).
+    UdpSend {
+        /// The socket to send from.
+        socket: UdpSocketId,
+        /// The destination.
+        to: SocketAddr,
+        /// The payload.
+        data: PacketBuf,
+    },
+    /// Send one payload to many peers ([`Ctx::udp_send_many`]).
+    UdpSendMany {
+        /// The socket to send from.
+        socket: UdpSocketId,
+        /// The destinations.
+        to: Box<[SocketAddr]>,
+        /// The payload, shared by every datagram.
+        data: PacketBuf,
+    },
+    /// Close a UDP socket ([`Ctx::udp_close`]).
+    UdpClose {
+        /// The socket.
+        socket: UdpSocketId,
+    },
 }
 
 impl<T: Task> fmt::Debug for Action<T>
@@ -26,17 +64,32 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Action::Emit(output) => f.debug_tuple("Emit").field(output).finish(),
-        }
-    }
-}
-
-impl<T: Task> PartialEq for Action<T>
-where
-    T::Output: PartialEq,
-{
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (Action::Emit(a), Action::Emit(b)) => a == b,
+            Action::UdpBind {
+                socket,
+                addr,
+                options,
+                ..
+            } => f
+                .debug_struct("UdpBind")
+                .field("socket", socket)
+                .field("addr", addr)
+                .field("options", options)
+                .finish_non_exhaustive(),
+            Action::UdpSend { socket, to, data } => f
+                .debug_struct("UdpSend")
+                .field("socket", socket)
+                .field("to", to)
+                .field("data", data)
+                .finish(),
+            Action::UdpSendMany { socket, to, data } => f
+                .debug_struct("UdpSendMany")
+                .field("socket", socket)
+                .field("to", to)
+                .field("data", data)
+                .finish(),
+            Action::UdpClose { socket } => {
+                f.debug_struct("UdpClose").field("socket", socket).finish()
+            }
         }
     }
 }
@@ -53,16 +106,25 @@ pub struct Ctx<T: Task> {
     actions: VecDeque<Action<T>>,
     timer: Option<Instant>,
     finished: bool,
+    /// The task this context belongs to, for the ids of its sockets.
+    owner: RawId,
+    /// Sockets bound so far, for the next socket id.
+    sockets_made: u32,
+    /// Open UDP sockets, closed by the worker when the task ends.
+    udp_sockets: Vec<UdpSocketId>,
 }
 
 impl<T: Task> Ctx<T> {
-    /// A context whose clock reads `now`.
-    pub(crate) fn new(now: Instant) -> Self {
+    /// A context whose clock reads `now`, for the task `owner`.
+    pub(crate) fn new(now: Instant, owner: RawId) -> Self {
         Ctx {
             now,
             actions: VecDeque::new(),
             timer: None,
             finished: false,
+            owner,
+            sockets_made: 0,
+            udp_sockets: Vec::new(),
         }
     }
 
@@ -111,6 +173,65 @@ impl<T: Task> Ctx<T> {
     #[must_use]
     pub fn is_finished(&self) -> bool {
         self.finished
+    }
+
+    /// Binds a UDP socket to `addr` (port 0: the system picks one) and
+    /// returns its id at once.
+    ///
+    /// The outcome arrives as an input, [`UdpBound`] (with the local
+    /// address, or the error); then every datagram the socket receives
+    /// arrives as a [`UdpPacket`], and send failures as [`UdpError`]s. A task
+    /// must handle all three to call this: the compiler checks it. The worker
+    /// closes the task's sockets when the task ends.
+    pub fn udp_bind(&mut self, addr: SocketAddr, options: UdpOptions) -> UdpSocketId
+    where
+        T: Handles<UdpBound> + Handles<UdpPacket> + Handles<UdpError>,
+    {
+        self.sockets_made = self.sockets_made.wrapping_add(1);
+        let socket = UdpSocketId::new(self.owner, self.sockets_made);
+        self.udp_sockets.push(socket);
+        self.actions.push_back(Action::UdpBind {
+            socket,
+            addr,
+            options,
+            wrap: UdpWrap::new(),
+        });
+        socket
+    }
+
+    /// Sends `data` to `to` from `socket` (any socket of a task on this
+    /// worker). The buffer is sent as it is: a received [`UdpPacket`]'s data
+    /// can go straight back out, without a copy.
+    ///
+    /// Sends are queued in order and handed to the kernel in batches; a send
+    /// that fails comes back as an [`UdpError`] with its payload.
+    pub fn udp_send(&mut self, socket: UdpSocketId, to: SocketAddr, data: PacketBuf) {
+        self.actions.push_back(Action::UdpSend { socket, to, data });
+    }
+
+    /// Sends one payload to every address of `to` (the fan-out of a media
+    /// server): the payload is shared, not copied per peer.
+    pub fn udp_send_many(&mut self, socket: UdpSocketId, to: &[SocketAddr], data: PacketBuf) {
+        self.actions.push_back(Action::UdpSendMany {
+            socket,
+            to: to.into(),
+            data,
+        });
+    }
+
+    /// Closes a UDP socket of this task; datagrams still queued for it are
+    /// dropped. Accepts an `Option` (as in `ctx.udp_close(self.socket.take())`)
+    /// and ignores `None`.
+    pub fn udp_close(&mut self, socket: impl Into<Option<UdpSocketId>>) {
+        if let Some(socket) = socket.into() {
+            self.udp_sockets.retain(|open| *open != socket);
+            self.actions.push_back(Action::UdpClose { socket });
+        }
+    }
+
+    /// The UDP sockets this task has bound and not closed.
+    pub(crate) fn udp_sockets(&self) -> &[UdpSocketId] {
+        &self.udp_sockets
     }
 
     /// Moves the clock to `now`; the runtime never moves it backwards.

@@ -11,6 +11,11 @@ use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::time::Instant;
 
+use std::sync::Arc;
+
+use crate::id::RawId;
+use crate::net::udp::Payload;
+use crate::net::{NetInput, UdpWrap};
 use crate::timer::Due;
 use crate::worker::{Member, Worker, WorkerCx, panic_message};
 use crate::{Action, Ctx, Task, TaskId};
@@ -30,6 +35,17 @@ struct Entry<T: Task> {
     /// Re-arming later leaves that entry, which re-arms itself when it comes
     /// due; re-arming earlier adds a new entry.
     armed: Option<Instant>,
+    /// How this task's UDP events become its input, once it bound a socket.
+    udp: Option<UdpWrap<T>>,
+}
+
+/// The raw id of the task of type `T` in `slot`.
+fn owner<W: Worker, T: Member<W>>(slot: u32, generation: u32) -> RawId {
+    RawId {
+        group: T::GROUP,
+        slot,
+        generation,
+    }
 }
 
 impl<T: Task> Default for Group<T> {
@@ -64,8 +80,9 @@ impl<T: Task> Group<T> {
         self.entries[index] = Some(Entry {
             generation,
             task,
-            ctx: Ctx::new(cx.now),
+            ctx: Ctx::new(cx.now, owner::<W, T>(slot, generation)),
             armed: None,
+            udp: None,
         });
         self.live += 1;
         if let Some(every) = T::TICK_INTERVAL {
@@ -93,6 +110,36 @@ impl<T: Task> Group<T> {
         }
         cx.counters.inputs += 1;
         self.run(cx, id.slot(), |task, ctx| task.on_input(ctx, input));
+    }
+
+    /// Delivers a network event to the task in `slot`, as its input; drops
+    /// and counts it when that task has ended.
+    pub fn net<W: Worker>(
+        &mut self,
+        cx: &mut WorkerCx<W>,
+        slot: u32,
+        generation: u32,
+        input: NetInput,
+    ) where
+        T: Member<W>,
+    {
+        let Some(Some(entry)) = self.entries.get(slot as usize) else {
+            cx.counters.net_dropped += 1;
+            return;
+        };
+        if entry.generation != generation {
+            cx.counters.net_dropped += 1;
+            return;
+        }
+        match input.into_input::<T>(entry.udp.as_ref()) {
+            Ok(input) => {
+                cx.counters.inputs += 1;
+                self.run(cx, slot, |task, ctx| task.on_input(ctx, input));
+            }
+            // Only a task that bound a socket gets its events: unreachable in
+            // practice, counted all the same.
+            Err(_) => cx.counters.net_dropped += 1,
+        }
     }
 
     /// Ticks every live task, then schedules the group's next tick.
@@ -193,11 +240,35 @@ impl<T: Task> Group<T> {
         let outcome =
             panic::catch_unwind(AssertUnwindSafe(|| hook(&mut entry.task, &mut entry.ctx)));
         let id = T::id(TaskId::new(cx.index, slot, entry.generation));
+        let owner = owner::<W, T>(slot, entry.generation);
         // What the task queued before a panic was queued by a correct task
         // state: carry it out too.
         while let Some(action) = entry.ctx.next_action() {
             match action {
                 Action::Emit(output) => cx.output(id, T::output(output)),
+                Action::UdpBind {
+                    socket,
+                    addr,
+                    options,
+                    wrap,
+                } => {
+                    entry.udp = Some(wrap);
+                    cx.net
+                        .udp_bind(socket, owner, addr, &options, &mut cx.counters);
+                }
+                Action::UdpSend { socket, to, data } => {
+                    cx.net
+                        .udp_send(owner, socket, to, Payload::Owned(data), &mut cx.counters);
+                }
+                Action::UdpSendMany { socket, to, data } => {
+                    let shared = Arc::new(data);
+                    for to in to.iter().copied() {
+                        let payload = Payload::Shared(Arc::clone(&shared));
+                        cx.net
+                            .udp_send(owner, socket, to, payload, &mut cx.counters);
+                    }
+                }
+                Action::UdpClose { socket } => cx.net.udp_close(socket, &mut cx.counters),
             }
         }
         match outcome {
@@ -237,6 +308,9 @@ impl<T: Task> Group<T> {
     {
         if let Some(entry) = self.entries[slot as usize].take() {
             self.live -= 1;
+            for &socket in entry.ctx.udp_sockets() {
+                cx.net.udp_close(socket, &mut cx.counters);
+            }
             // The task's own Drop may panic; that must not take the worker.
             let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(entry)));
             cx.release(T::GROUP, slot);

@@ -108,6 +108,19 @@ impl<T: Task> fmt::Display for TaskId<T> {
     }
 }
 
+/// A task's identity without its type: the index of its type in the worker,
+/// its slot and generation. Names the owner of a socket.
+#[doc(hidden)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default)]
+pub struct RawId {
+    /// The index of the task's type among the worker's variants.
+    pub group: u16,
+    /// The task's slot.
+    pub slot: u32,
+    /// The slot's generation.
+    pub generation: u32,
+}
+
 /// Slots per chunk of a [`Slots`] table.
 const CHUNK: usize = 4096;
 /// Chunks per table: the most tasks of one type one worker can hold is

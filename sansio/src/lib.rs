@@ -173,10 +173,12 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
+mod buf;
 mod ctx;
 mod error;
 mod group;
 mod id;
+mod net;
 mod runtime;
 pub mod stats;
 mod task;
@@ -191,9 +193,11 @@ mod worker;
 struct ReadmeDoctests;
 
 pub use crate::backend::Backend;
+pub use crate::buf::{DEFAULT_CAPACITY, HEADROOM, PacketBuf};
 pub use crate::ctx::{Action, Ctx};
 pub use crate::error::{Error, Result, SendError, SpawnError};
 pub use crate::id::TaskId;
+pub use crate::net::{UdpBound, UdpError, UdpOptions, UdpPacket, UdpSocketId, UdpWrap};
 pub use crate::runtime::{
     Builder, DEFAULT_QUEUE_CAPACITY, DEFAULT_SHUTDOWN, Event, Runtime, ShutdownReport,
 };
@@ -239,8 +243,9 @@ pub use sansio_macros::on_shutdown;
 /// Everything a task module needs: `use sansio::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Action, Backend, Ctx, Event, Handles, Member, Runtime, Task, TaskId, Worker, on_input,
-        on_shutdown, on_start, on_tick, on_timer,
+        Action, Backend, Ctx, Event, Handles, Member, PacketBuf, Runtime, Task, TaskId, UdpBound,
+        UdpError, UdpOptions, UdpPacket, UdpSocketId, Worker, on_input, on_shutdown, on_start,
+        on_tick, on_timer,
     };
 }
 
@@ -249,6 +254,8 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::group::Group;
+    pub use crate::id::RawId;
+    pub use crate::net::NetInput;
     pub use crate::task::TaskDecl;
     pub use crate::worker::{Groups, WorkerCx};
     pub use crate::{Ctx, Handles, Member, Task, TaskId, Worker};

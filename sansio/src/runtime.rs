@@ -327,7 +327,8 @@ fn start<W: Worker, P: Poller>(
         Arc::clone(&shared),
         capacity,
         spin,
-    );
+    )
+    .map_err(io("creating the poller's registry"))?;
     let thread = std::thread::Builder::new()
         .name(name)
         .spawn(move || {
@@ -596,6 +597,13 @@ impl<W: Worker> Runtime<W> {
                     undelivered: counters.undelivered,
                     panics: counters.panics,
                     timers_pending: counters.timers,
+                    udp_sockets: counters.udp_sockets,
+                    udp_received: counters.udp_received,
+                    udp_sent: counters.udp_sent,
+                    udp_truncated: counters.udp_truncated,
+                    udp_send_errors: counters.udp_send_errors,
+                    udp_recv_errors: counters.udp_recv_errors,
+                    net_dropped: counters.net_dropped,
                 }
             })
             .collect();

@@ -6,62 +6,67 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// Counters a worker updates as it works (plain integers: only the worker
-/// writes them), published to [`SharedCounters`] at the end of each loop
-/// iteration.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct Counters {
-    pub(crate) loop_iterations: u64,
-    pub(crate) inputs: u64,
-    pub(crate) outputs: u64,
-    pub(crate) busy_nanos: u64,
-    pub(crate) events_dropped: u64,
-    pub(crate) undelivered: u64,
-    pub(crate) panics: u64,
-    pub(crate) timers: u64,
-}
-
-/// The published copy of a worker's [`Counters`], read by the controller.
-#[derive(Debug, Default)]
-pub(crate) struct SharedCounters {
-    loop_iterations: AtomicU64,
-    inputs: AtomicU64,
-    outputs: AtomicU64,
-    busy_nanos: AtomicU64,
-    events_dropped: AtomicU64,
-    undelivered: AtomicU64,
-    panics: AtomicU64,
-    timers: AtomicU64,
-    /// Written by the controller: sends and spawns refused with `Full`.
-    pub(crate) sends_rejected: AtomicU64,
-}
-
-impl SharedCounters {
-    pub(crate) fn publish(&self, counters: &Counters) {
-        let store = |cell: &AtomicU64, value| cell.store(value, Ordering::Relaxed);
-        store(&self.loop_iterations, counters.loop_iterations);
-        store(&self.inputs, counters.inputs);
-        store(&self.outputs, counters.outputs);
-        store(&self.busy_nanos, counters.busy_nanos);
-        store(&self.events_dropped, counters.events_dropped);
-        store(&self.undelivered, counters.undelivered);
-        store(&self.panics, counters.panics);
-        store(&self.timers, counters.timers);
-    }
-
-    pub(crate) fn read(&self) -> Counters {
-        let load = |cell: &AtomicU64| cell.load(Ordering::Relaxed);
-        Counters {
-            loop_iterations: load(&self.loop_iterations),
-            inputs: load(&self.inputs),
-            outputs: load(&self.outputs),
-            busy_nanos: load(&self.busy_nanos),
-            events_dropped: load(&self.events_dropped),
-            undelivered: load(&self.undelivered),
-            panics: load(&self.panics),
-            timers: load(&self.timers),
+/// Declares the worker's counters once: the plain [`Counters`] the worker
+/// updates, and [`SharedCounters`], their published atomic copy.
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident,)*) => {
+        /// Counters a worker updates as it works (plain integers: only the
+        /// worker writes them), published to [`SharedCounters`] at the end of
+        /// each loop iteration.
+        #[derive(Debug, Default, Clone, Copy)]
+        pub(crate) struct Counters {
+            $($(#[$doc])* pub(crate) $name: u64,)*
         }
-    }
+
+        /// The published copy of a worker's [`Counters`], read by the
+        /// controller.
+        #[derive(Debug, Default)]
+        pub(crate) struct SharedCounters {
+            $($name: AtomicU64,)*
+            /// Written by the controller: sends and spawns refused with
+            /// `Full`.
+            pub(crate) sends_rejected: AtomicU64,
+        }
+
+        impl SharedCounters {
+            pub(crate) fn publish(&self, counters: &Counters) {
+                $(self.$name.store(counters.$name, Ordering::Relaxed);)*
+            }
+
+            pub(crate) fn read(&self) -> Counters {
+                Counters {
+                    $($name: self.$name.load(Ordering::Relaxed),)*
+                }
+            }
+        }
+    };
+}
+
+counters! {
+    loop_iterations,
+    inputs,
+    outputs,
+    busy_nanos,
+    events_dropped,
+    undelivered,
+    panics,
+    timers,
+    /// Datagrams delivered to tasks.
+    udp_received,
+    /// Datagrams the kernel took.
+    udp_sent,
+    /// Datagrams cut by the kernel (larger than `max_datagram`) or without
+    /// a sender address, dropped.
+    udp_truncated,
+    /// Sends refused: by the kernel, by a full send queue, or on a closed
+    /// socket.
+    udp_send_errors,
+    /// Errors reading a socket.
+    udp_recv_errors,
+    /// Open UDP sockets.
+    udp_sockets,
+    /// Network events for tasks that had ended, dropped.
+    net_dropped,
 }
 
 /// The shortest window rates and utilization are measured over.
@@ -152,6 +157,22 @@ pub struct WorkerStats {
     /// Entries in the worker's timer heap (ticks and task timers; some may be
     /// stale re-arms that will be skipped).
     pub timers_pending: u64,
+    /// Open UDP sockets.
+    pub udp_sockets: u64,
+    /// Datagrams received and delivered to tasks.
+    pub udp_received: u64,
+    /// Datagrams sent.
+    pub udp_sent: u64,
+    /// Datagrams dropped because they were larger than the socket's
+    /// `max_datagram` (or malformed).
+    pub udp_truncated: u64,
+    /// Sends refused (by the kernel, a full send queue, a closed socket);
+    /// each came back to its task as an `UdpError`.
+    pub udp_send_errors: u64,
+    /// Errors reading a socket, each reported to its task.
+    pub udp_recv_errors: u64,
+    /// Network events for tasks that had already ended, dropped.
+    pub net_dropped: u64,
 }
 
 impl WorkerStats {
@@ -185,7 +206,7 @@ impl fmt::Display for RuntimeStats {
                 .collect();
             writeln!(
                 f,
-                "worker {}: util {:5.1}% | in {:>10.0}/s out {:>10.0}/s | loops {} | inbox {}/{} | tasks [{}] | timers {} | rejected {} dropped {} undelivered {} panics {}",
+                "worker {}: util {:5.1}% | in {:>10.0}/s out {:>10.0}/s | loops {} | inbox {}/{} | tasks [{}] | timers {} | rejected {} dropped {} undelivered {} panics {} | udp sockets {} rx {} tx {} truncated {} errors {}",
                 worker.worker,
                 worker.utilization * 100.0,
                 worker.inputs_per_sec,
@@ -199,6 +220,11 @@ impl fmt::Display for RuntimeStats {
                 worker.events_dropped,
                 worker.undelivered,
                 worker.panics,
+                worker.udp_sockets,
+                worker.udp_received,
+                worker.udp_sent,
+                worker.udp_truncated,
+                worker.udp_send_errors + worker.udp_recv_errors,
             )?;
         }
         write!(

@@ -11,6 +11,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::id::RawId;
 use crate::{Action, Ctx, Handles, Task};
 
 /// How many times in a row a timer may fire without the clock moving before
@@ -84,7 +85,7 @@ impl<T: Task> TaskHarness<T> {
         let epoch = Instant::now();
         let mut harness = TaskHarness {
             task,
-            ctx: Ctx::new(epoch),
+            ctx: Ctx::new(epoch, RawId::default()),
             epoch,
             next_tick: T::TICK_INTERVAL.map(|every| epoch + every),
             shut_down: false,
@@ -195,14 +196,14 @@ impl<T: Task> TaskHarness<T> {
 
     /// Takes what the task emitted for the controller, oldest first.
     ///
-    /// Other actions queued in between (none exist yet besides
-    /// [`Action::Emit`]) are discarded; use [`TaskHarness::drain_actions`] to
-    /// see every action.
+    /// Other actions queued in between (sockets bound, datagrams sent, …)
+    /// are discarded; use [`TaskHarness::drain_actions`] to see every action.
     pub fn drain(&mut self) -> Vec<T::Output> {
         self.drain_actions()
             .into_iter()
-            .map(|action| match action {
-                Action::Emit(output) => output,
+            .filter_map(|action| match action {
+                Action::Emit(output) => Some(output),
+                _ => None,
             })
             .collect()
     }

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TryRecvError, TrySendError};
 
 use crate::backend::{Notifier, Poller, Readiness};
-use crate::id::Slots;
+use crate::id::{RawId, Slots};
+use crate::net::{Net, NetInput, Source};
 use crate::runtime::Event;
 use crate::stats::{Counters, SharedCounters};
 use crate::timer::{Due, Timers};
@@ -96,6 +97,8 @@ pub trait Groups<W: Worker>: Send + 'static {
     fn deliver(&mut self, cx: &mut WorkerCx<W>, id: W::Id, input: W::Input);
     /// Ticks every task of `group`.
     fn tick(&mut self, cx: &mut WorkerCx<W>, group: u16);
+    /// Delivers a network event to the task `owner`.
+    fn net(&mut self, cx: &mut WorkerCx<W>, owner: RawId, input: NetInput);
     /// Fires a task's timer entry.
     fn timer(
         &mut self,
@@ -167,6 +170,7 @@ pub struct WorkerCx<W: Worker> {
     pub(crate) timers: Timers,
     pub(crate) sink: EventSink<W>,
     pub(crate) counters: Counters,
+    pub(crate) net: Net,
     /// Set once shutdown has begun; tasks finishing then are counted.
     pub(crate) shutting_down: bool,
     pub(crate) finished_during_shutdown: usize,
@@ -210,6 +214,13 @@ impl<W: Worker> WorkerCx<W> {
             true,
             &mut self.counters,
         );
+    }
+
+    /// Counts a network event for a task type the worker does not have
+    /// (unreachable in practice: owners come from the worker's own tasks).
+    pub fn net_undeliverable(&mut self, input: NetInput) {
+        let _ = input;
+        self.counters.net_dropped += 1;
     }
 
     pub(crate) fn release(&self, group: u16, slot: u32) {
@@ -323,6 +334,10 @@ impl<W: Worker> EventSink<W> {
 /// their turn.
 const BATCH: usize = 1024;
 
+/// Receive batches read from one socket per turn before the others get
+/// theirs.
+const READS_PER_TURN: usize = 8;
+
 /// How long after the shutdown deadline a worker still waits for room in the
 /// event queue for its last events.
 pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
@@ -350,9 +365,10 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
         shared: Arc<WorkerShared>,
         capacity: usize,
         spin: Duration,
-    ) -> Self {
+    ) -> std::io::Result<Self> {
         let now = Instant::now();
-        WorkerLoop {
+        let net = Net::new(poller.registry()?);
+        Ok(WorkerLoop {
             poller,
             inbox,
             groups: W::Groups::new(),
@@ -363,12 +379,13 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
                 timers: Timers::new(now, W::TASK_TYPES.len()),
                 sink: EventSink::new(events, capacity),
                 counters: Counters::default(),
+                net,
                 shutting_down: false,
                 finished_during_shutdown: 0,
             },
             ready: Vec::new(),
             spin,
-        }
+        })
     }
 
     /// Runs until shutdown, then reports to the controller. A panic outside
@@ -429,6 +446,8 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
                 }
             }
 
+            self.settle();
+
             if shutdown_deadline.is_none()
                 && let Some(&deadline) = self.cx.shared.shutdown.get()
             {
@@ -451,8 +470,9 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
                 }
             }
 
-            // No sources are registered yet: readiness belongs to network I/O.
-            self.ready.clear();
+            self.settle();
+
+            self.serve_io();
             self.cx.sink.flush(&mut self.cx.counters);
 
             if let Some(deadline) = shutdown_deadline
@@ -463,7 +483,7 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
             }
             self.cx.counters.timers = self.cx.timers.len() as u64;
 
-            if !inbox_empty {
+            if !inbox_empty || !self.cx.net.udp.unread.is_empty() {
                 self.account_busy(woke);
                 continue;
             }
@@ -490,6 +510,81 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
                 std::thread::sleep(RETRY_HELD);
             }
             self.cx.shared.notifier.awake();
+        }
+    }
+
+    /// Serves the sources the last wait reported ready, and those left
+    /// readable last turn.
+    fn serve_io(&mut self) {
+        let mut ready = std::mem::take(&mut self.ready);
+        for readiness in ready.drain(..) {
+            match Source::from_token(readiness.token) {
+                Some(Source::Udp(index)) => {
+                    if readiness.writable {
+                        self.cx.net.udp.writable(index);
+                    }
+                    if readiness.readable || readiness.closed {
+                        self.read_udp(index);
+                    }
+                }
+                None => {}
+            }
+        }
+        self.ready = ready;
+        let unread = std::mem::take(&mut self.cx.net.udp.unread);
+        for index in unread {
+            self.read_udp(index);
+        }
+        self.settle();
+    }
+
+    /// Reads socket `index` until it would block, or for a fair share of
+    /// batches (then it is read again next turn), delivering each batch
+    /// before reading the next and flushing what the tasks sent in reply.
+    fn read_udp(&mut self, index: usize) {
+        for _ in 0..READS_PER_TURN {
+            let mut packets = std::mem::take(&mut self.cx.net.inbound);
+            let result = self
+                .cx
+                .net
+                .udp
+                .receive(index, &mut packets, &mut self.cx.counters);
+            for (owner, input) in packets.drain(..) {
+                self.groups.net(&mut self.cx, owner, input);
+            }
+            self.cx.net.inbound = packets;
+            match result {
+                Ok(true) => self.settle(),
+                Ok(false) => {
+                    self.settle();
+                    return;
+                }
+                Err((owner, error)) => {
+                    self.cx
+                        .net
+                        .local
+                        .push_back((owner, NetInput::UdpError(error)));
+                    self.settle();
+                    return;
+                }
+            }
+        }
+        self.cx.net.udp.unread.push(index);
+    }
+
+    /// Delivers the events the worker produced for its tasks and hands queued
+    /// datagrams to the kernel, until neither has anything left.
+    fn settle(&mut self) {
+        loop {
+            while let Some((owner, input)) = self.cx.net.local.pop_front() {
+                self.groups.net(&mut self.cx, owner, input);
+            }
+            if self.cx.net.udp.has_dirty() {
+                self.cx.net.flush(&mut self.cx.counters);
+            }
+            if self.cx.net.local.is_empty() {
+                return;
+            }
         }
     }
 

@@ -198,6 +198,18 @@ pub(crate) fn worker(worker: &WorkerEnum) -> TokenStream {
                     }
                 }
 
+                fn net(
+                    &mut self,
+                    cx: &mut #private::WorkerCx<#name>,
+                    owner: #private::RawId,
+                    input: #private::NetInput,
+                ) {
+                    match owner.group {
+                        #(#indexes => self.#groups.net(cx, owner.slot, owner.generation, input),)*
+                        _ => cx.net_undeliverable(input),
+                    }
+                }
+
                 fn tick(&mut self, cx: &mut #private::WorkerCx<#name>, group: u16) {
                     match group {
                         #(#indexes => self.#groups.tick(cx),)*

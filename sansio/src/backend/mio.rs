@@ -8,7 +8,7 @@ use std::time::Instant;
 use mio::unix::SourceFd;
 use mio::{Events, Poll, Token};
 
-use super::{Interest, Poller, Readiness, WAKER_TOKEN, Waker, check};
+use super::{Interest, Poller, Readiness, Registry, WAKER_TOKEN, Waker, check};
 
 /// Events taken from the kernel per wait.
 const EVENTS: usize = 1024;
@@ -45,22 +45,8 @@ impl Poller for MioPoller {
         Ok((poller, waker))
     }
 
-    fn register(&mut self, fd: RawFd, token: usize, wanted: Interest) -> io::Result<()> {
-        check(token, wanted)?;
-        self.poll
-            .registry()
-            .register(&mut SourceFd(&fd), Token(token), interest(wanted))
-    }
-
-    fn reregister(&mut self, fd: RawFd, token: usize, wanted: Interest) -> io::Result<()> {
-        check(token, wanted)?;
-        self.poll
-            .registry()
-            .reregister(&mut SourceFd(&fd), Token(token), interest(wanted))
-    }
-
-    fn deregister(&mut self, fd: RawFd) -> io::Result<()> {
-        self.poll.registry().deregister(&mut SourceFd(&fd))
+    fn registry(&self) -> io::Result<Box<dyn Registry>> {
+        Ok(Box::new(MioRegistry(self.poll.registry().try_clone()?)))
     }
 
     fn wait(&mut self, deadline: Option<Instant>, ready: &mut Vec<Readiness>) -> io::Result<()> {
@@ -81,5 +67,26 @@ impl Poller for MioPoller {
                 }),
         );
         Ok(())
+    }
+}
+
+/// Registers sources with a [`MioPoller`].
+pub(crate) struct MioRegistry(mio::Registry);
+
+impl Registry for MioRegistry {
+    fn register(&mut self, fd: RawFd, token: usize, wanted: Interest) -> io::Result<()> {
+        check(token, wanted)?;
+        self.0
+            .register(&mut SourceFd(&fd), Token(token), interest(wanted))
+    }
+
+    fn reregister(&mut self, fd: RawFd, token: usize, wanted: Interest) -> io::Result<()> {
+        check(token, wanted)?;
+        self.0
+            .reregister(&mut SourceFd(&fd), Token(token), interest(wanted))
+    }
+
+    fn deregister(&mut self, fd: RawFd) -> io::Result<()> {
+        self.0.deregister(&mut SourceFd(&fd))
     }
 }

@@ -7,7 +7,8 @@
 //!
 //! - **Construction** returns the poller and a [`Waker`] for it. The worker
 //!   owns the poller; the waker is shared with every thread that queues work
-//!   for the worker.
+//!   for the worker. `registry()` gives the [`Registry`] through which the
+//!   worker's network layer registers its sockets.
 //! - **`register(fd, token, interest)`** starts watching a file descriptor
 //!   for readability and/or writability, reporting it under `token`.
 //!   Readiness is **edge-triggered**: an event means "became ready", so the
@@ -102,7 +103,6 @@ impl fmt::Display for Backend {
 
 /// What to watch a source for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // Network I/O registers sources; the runtime does not yet.
 pub(crate) struct Interest {
     pub(crate) readable: bool,
     pub(crate) writable: bool,
@@ -110,7 +110,6 @@ pub(crate) struct Interest {
 
 /// A source that became ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // Network I/O reads these; the runtime does not yet.
 pub(crate) struct Readiness {
     pub(crate) token: usize,
     pub(crate) readable: bool,
@@ -123,7 +122,6 @@ pub(crate) struct Readiness {
 pub(crate) const WAKER_TOKEN: usize = usize::MAX;
 
 /// A readiness poller; see the module documentation for the contract.
-#[allow(dead_code)] // `register` and friends serve network I/O.
 pub(crate) trait Poller: Send + Sized + 'static {
     /// Wakes this poller from another thread.
     type Waker: Waker;
@@ -131,6 +129,16 @@ pub(crate) trait Poller: Send + Sized + 'static {
     /// A poller and its waker.
     fn new() -> io::Result<(Self, Self::Waker)>;
 
+    /// A handle to register sources with this poller, usable while the
+    /// poller waits on the same thread (between waits).
+    fn registry(&self) -> io::Result<Box<dyn Registry>>;
+
+    /// Waits for readiness, a wakeup or the deadline.
+    fn wait(&mut self, deadline: Option<Instant>, ready: &mut Vec<Readiness>) -> io::Result<()>;
+}
+
+/// Registers sources with a [`Poller`].
+pub(crate) trait Registry: Send + 'static {
     /// Starts watching `fd`.
     fn register(&mut self, fd: RawFd, token: usize, interest: Interest) -> io::Result<()>;
 
@@ -139,9 +147,6 @@ pub(crate) trait Poller: Send + Sized + 'static {
 
     /// Stops watching `fd`.
     fn deregister(&mut self, fd: RawFd) -> io::Result<()>;
-
-    /// Waits for readiness, a wakeup or the deadline.
-    fn wait(&mut self, deadline: Option<Instant>, ready: &mut Vec<Readiness>) -> io::Result<()>;
 }
 
 /// Makes a [`Poller`]'s current or next `wait` return.
@@ -257,8 +262,9 @@ mod conformance {
 
     pub(super) fn reports_a_readable_socket<P: Poller>() {
         let (mut poller, _waker) = P::new().unwrap();
+        let mut registry = poller.registry().unwrap();
         let (receiver, sender) = socket_pair();
-        poller.register(receiver.as_raw_fd(), 7, READ).unwrap();
+        registry.register(receiver.as_raw_fd(), 7, READ).unwrap();
         sender
             .send_to(b"x", receiver.local_addr().unwrap())
             .unwrap();
@@ -270,9 +276,10 @@ mod conformance {
 
     pub(super) fn is_edge_triggered_and_deregisters<P: Poller>() {
         let (mut poller, _waker) = P::new().unwrap();
+        let mut registry = poller.registry().unwrap();
         let (receiver, sender) = socket_pair();
         let fd = receiver.as_raw_fd();
-        poller.register(fd, 1, READ).unwrap();
+        registry.register(fd, 1, READ).unwrap();
         sender
             .send_to(b"x", receiver.local_addr().unwrap())
             .unwrap();
@@ -283,7 +290,7 @@ mod conformance {
             .wait(Some(Instant::now() + Duration::from_millis(30)), &mut ready)
             .unwrap();
         assert!(ready.is_empty(), "{ready:?}");
-        poller.deregister(fd).unwrap();
+        registry.deregister(fd).unwrap();
         sender
             .send_to(b"y", receiver.local_addr().unwrap())
             .unwrap();
@@ -292,22 +299,23 @@ mod conformance {
             .unwrap();
         assert!(ready.is_empty(), "deregistered, yet reported: {ready:?}");
         // Re-registering delivers the pending data's readiness again.
-        poller.register(fd, 2, READ).unwrap();
+        registry.register(fd, 2, READ).unwrap();
         assert!(wait_for(&mut poller, 2).readable);
     }
 
     pub(super) fn reregister_changes_the_interest<P: Poller>() {
         let (mut poller, _waker) = P::new().unwrap();
+        let mut registry = poller.registry().unwrap();
         let (socket, _) = socket_pair();
         let fd = socket.as_raw_fd();
-        poller.register(fd, 3, READ).unwrap();
+        registry.register(fd, 3, READ).unwrap();
         let write = Interest {
             readable: false,
             writable: true,
         };
-        poller.reregister(fd, 4, write).unwrap();
+        registry.reregister(fd, 4, write).unwrap();
         assert!(wait_for(&mut poller, 4).writable);
-        poller.deregister(fd).unwrap();
+        registry.deregister(fd).unwrap();
     }
 
     pub(super) fn the_waker_ends_a_wait_without_deadline<P: Poller>() {
@@ -347,16 +355,17 @@ mod conformance {
     }
 
     pub(super) fn rejects_the_reserved_token_and_empty_interest<P: Poller>() {
-        let (mut poller, _waker) = P::new().unwrap();
+        let (poller, _waker) = P::new().unwrap();
+        let mut registry = poller.registry().unwrap();
         let (socket, _) = socket_pair();
         let fd = socket.as_raw_fd();
-        let error = poller.register(fd, WAKER_TOKEN, READ).unwrap_err();
+        let error = registry.register(fd, WAKER_TOKEN, READ).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
         let none = Interest {
             readable: false,
             writable: false,
         };
-        let error = poller.register(fd, 1, none).unwrap_err();
+        let error = registry.register(fd, 1, none).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
     }
 

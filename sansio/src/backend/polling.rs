@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use polling::{Event, Events, PollMode};
 
-use super::{Interest, Poller, Readiness, Waker, check};
+use super::{Interest, Poller, Readiness, Registry, Waker, check};
 
 pub(crate) struct PollingPoller {
     poller: Arc<polling::Poller>,
@@ -51,24 +51,8 @@ impl Poller for PollingPoller {
         ))
     }
 
-    fn register(&mut self, fd: RawFd, token: usize, interest: Interest) -> io::Result<()> {
-        check(token, interest)?;
-        // SAFETY: the caller deregisters `fd` before closing it (the contract
-        // of `Poller::register`).
-        unsafe {
-            self.poller
-                .add_with_mode(fd, event(token, interest), PollMode::Edge)
-        }
-    }
-
-    fn reregister(&mut self, fd: RawFd, token: usize, interest: Interest) -> io::Result<()> {
-        check(token, interest)?;
-        self.poller
-            .modify_with_mode(borrowed(fd), event(token, interest), PollMode::Edge)
-    }
-
-    fn deregister(&mut self, fd: RawFd) -> io::Result<()> {
-        self.poller.delete(borrowed(fd))
+    fn registry(&self) -> io::Result<Box<dyn Registry>> {
+        Ok(Box::new(PollingRegistry(Arc::clone(&self.poller))))
     }
 
     fn wait(&mut self, deadline: Option<Instant>, ready: &mut Vec<Readiness>) -> io::Result<()> {
@@ -90,5 +74,30 @@ impl Poller for PollingPoller {
             closed: event.is_interrupt() || event.is_err().unwrap_or(false),
         }));
         Ok(())
+    }
+}
+
+/// Registers sources with a [`PollingPoller`].
+pub(crate) struct PollingRegistry(Arc<polling::Poller>);
+
+impl Registry for PollingRegistry {
+    fn register(&mut self, fd: RawFd, token: usize, interest: Interest) -> io::Result<()> {
+        check(token, interest)?;
+        // SAFETY: the caller deregisters `fd` before closing it (the contract
+        // of `Registry::register`).
+        unsafe {
+            self.0
+                .add_with_mode(fd, event(token, interest), PollMode::Edge)
+        }
+    }
+
+    fn reregister(&mut self, fd: RawFd, token: usize, interest: Interest) -> io::Result<()> {
+        check(token, interest)?;
+        self.0
+            .modify_with_mode(borrowed(fd), event(token, interest), PollMode::Edge)
+    }
+
+    fn deregister(&mut self, fd: RawFd) -> io::Result<()> {
+        self.0.delete(borrowed(fd))
     }
 }

@@ -1,0 +1,389 @@
+//! The worker's UDP sockets: binding, batched receive into pooled buffers,
+//! and per-socket send queues flushed with `sendmmsg`.
+//!
+//! Sends are queued in order and flushed at the end of each batch of inputs,
+//! before the worker sleeps; a socket the kernel will not take more from
+//! (`WouldBlock`) keeps its queue and waits for writability, nothing is
+//! dropped. A queue is bounded (`UdpOptions::send_queue`); a send beyond it,
+//! a send the kernel refuses, and a send on a closed socket come back to the
+//! task as [`UdpError`]s with their payload.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::sys::{BATCH, Batch, Received};
+use super::{NetInput, UdpError, UdpOptions, UdpPacket, UdpSocketId};
+use crate::backend::{Interest, Registry};
+use crate::buf::PacketBuf;
+use crate::id::RawId;
+use crate::stats::Counters;
+
+/// A payload waiting to be sent: owned, or shared by a fan-out.
+pub(crate) enum Payload {
+    Owned(PacketBuf),
+    Shared(Arc<PacketBuf>),
+}
+
+impl Payload {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Payload::Owned(buf) => buf,
+            Payload::Shared(buf) => buf,
+        }
+    }
+
+    /// The payload as a buffer of its own, to hand back to a task.
+    fn into_buf(self) -> PacketBuf {
+        match self {
+            Payload::Owned(buf) => buf,
+            Payload::Shared(shared) => {
+                Arc::try_unwrap(shared).unwrap_or_else(|shared| (*shared).clone())
+            }
+        }
+    }
+}
+
+/// Hands a send that was not queued back to its sender, counted.
+fn refuse(
+    from: RawId,
+    socket: UdpSocketId,
+    to: SocketAddr,
+    payload: Payload,
+    error: io::Error,
+    errors: &mut VecDeque<(RawId, NetInput)>,
+    counters: &mut Counters,
+) {
+    counters.udp_send_errors += 1;
+    errors.push_back((
+        from,
+        NetInput::UdpError(UdpError {
+            socket,
+            peer: Some(to),
+            error,
+            data: Some(payload.into_buf()),
+        }),
+    ));
+}
+
+struct Entry {
+    id: UdpSocketId,
+    owner: RawId,
+    socket: UdpSocket,
+    max_datagram: usize,
+    queue_limit: usize,
+    queue: VecDeque<(SocketAddr, Payload)>,
+    /// Listed in `UdpSockets::dirty`.
+    dirty: bool,
+    /// Registered for writability, waiting for room to send.
+    blocked: bool,
+}
+
+const READ: Interest = Interest {
+    readable: true,
+    writable: false,
+};
+const READ_WRITE: Interest = Interest {
+    readable: true,
+    writable: true,
+};
+
+/// The UDP sockets of one worker.
+pub(crate) struct UdpSockets {
+    entries: Vec<Option<Entry>>,
+    free: Vec<usize>,
+    by_id: HashMap<UdpSocketId, usize>,
+    batch: Batch,
+    received: Vec<Received>,
+    /// Sockets with queued sends, flushed by `flush`.
+    dirty: Vec<usize>,
+    /// Sockets left readable when the worker stopped reading them to be
+    /// fair to others; read again next turn.
+    pub(crate) unread: Vec<usize>,
+}
+
+impl UdpSockets {
+    pub(crate) fn new() -> Self {
+        UdpSockets {
+            entries: Vec::new(),
+            free: Vec::new(),
+            by_id: HashMap::new(),
+            batch: Batch::new(),
+            received: Vec::with_capacity(BATCH),
+            dirty: Vec::new(),
+            unread: Vec::new(),
+        }
+    }
+
+    /// Binds a socket for `owner`, registering it under the token
+    /// `token(index)`.
+    pub(crate) fn bind(
+        &mut self,
+        id: UdpSocketId,
+        owner: RawId,
+        addr: SocketAddr,
+        options: &UdpOptions,
+        registry: &mut dyn Registry,
+        token: impl Fn(usize) -> usize,
+    ) -> io::Result<SocketAddr> {
+        if self.by_id.contains_key(&id) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{id} is already bound"),
+            ));
+        }
+        if options.max_datagram == 0 || options.send_queue == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "max_datagram and send_queue must be at least 1",
+            ));
+        }
+        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        socket.set_nonblocking(true)?;
+        if options.reuse_address {
+            socket.set_reuse_address(true)?;
+        }
+        if options.reuse_port {
+            socket.set_reuse_port(true)?;
+        }
+        if let Some(bytes) = options.recv_buffer {
+            socket.set_recv_buffer_size(bytes)?;
+        }
+        if let Some(bytes) = options.send_buffer {
+            socket.set_send_buffer_size(bytes)?;
+        }
+        socket.bind(&addr.into())?;
+        let socket: UdpSocket = socket.into();
+        let local = socket.local_addr()?;
+        let index = self.free.pop().unwrap_or(self.entries.len());
+        registry.register(socket.as_raw_fd(), token(index), READ)?;
+        let entry = Entry {
+            id,
+            owner,
+            socket,
+            max_datagram: options.max_datagram,
+            queue_limit: options.send_queue,
+            queue: VecDeque::new(),
+            dirty: false,
+            blocked: false,
+        };
+        if index == self.entries.len() {
+            self.entries.push(Some(entry));
+        } else {
+            self.entries[index] = Some(entry);
+        }
+        self.by_id.insert(id, index);
+        Ok(local)
+    }
+
+    /// Queues `payload` for `to` on `socket`. On failure the error, for the
+    /// sender (`from`), carries the payload back.
+    pub(crate) fn send(
+        &mut self,
+        from: RawId,
+        socket: UdpSocketId,
+        to: SocketAddr,
+        payload: Payload,
+        errors: &mut VecDeque<(RawId, NetInput)>,
+        counters: &mut Counters,
+    ) {
+        let entry = self
+            .by_id
+            .get(&socket)
+            .and_then(|&index| Some((index, self.entries[index].as_mut()?)));
+        let Some((index, entry)) = entry else {
+            let error =
+                io::Error::new(io::ErrorKind::NotConnected, format!("{socket} is not open"));
+            refuse(from, socket, to, payload, error, errors, counters);
+            return;
+        };
+        if entry.queue.len() >= entry.queue_limit {
+            let error = io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!(
+                    "the send queue of {socket} is full ({} datagrams)",
+                    entry.queue_limit
+                ),
+            );
+            refuse(from, socket, to, payload, error, errors, counters);
+            return;
+        }
+        entry.queue.push_back((to, payload));
+        if !entry.dirty {
+            entry.dirty = true;
+            self.dirty.push(index);
+        }
+    }
+
+    /// Closes `socket`, dropping what it had queued (its task asked, or
+    /// ended). Unknown ids are ignored: closing is idempotent.
+    pub(crate) fn close(&mut self, socket: UdpSocketId, registry: &mut dyn Registry) {
+        let Some(index) = self.by_id.remove(&socket) else {
+            return;
+        };
+        if let Some(entry) = self.entries[index].take() {
+            // Deregistering a socket about to be closed cannot meaningfully
+            // fail; closing it removes it from epoll regardless.
+            let _ = registry.deregister(entry.socket.as_raw_fd());
+            self.free.push(index);
+        }
+    }
+
+    /// A socket became writable: flush its queue at the next `flush`.
+    pub(crate) fn writable(&mut self, index: usize) {
+        if let Some(Some(entry)) = self.entries.get_mut(index)
+            && !entry.dirty
+            && !entry.queue.is_empty()
+        {
+            entry.dirty = true;
+            self.dirty.push(index);
+        }
+    }
+
+    /// Whether sends are queued and not blocked.
+    pub(crate) fn has_dirty(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
+    /// Sends what the dirty sockets have queued, a batch per system call,
+    /// until each is empty or the kernel would block.
+    pub(crate) fn flush(
+        &mut self,
+        registry: &mut dyn Registry,
+        token: impl Fn(usize) -> usize,
+        errors: &mut VecDeque<(RawId, NetInput)>,
+        counters: &mut Counters,
+    ) {
+        let dirty = std::mem::take(&mut self.dirty);
+        for &index in &dirty {
+            let Some(Some(entry)) = self.entries.get_mut(index) else {
+                continue;
+            };
+            entry.dirty = false;
+            let fd = entry.socket.as_raw_fd();
+            let mut blocked = false;
+            while !entry.queue.is_empty() {
+                let datagrams = entry
+                    .queue
+                    .iter()
+                    .map(|(to, payload)| (to, payload.bytes()));
+                match self.batch.send(fd, datagrams) {
+                    Ok(sent) => {
+                        counters.udp_sent += sent as u64;
+                        entry.queue.drain(..sent);
+                    }
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                        blocked = true;
+                        break;
+                    }
+                    Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                    Err(error) => {
+                        // The first datagram failed (refused, too big, no
+                        // buffer space…): hand it back and go on with the rest.
+                        counters.udp_send_errors += 1;
+                        if let Some((to, payload)) = entry.queue.pop_front() {
+                            errors.push_back((
+                                entry.owner,
+                                NetInput::UdpError(UdpError {
+                                    socket: entry.id,
+                                    peer: Some(to),
+                                    error,
+                                    data: Some(payload.into_buf()),
+                                }),
+                            ));
+                        }
+                    }
+                }
+            }
+            if blocked != entry.blocked {
+                let interest = if blocked { READ_WRITE } else { READ };
+                match registry.reregister(fd, token(index), interest) {
+                    Ok(()) => entry.blocked = blocked,
+                    Err(error) => {
+                        counters.udp_send_errors += 1;
+                        errors.push_back((
+                            entry.owner,
+                            NetInput::UdpError(UdpError {
+                                socket: entry.id,
+                                peer: None,
+                                error,
+                                data: None,
+                            }),
+                        ));
+                    }
+                }
+            }
+        }
+        // Keep the vector's memory for the next turn.
+        let mut dirty = dirty;
+        dirty.clear();
+        dirty.append(&mut self.dirty);
+        self.dirty = dirty;
+    }
+
+    /// Reads one batch from socket `index` into `packets` (for their owner).
+    /// Returns whether the socket may have more: a full batch was read.
+    /// Truncated datagrams are counted and dropped.
+    pub(crate) fn receive(
+        &mut self,
+        index: usize,
+        packets: &mut Vec<(RawId, NetInput)>,
+        counters: &mut Counters,
+    ) -> Result<bool, (RawId, UdpError)> {
+        let Some(Some(entry)) = self.entries.get(index) else {
+            return Ok(false);
+        };
+        let mut bufs: [PacketBuf; BATCH] =
+            std::array::from_fn(|_| PacketBuf::with_capacity(entry.max_datagram));
+        match self
+            .batch
+            .recv(entry.socket.as_raw_fd(), &mut bufs, &mut self.received)
+        {
+            Ok(got) => {
+                for (buf, meta) in bufs.into_iter().zip(&self.received).take(got) {
+                    match meta.from {
+                        _ if meta.truncated => counters.udp_truncated += 1,
+                        Some(from) => {
+                            counters.udp_received += 1;
+                            packets.push((
+                                entry.owner,
+                                NetInput::UdpPacket(UdpPacket {
+                                    socket: entry.id,
+                                    from,
+                                    data: buf,
+                                }),
+                            ));
+                        }
+                        // A datagram without a sender address cannot be
+                        // answered or attributed: count it as malformed.
+                        None => counters.udp_truncated += 1,
+                    }
+                }
+                Ok(got == BATCH)
+            }
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => Ok(true),
+            Err(error) => {
+                counters.udp_recv_errors += 1;
+                Err((
+                    entry.owner,
+                    UdpError {
+                        socket: entry.id,
+                        peer: None,
+                        error,
+                        data: None,
+                    },
+                ))
+            }
+        }
+    }
+
+    /// Open sockets.
+    pub(crate) fn len(&self) -> usize {
+        self.by_id.len()
+    }
+}
