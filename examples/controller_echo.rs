@@ -76,11 +76,9 @@ fn parse_options() -> Result<Options, String> {
                     .map_err(|_| format!("--seconds: `{text}` is not a number"))?;
             }
             "--backend" => {
-                options.backend = match value()?.as_str() {
-                    "mio" => Backend::Mio,
-                    "polling" => Backend::Polling,
-                    other => return Err(format!("--backend: `{other}` is not mio or polling")),
-                }
+                options.backend = value()?
+                    .parse()
+                    .map_err(|error| format!("--backend: {error}"))?;
             }
             "--spin-us" => options.spin = Duration::from_micros(number(value()?)? as u64),
             "--quiet" => options.quiet = true,

@@ -192,7 +192,7 @@ mod worker;
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
 
-pub use crate::backend::Backend;
+pub use crate::backend::{Backend, UnknownBackend};
 pub use crate::buf::{DEFAULT_CAPACITY, HEADROOM, PacketBuf};
 pub use crate::ctx::{Action, Ctx};
 pub use crate::error::{Error, Result, SendError, SpawnError};

@@ -95,6 +95,24 @@ impl Default for Backend {
     }
 }
 
+/// A backend name that is not one of [`Backend`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown backend `{0}`; expected mio or polling")]
+pub struct UnknownBackend(pub String);
+
+impl std::str::FromStr for Backend {
+    type Err = UnknownBackend;
+
+    /// `mio` or `polling`, as [`Backend`]'s `Display` writes them.
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        match name {
+            "mio" => Ok(Backend::Mio),
+            "polling" => Ok(Backend::Polling),
+            other => Err(UnknownBackend(other.to_owned())),
+        }
+    }
+}
+
 impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.feature())

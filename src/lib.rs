@@ -1,0 +1,8 @@
+//! Support code shared by the workspace's examples and benchmarks: the UDP
+//! echo task and worker they run, and the load generator that measures them.
+//! Not published.
+
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+
+pub mod echo;
+pub mod loadgen;

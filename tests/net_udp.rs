@@ -1,0 +1,205 @@
+//! UDP through the runtime, on every backend, with real sockets on
+//! loopback: bind, echo without copying, fan-out, oversized datagrams, send
+//! errors, queue limits, and sockets closed with their task.
+
+mod util;
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use sansio::prelude::*;
+use util::udp::{Command, Net, NetOutput, UdpOut, UdpTask, any_port, client, recv, silent};
+use util::{PATIENCE, next};
+
+/// Spawns `task` and returns its id and the address it bound.
+fn spawn_bound(runtime: &Runtime<Net>, task: UdpTask) -> (TaskId<UdpTask>, SocketAddr) {
+    let id = runtime.spawn(task).unwrap();
+    match next(runtime) {
+        Event::Output {
+            output: NetOutput::Udp(UdpOut::Bound(Ok(addr))),
+            ..
+        } => (id, addr),
+        other => panic!("expected the bind, got {other:?}"),
+    }
+}
+
+/// The next output of a UDP task.
+fn next_out(runtime: &Runtime<Net>) -> UdpOut {
+    match next(runtime) {
+        Event::Output {
+            output: NetOutput::Udp(out),
+            ..
+        } => out,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn runtime(backend: Backend) -> Runtime<Net> {
+    Runtime::<Net>::builder()
+        .workers(2)
+        .backend(backend)
+        .build()
+        .unwrap()
+}
+
+backend_tests! {
+    fn an_echo_task_answers_every_datagram_in_order(backend: Backend) {
+        let runtime = runtime(backend);
+        let (_, server) = spawn_bound(&runtime, UdpTask::echo(any_port()));
+        let client = client();
+        for n in 0..200u32 {
+            let payload = format!("datagram {n}");
+            client.send_to(payload.as_bytes(), server).unwrap();
+            let (answer, from) = recv(&client);
+            assert_eq!(from, server);
+            assert_eq!(answer, payload.as_bytes());
+        }
+        // A window of 64 in flight: all come back, in order (one socket, one
+        // task, one worker).
+        for n in 0..64u8 {
+            client.send_to(&[n; 1200], server).unwrap();
+        }
+        for n in 0..64u8 {
+            assert_eq!(recv(&client).0, vec![n; 1200]);
+        }
+        let stats = runtime.stats();
+        let worker = stats.workers.iter().find(|w| w.udp_sockets == 1).unwrap();
+        assert_eq!(worker.udp_received, 264);
+        assert_eq!(worker.udp_sent, 264);
+    }
+
+    fn binding_a_taken_address_is_reported(backend: Backend) {
+        let runtime = runtime(backend);
+        let taken = std::net::UdpSocket::bind(any_port()).unwrap();
+        runtime.spawn(UdpTask::echo(taken.local_addr().unwrap())).unwrap();
+        match next_out(&runtime) {
+            UdpOut::Bound(Err(error)) => assert_eq!(error.kind(), io::ErrorKind::AddrInUse),
+            other => panic!("expected a failed bind, got {other:?}"),
+        }
+    }
+
+    fn reuse_port_lets_two_tasks_share_an_address(backend: Backend) {
+        let runtime = runtime(backend);
+        let options = UdpOptions::default().reuse_port(true);
+        let (_, first) = spawn_bound(&runtime, UdpTask::new(any_port(), options.clone(), true));
+        let (_, second) = spawn_bound(&runtime, UdpTask::new(first, options, true));
+        assert_eq!(first, second);
+        let client = client();
+        client.send_to(b"shared", first).unwrap();
+        assert_eq!(recv(&client).0, b"shared");
+    }
+
+    fn oversized_datagrams_are_counted_and_dropped(backend: Backend) {
+        let runtime = runtime(backend);
+        let options = UdpOptions::default().max_datagram(100);
+        let (_, server) = spawn_bound(&runtime, UdpTask::listener(any_port(), options));
+        let client = client();
+        client.send_to(&[1; 500], server).unwrap();
+        client.send_to(&[2; 100], server).unwrap();
+        match next_out(&runtime) {
+            UdpOut::Packet { data, .. } => assert_eq!(data, vec![2; 100], "the cut datagram is not delivered"),
+            other => panic!("unexpected {other:?}"),
+        }
+        let give_up = Instant::now() + PATIENCE;
+        while runtime.stats().workers.iter().map(|w| w.udp_truncated).sum::<u64>() != 1 {
+            assert!(Instant::now() < give_up, "the oversized datagram was not counted");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn one_payload_fans_out_to_many_peers(backend: Backend) {
+        let runtime = runtime(backend);
+        let (task, server) = spawn_bound(&runtime, UdpTask::listener(any_port(), UdpOptions::default()));
+        let clients: Vec<_> = (0..5).map(|_| client()).collect();
+        let addresses = clients.iter().map(|c| c.local_addr().unwrap()).collect();
+        runtime.send(task, Command::SendMany(addresses, b"to everyone".to_vec())).unwrap();
+        for client in &clients {
+            assert_eq!(recv(client), (b"to everyone".to_vec(), server));
+        }
+    }
+
+    fn failed_sends_come_back_with_their_payload(backend: Backend) {
+        let runtime = runtime(backend);
+        let (task, _) = spawn_bound(&runtime, UdpTask::listener(any_port(), UdpOptions::default()));
+        // An IPv6 destination from an IPv4 socket: the kernel refuses it.
+        let v6: SocketAddr = "[::1]:9".parse().unwrap();
+        runtime.send(task, Command::SendTo(v6, b"refused".to_vec())).unwrap();
+        match next_out(&runtime) {
+            UdpOut::Error { peer, returned, .. } => {
+                assert_eq!(peer, Some(v6));
+                assert_eq!(returned.as_deref(), Some(&b"refused"[..]));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        // A closed socket.
+        let client = client();
+        runtime.send(task, Command::Close).unwrap();
+        runtime.send(task, Command::SendTo(client.local_addr().unwrap(), b"late".to_vec())).unwrap();
+        match next_out(&runtime) {
+            UdpOut::Error { kind, returned, .. } => {
+                assert_eq!(kind, io::ErrorKind::NotConnected);
+                assert_eq!(returned.as_deref(), Some(&b"late"[..]));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(silent(&client, Duration::from_millis(50)));
+        let errors: u64 = runtime.stats().workers.iter().map(|w| w.udp_send_errors).sum();
+        assert_eq!(errors, 2);
+    }
+
+    fn a_send_queue_beyond_its_limit_hands_the_rest_back(backend: Backend) {
+        let runtime = runtime(backend);
+        let options = UdpOptions::default().send_queue(4);
+        let (task, _) = spawn_bound(&runtime, UdpTask::listener(any_port(), options));
+        let client = client();
+        // Ten sends from one handler: four fit the queue before it is flushed.
+        runtime.send(task, Command::Burst(client.local_addr().unwrap(), 10)).unwrap();
+        for n in 0..4u8 {
+            assert_eq!(recv(&client).0, [n]);
+        }
+        for n in 4..10u8 {
+            match next_out(&runtime) {
+                UdpOut::Error { kind, returned, .. } => {
+                    assert_eq!(kind, io::ErrorKind::WouldBlock);
+                    assert_eq!(returned, Some(vec![n]));
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    fn replies_to_a_peer_that_is_gone_do_not_hurt(backend: Backend) {
+        let runtime = runtime(backend);
+        let (_, server) = spawn_bound(&runtime, UdpTask::echo(any_port()));
+        // The sender closes before the echo comes back: unanswerable.
+        for _ in 0..20 {
+            let gone = client();
+            gone.send_to(b"anyone?", server).unwrap();
+        }
+        let client = client();
+        client.send_to(b"still there?", server).unwrap();
+        assert_eq!(recv(&client).0, b"still there?");
+        let stats = runtime.stats();
+        let sent: u64 = stats.workers.iter().map(|w| w.udp_sent + w.udp_send_errors).sum();
+        assert!(sent >= 20, "every reply was sent or counted: {sent}");
+    }
+
+    fn a_task_that_ends_closes_its_socket(backend: Backend) {
+        let runtime = runtime(backend);
+        let (task, server) = spawn_bound(&runtime, UdpTask::echo(any_port()));
+        runtime.send(task, Command::Quit).unwrap();
+        assert!(matches!(next(&runtime), Event::Finished { .. }));
+        let give_up = Instant::now() + PATIENCE;
+        while runtime.stats().workers.iter().map(|w| w.udp_sockets).sum::<u64>() != 0 {
+            assert!(Instant::now() < give_up, "the socket stayed open");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // The port is free again, and nothing answers on it.
+        let rebound = std::net::UdpSocket::bind(server).expect("the port is free again");
+        drop(rebound);
+        let client = client();
+        client.send_to(b"hello?", server).unwrap();
+        assert!(silent(&client, Duration::from_millis(50)));
+    }
+}
