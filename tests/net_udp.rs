@@ -6,11 +6,11 @@ mod util;
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sansio::prelude::*;
+use util::next;
 use util::udp::{Command, Net, NetOutput, UdpOut, UdpTask, any_port, client, recv, silent};
-use util::{PATIENCE, next};
 
 /// Spawns `task` and returns its id and the address it bound.
 fn spawn_bound(runtime: &Runtime<Net>, task: UdpTask) -> (TaskId<UdpTask>, SocketAddr) {
@@ -63,10 +63,13 @@ backend_tests! {
         for n in 0..64u8 {
             assert_eq!(recv(&client).0, vec![n; 1200]);
         }
-        let stats = runtime.stats();
-        let worker = stats.workers.iter().find(|w| w.udp_sockets == 1).unwrap();
-        assert_eq!(worker.udp_received, 264);
-        assert_eq!(worker.udp_sent, 264);
+        // Counters are published at the end of each loop iteration.
+        util::eventually("264 datagrams counted each way", || {
+            let stats = runtime.stats();
+            let received: u64 = stats.workers.iter().map(|w| w.udp_received).sum();
+            let sent: u64 = stats.workers.iter().map(|w| w.udp_sent).sum();
+            (received, sent) == (264, 264)
+        });
     }
 
     fn binding_a_taken_address_is_reported(backend: Backend) {
@@ -101,11 +104,9 @@ backend_tests! {
             UdpOut::Packet { data, .. } => assert_eq!(data, vec![2; 100], "the cut datagram is not delivered"),
             other => panic!("unexpected {other:?}"),
         }
-        let give_up = Instant::now() + PATIENCE;
-        while runtime.stats().workers.iter().map(|w| w.udp_truncated).sum::<u64>() != 1 {
-            assert!(Instant::now() < give_up, "the oversized datagram was not counted");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        util::eventually("the oversized datagram is counted", || {
+            runtime.stats().workers.iter().map(|w| w.udp_truncated).sum::<u64>() == 1
+        });
     }
 
     fn one_payload_fans_out_to_many_peers(backend: Backend) {
@@ -144,8 +145,9 @@ backend_tests! {
             other => panic!("unexpected {other:?}"),
         }
         assert!(silent(&client, Duration::from_millis(50)));
-        let errors: u64 = runtime.stats().workers.iter().map(|w| w.udp_send_errors).sum();
-        assert_eq!(errors, 2);
+        util::eventually("both failed sends are counted", || {
+            runtime.stats().workers.iter().map(|w| w.udp_send_errors).sum::<u64>() == 2
+        });
     }
 
     fn a_send_queue_beyond_its_limit_hands_the_rest_back(backend: Backend) {
@@ -180,9 +182,10 @@ backend_tests! {
         let client = client();
         client.send_to(b"still there?", server).unwrap();
         assert_eq!(recv(&client).0, b"still there?");
-        let stats = runtime.stats();
-        let sent: u64 = stats.workers.iter().map(|w| w.udp_sent + w.udp_send_errors).sum();
-        assert!(sent >= 20, "every reply was sent or counted: {sent}");
+        util::eventually("every reply is sent or counted", || {
+            let stats = runtime.stats();
+            stats.workers.iter().map(|w| w.udp_sent + w.udp_send_errors).sum::<u64>() >= 21
+        });
     }
 
     fn a_task_that_ends_closes_its_socket(backend: Backend) {
@@ -190,11 +193,9 @@ backend_tests! {
         let (task, server) = spawn_bound(&runtime, UdpTask::echo(any_port()));
         runtime.send(task, Command::Quit).unwrap();
         assert!(matches!(next(&runtime), Event::Finished { .. }));
-        let give_up = Instant::now() + PATIENCE;
-        while runtime.stats().workers.iter().map(|w| w.udp_sockets).sum::<u64>() != 0 {
-            assert!(Instant::now() < give_up, "the socket stayed open");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        util::eventually("the socket is closed", || {
+            runtime.stats().workers.iter().map(|w| w.udp_sockets).sum::<u64>() == 0
+        });
         // The port is free again, and nothing answers on it.
         let rebound = std::net::UdpSocket::bind(server).expect("the port is free again");
         drop(rebound);

@@ -64,6 +64,16 @@ pub fn next<W: Worker>(runtime: &Runtime<W>) -> Event<W> {
         .unwrap_or_else(|| panic!("no event within {PATIENCE:?}"))
 }
 
+/// Waits until `condition` holds, for at most [`PATIENCE`]: for what the
+/// workers publish once per loop iteration, like their stats.
+pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let give_up = Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(Instant::now() < give_up, "gave up waiting: {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// The names of this process's live threads whose name starts with `prefix`.
 pub fn threads_named(prefix: &str) -> Vec<(String, u64)> {
     let mut found = Vec::new();
