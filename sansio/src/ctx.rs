@@ -8,7 +8,10 @@ use std::time::Instant;
 
 use crate::buf::PacketBuf;
 use crate::id::RawId;
-use crate::net::{UdpBound, UdpError, UdpOptions, UdpPacket, UdpSocketId, UdpWrap};
+use crate::net::{
+    TcpConnId, TcpEvent, TcpListenerId, TcpOptions, TcpWrap, UdpBound, UdpError, UdpOptions,
+    UdpPacket, UdpSocketId, UdpWrap,
+};
 use crate::{Handles, Task};
 
 /// Something a task asked the runtime to do, queued on its [`Ctx`].
@@ -55,6 +58,50 @@ pub enum Action<T: Task> {
         /// The socket.
         socket: UdpSocketId,
     },
+    /// Listen for TCP connections ([`Ctx::tcp_listen`]).
+    TcpListen {
+        /// The id `tcp_listen` returned.
+        listener: TcpListenerId,
+        /// The local address.
+        addr: SocketAddr,
+        /// How to set up the listener and its connections.
+        options: TcpOptions,
+        /// How the worker turns TCP events into the task's input.
+        wrap: TcpWrap<T>,
+    },
+    /// Connect to a TCP peer ([`Ctx::tcp_connect`]).
+    TcpConnect {
+        /// The id `tcp_connect` returned.
+        conn: TcpConnId,
+        /// The peer.
+        addr: SocketAddr,
+        /// How to set up the connection.
+        options: TcpOptions,
+        /// How the worker turns TCP events into the task's input.
+        wrap: TcpWrap<T>,
+    },
+    /// Send bytes on a connection ([`Ctx::tcp_send`]).
+    TcpSend {
+        /// The connection.
+        conn: TcpConnId,
+        /// The bytes.
+        data: PacketBuf,
+    },
+    /// Shut down writing once queued bytes are sent ([`Ctx::tcp_shutdown_write`]).
+    TcpShutdownWrite {
+        /// The connection.
+        conn: TcpConnId,
+    },
+    /// Close a connection once queued bytes are sent ([`Ctx::tcp_close`]).
+    TcpClose {
+        /// The connection.
+        conn: TcpConnId,
+    },
+    /// Stop listening ([`Ctx::tcp_close_listener`]).
+    TcpCloseListener {
+        /// The listener.
+        listener: TcpListenerId,
+    },
 }
 
 impl<T: Task> fmt::Debug for Action<T>
@@ -90,6 +137,42 @@ where
             Action::UdpClose { socket } => {
                 f.debug_struct("UdpClose").field("socket", socket).finish()
             }
+            Action::TcpListen {
+                listener,
+                addr,
+                options,
+                ..
+            } => f
+                .debug_struct("TcpListen")
+                .field("listener", listener)
+                .field("addr", addr)
+                .field("options", options)
+                .finish_non_exhaustive(),
+            Action::TcpConnect {
+                conn,
+                addr,
+                options,
+                ..
+            } => f
+                .debug_struct("TcpConnect")
+                .field("conn", conn)
+                .field("addr", addr)
+                .field("options", options)
+                .finish_non_exhaustive(),
+            Action::TcpSend { conn, data } => f
+                .debug_struct("TcpSend")
+                .field("conn", conn)
+                .field("data", data)
+                .finish(),
+            Action::TcpShutdownWrite { conn } => f
+                .debug_struct("TcpShutdownWrite")
+                .field("conn", conn)
+                .finish(),
+            Action::TcpClose { conn } => f.debug_struct("TcpClose").field("conn", conn).finish(),
+            Action::TcpCloseListener { listener } => f
+                .debug_struct("TcpCloseListener")
+                .field("listener", listener)
+                .finish(),
         }
     }
 }
@@ -108,10 +191,8 @@ pub struct Ctx<T: Task> {
     finished: bool,
     /// The task this context belongs to, for the ids of its sockets.
     owner: RawId,
-    /// Sockets bound so far, for the next socket id.
+    /// Sockets made so far, for the next socket id.
     sockets_made: u32,
-    /// Open UDP sockets, closed by the worker when the task ends.
-    udp_sockets: Vec<UdpSocketId>,
 }
 
 impl<T: Task> Ctx<T> {
@@ -124,7 +205,6 @@ impl<T: Task> Ctx<T> {
             finished: false,
             owner,
             sockets_made: 0,
-            udp_sockets: Vec::new(),
         }
     }
 
@@ -187,9 +267,7 @@ impl<T: Task> Ctx<T> {
     where
         T: Handles<UdpBound> + Handles<UdpPacket> + Handles<UdpError>,
     {
-        self.sockets_made = self.sockets_made.wrapping_add(1);
-        let socket = UdpSocketId::new(self.owner, self.sockets_made);
-        self.udp_sockets.push(socket);
+        let socket = UdpSocketId::new(self.owner, self.next_socket_number());
         self.actions.push_back(Action::UdpBind {
             socket,
             addr,
@@ -224,14 +302,82 @@ impl<T: Task> Ctx<T> {
     /// and ignores `None`.
     pub fn udp_close(&mut self, socket: impl Into<Option<UdpSocketId>>) {
         if let Some(socket) = socket.into() {
-            self.udp_sockets.retain(|open| *open != socket);
             self.actions.push_back(Action::UdpClose { socket });
         }
     }
 
-    /// The UDP sockets this task has bound and not closed.
-    pub(crate) fn udp_sockets(&self) -> &[UdpSocketId] {
-        &self.udp_sockets
+    /// Listens for TCP connections on `addr` and returns the listener's id
+    /// at once.
+    ///
+    /// Everything that happens on the listener and on the connections it
+    /// accepts arrives as one input type, [`TcpEvent`]: first `Listening`
+    /// (the address, or the error), then `Accepted` for each connection, then
+    /// `Data`, `PeerClosed`, `Writable`, `SendFailed` and `Closed` for each.
+    /// The task must handle `TcpEvent`: the compiler checks it. The worker
+    /// closes the task's listeners and connections when the task ends.
+    pub fn tcp_listen(&mut self, addr: SocketAddr, options: TcpOptions) -> TcpListenerId
+    where
+        T: Handles<TcpEvent>,
+    {
+        let listener = TcpListenerId::new(self.owner, self.next_socket_number());
+        self.actions.push_back(Action::TcpListen {
+            listener,
+            addr,
+            options,
+            wrap: TcpWrap::new(),
+        });
+        listener
+    }
+
+    /// Connects to `addr` and returns the connection's id at once; the
+    /// outcome arrives as [`TcpEvent::Connected`]. Bytes sent before it are
+    /// queued and go out once connected.
+    pub fn tcp_connect(&mut self, addr: SocketAddr, options: TcpOptions) -> TcpConnId
+    where
+        T: Handles<TcpEvent>,
+    {
+        let conn = TcpConnId::new(self.owner, self.next_socket_number());
+        self.actions.push_back(Action::TcpConnect {
+            conn,
+            addr,
+            options,
+            wrap: TcpWrap::new(),
+        });
+        conn
+    }
+
+    /// Sends `data` on `conn`, in order after what was sent before.
+    ///
+    /// What the kernel cannot take yet is queued on the connection, up to
+    /// its send limit (`TcpOptions::send_limit`); beyond, the data comes back
+    /// as [`TcpEvent::SendFailed`], and so does every later send until
+    /// [`TcpEvent::Writable`] says the queue has drained.
+    pub fn tcp_send(&mut self, conn: TcpConnId, data: PacketBuf) {
+        self.actions.push_back(Action::TcpSend { conn, data });
+    }
+
+    /// Shuts down the sending side of `conn` once what is queued has been
+    /// sent: the peer reads to the end. Receiving goes on.
+    pub fn tcp_shutdown_write(&mut self, conn: TcpConnId) {
+        self.actions.push_back(Action::TcpShutdownWrite { conn });
+    }
+
+    /// Closes `conn` once what is queued has been sent.
+    pub fn tcp_close(&mut self, conn: TcpConnId) {
+        self.actions.push_back(Action::TcpClose { conn });
+    }
+
+    /// Stops listening; connections already accepted stay open.
+    pub fn tcp_close_listener(&mut self, listener: TcpListenerId) {
+        self.actions
+            .push_back(Action::TcpCloseListener { listener });
+    }
+
+    /// The number for this task's next socket id: ids from tasks stay below
+    /// 2³¹, apart from those the worker gives accepted connections.
+    fn next_socket_number(&mut self) -> u32 {
+        self.sockets_made = (self.sockets_made + 1) & !(1 << 31);
+        self.sockets_made
     }
 
     /// Moves the clock to `now`; the runtime never moves it backwards.

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use crate::id::RawId;
 use crate::net::udp::Payload;
-use crate::net::{NetInput, UdpWrap};
+use crate::net::{NetInput, Owned, TcpEvent, TcpWrap, UdpWrap};
 use crate::timer::Due;
 use crate::worker::{Member, Worker, WorkerCx, panic_message};
 use crate::{Action, Ctx, Task, TaskId};
@@ -37,6 +37,104 @@ struct Entry<T: Task> {
     armed: Option<Instant>,
     /// How this task's UDP events become its input, once it bound a socket.
     udp: Option<UdpWrap<T>>,
+    /// How this task's TCP events become its input, once it listened or
+    /// connected.
+    tcp: Option<TcpWrap<T>>,
+    /// The sockets the task owns, closed when it ends.
+    owned: Vec<Owned>,
+}
+
+impl<T: Task> Entry<T> {
+    /// Carries out one action the task queued.
+    fn carry_out<W: Worker>(
+        &mut self,
+        cx: &mut WorkerCx<W>,
+        id: W::Id,
+        owner: RawId,
+        action: Action<T>,
+    ) where
+        T: Member<W>,
+    {
+        let counters = &mut cx.counters;
+        match action {
+            Action::Emit(output) => cx.output(id, T::output(output)),
+            Action::UdpBind {
+                socket,
+                addr,
+                options,
+                wrap,
+            } => {
+                self.udp = Some(wrap);
+                self.owned.push(Owned::Udp(socket));
+                cx.net.udp_bind(socket, owner, addr, &options, counters);
+            }
+            Action::UdpSend { socket, to, data } => {
+                cx.net
+                    .udp_send(owner, socket, to, Payload::Owned(data), counters);
+            }
+            Action::UdpSendMany { socket, to, data } => {
+                let shared = Arc::new(data);
+                for to in to.iter().copied() {
+                    let payload = Payload::Shared(Arc::clone(&shared));
+                    cx.net.udp_send(owner, socket, to, payload, counters);
+                }
+            }
+            Action::UdpClose { socket } => self.close(cx, Owned::Udp(socket)),
+            Action::TcpListen {
+                listener,
+                addr,
+                options,
+                wrap,
+            } => {
+                self.tcp = Some(wrap);
+                self.owned.push(Owned::TcpListener(listener));
+                cx.net.tcp_listen(listener, owner, addr, &options, counters);
+            }
+            Action::TcpConnect {
+                conn,
+                addr,
+                options,
+                wrap,
+            } => {
+                self.tcp = Some(wrap);
+                self.owned.push(Owned::TcpConn(conn));
+                cx.net.tcp_connect(conn, owner, addr, &options, counters);
+            }
+            Action::TcpSend { conn, data } => cx.net.tcp_send(owner, conn, data, counters),
+            Action::TcpShutdownWrite { conn } => cx.net.tcp.shutdown_write(conn),
+            Action::TcpClose { conn } => {
+                // Graceful: the worker closes it once its queue is sent, even
+                // if the task has ended by then.
+                self.owned.retain(|owned| *owned != Owned::TcpConn(conn));
+                cx.net.tcp.close(conn);
+            }
+            Action::TcpCloseListener { listener } => self.close(cx, Owned::TcpListener(listener)),
+        }
+    }
+
+    /// Closes a socket of this task at once.
+    fn close<W: Worker>(&mut self, cx: &mut WorkerCx<W>, socket: Owned) {
+        self.owned.retain(|owned| *owned != socket);
+        cx.net.close_owned(socket, &mut cx.counters);
+    }
+
+    /// Keeps the list of owned sockets up to date with what the worker says
+    /// about them: accepted connections join it, failed ones leave it.
+    fn track(&mut self, input: &NetInput) {
+        match input {
+            NetInput::Tcp(TcpEvent::Accepted { conn, .. }) => {
+                self.owned.push(Owned::TcpConn(*conn))
+            }
+            NetInput::Tcp(
+                TcpEvent::Closed { conn, .. }
+                | TcpEvent::Connected {
+                    conn,
+                    result: Err(_),
+                },
+            ) => self.owned.retain(|owned| *owned != Owned::TcpConn(*conn)),
+            _ => {}
+        }
+    }
 }
 
 /// The raw id of the task of type `T` in `slot`.
@@ -83,6 +181,8 @@ impl<T: Task> Group<T> {
             ctx: Ctx::new(cx.now, owner::<W, T>(slot, generation)),
             armed: None,
             udp: None,
+            tcp: None,
+            owned: Vec::new(),
         });
         self.live += 1;
         if let Some(every) = T::TICK_INTERVAL {
@@ -123,7 +223,7 @@ impl<T: Task> Group<T> {
     ) where
         T: Member<W>,
     {
-        let Some(Some(entry)) = self.entries.get(slot as usize) else {
+        let Some(Some(entry)) = self.entries.get_mut(slot as usize) else {
             cx.counters.net_dropped += 1;
             return;
         };
@@ -131,7 +231,8 @@ impl<T: Task> Group<T> {
             cx.counters.net_dropped += 1;
             return;
         }
-        match input.into_input::<T>(entry.udp.as_ref()) {
+        entry.track(&input);
+        match input.into_input::<T>(entry.udp.as_ref(), entry.tcp.as_ref()) {
             Ok(input) => {
                 cx.counters.inputs += 1;
                 self.run(cx, slot, |task, ctx| task.on_input(ctx, input));
@@ -244,32 +345,7 @@ impl<T: Task> Group<T> {
         // What the task queued before a panic was queued by a correct task
         // state: carry it out too.
         while let Some(action) = entry.ctx.next_action() {
-            match action {
-                Action::Emit(output) => cx.output(id, T::output(output)),
-                Action::UdpBind {
-                    socket,
-                    addr,
-                    options,
-                    wrap,
-                } => {
-                    entry.udp = Some(wrap);
-                    cx.net
-                        .udp_bind(socket, owner, addr, &options, &mut cx.counters);
-                }
-                Action::UdpSend { socket, to, data } => {
-                    cx.net
-                        .udp_send(owner, socket, to, Payload::Owned(data), &mut cx.counters);
-                }
-                Action::UdpSendMany { socket, to, data } => {
-                    let shared = Arc::new(data);
-                    for to in to.iter().copied() {
-                        let payload = Payload::Shared(Arc::clone(&shared));
-                        cx.net
-                            .udp_send(owner, socket, to, payload, &mut cx.counters);
-                    }
-                }
-                Action::UdpClose { socket } => cx.net.udp_close(socket, &mut cx.counters),
-            }
+            entry.carry_out(cx, id, owner, action);
         }
         match outcome {
             Err(payload) => {
@@ -308,8 +384,8 @@ impl<T: Task> Group<T> {
     {
         if let Some(entry) = self.entries[slot as usize].take() {
             self.live -= 1;
-            for &socket in entry.ctx.udp_sockets() {
-                cx.net.udp_close(socket, &mut cx.counters);
+            for &socket in &entry.owned {
+                cx.net.close_owned(socket, &mut cx.counters);
             }
             // The task's own Drop may panic; that must not take the worker.
             let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(entry)));

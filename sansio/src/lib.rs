@@ -197,7 +197,10 @@ pub use crate::buf::{DEFAULT_CAPACITY, HEADROOM, PacketBuf};
 pub use crate::ctx::{Action, Ctx};
 pub use crate::error::{Error, Result, SendError, SpawnError};
 pub use crate::id::TaskId;
-pub use crate::net::{UdpBound, UdpError, UdpOptions, UdpPacket, UdpSocketId, UdpWrap};
+pub use crate::net::{
+    TcpConnId, TcpEvent, TcpListenerId, TcpOptions, TcpWrap, UdpBound, UdpError, UdpOptions,
+    UdpPacket, UdpSocketId, UdpWrap,
+};
 pub use crate::runtime::{
     Builder, DEFAULT_QUEUE_CAPACITY, DEFAULT_SHUTDOWN, Event, Runtime, ShutdownReport,
 };
@@ -243,9 +246,9 @@ pub use sansio_macros::on_shutdown;
 /// Everything a task module needs: `use sansio::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Action, Backend, Ctx, Event, Handles, Member, PacketBuf, Runtime, Task, TaskId, UdpBound,
-        UdpError, UdpOptions, UdpPacket, UdpSocketId, Worker, on_input, on_shutdown, on_start,
-        on_tick, on_timer,
+        Action, Backend, Ctx, Event, Handles, Member, PacketBuf, Runtime, Task, TaskId, TcpConnId,
+        TcpEvent, TcpListenerId, TcpOptions, UdpBound, UdpError, UdpOptions, UdpPacket,
+        UdpSocketId, Worker, on_input, on_shutdown, on_start, on_tick, on_timer,
     };
 }
 

@@ -604,6 +604,12 @@ impl<W: Worker> Runtime<W> {
                     udp_send_errors: counters.udp_send_errors,
                     udp_recv_errors: counters.udp_recv_errors,
                     net_dropped: counters.net_dropped,
+                    tcp_sockets: counters.tcp_sockets,
+                    tcp_accepted: counters.tcp_accepted,
+                    tcp_bytes_read: counters.tcp_bytes_read,
+                    tcp_bytes_written: counters.tcp_bytes_written,
+                    tcp_send_rejected: counters.tcp_send_rejected,
+                    tcp_errors: counters.tcp_errors,
                 }
             })
             .collect();

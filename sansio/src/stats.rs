@@ -67,6 +67,19 @@ counters! {
     udp_sockets,
     /// Network events for tasks that had ended, dropped.
     net_dropped,
+    /// Open TCP listeners and connections.
+    tcp_sockets,
+    /// Connections accepted.
+    tcp_accepted,
+    /// Bytes read from connections.
+    tcp_bytes_read,
+    /// Bytes written to connections.
+    tcp_bytes_written,
+    /// Sends refused (over the send limit, or on a closing or closed
+    /// connection), each handed back to its task.
+    tcp_send_rejected,
+    /// Connection errors: resets, failed connects, failed accepts.
+    tcp_errors,
 }
 
 /// The shortest window rates and utilization are measured over.
@@ -173,6 +186,19 @@ pub struct WorkerStats {
     pub udp_recv_errors: u64,
     /// Network events for tasks that had already ended, dropped.
     pub net_dropped: u64,
+    /// Open TCP listeners and connections.
+    pub tcp_sockets: u64,
+    /// TCP connections accepted.
+    pub tcp_accepted: u64,
+    /// Bytes read from TCP connections.
+    pub tcp_bytes_read: u64,
+    /// Bytes written to TCP connections.
+    pub tcp_bytes_written: u64,
+    /// TCP sends refused and handed back (over the send limit, or on a
+    /// closing or closed connection).
+    pub tcp_send_rejected: u64,
+    /// TCP errors: resets, failed connects and accepts.
+    pub tcp_errors: u64,
 }
 
 impl WorkerStats {
@@ -206,7 +232,7 @@ impl fmt::Display for RuntimeStats {
                 .collect();
             writeln!(
                 f,
-                "worker {}: util {:5.1}% | in {:>10.0}/s out {:>10.0}/s | loops {} | inbox {}/{} | tasks [{}] | timers {} | rejected {} dropped {} undelivered {} panics {} | udp sockets {} rx {} tx {} truncated {} errors {}",
+                "worker {}: util {:5.1}% | in {:>10.0}/s out {:>10.0}/s | loops {} | inbox {}/{} | tasks [{}] | timers {} | rejected {} dropped {} undelivered {} panics {} | udp sockets {} rx {} tx {} truncated {} errors {} | tcp sockets {} in {} B out {} B errors {}",
                 worker.worker,
                 worker.utilization * 100.0,
                 worker.inputs_per_sec,
@@ -225,6 +251,10 @@ impl fmt::Display for RuntimeStats {
                 worker.udp_sent,
                 worker.udp_truncated,
                 worker.udp_send_errors + worker.udp_recv_errors,
+                worker.tcp_sockets,
+                worker.tcp_bytes_read,
+                worker.tcp_bytes_written,
+                worker.tcp_errors,
             )?;
         }
         write!(

@@ -483,7 +483,10 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
             }
             self.cx.counters.timers = self.cx.timers.len() as u64;
 
-            if !inbox_empty || !self.cx.net.udp.unread.is_empty() {
+            if !inbox_empty
+                || !self.cx.net.udp.unread.is_empty()
+                || !self.cx.net.tcp.unserved.is_empty()
+            {
                 self.account_busy(woke);
                 continue;
             }
@@ -527,6 +530,11 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
                         self.read_udp(index);
                     }
                 }
+                Some(source) => {
+                    // A hang-up or error reads as readable: the read reports it.
+                    let readable = readiness.readable || readiness.closed;
+                    self.serve_tcp(source, readable, readiness.writable);
+                }
                 None => {}
             }
         }
@@ -534,6 +542,23 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
         let unread = std::mem::take(&mut self.cx.net.udp.unread);
         for index in unread {
             self.read_udp(index);
+        }
+        let unserved = std::mem::take(&mut self.cx.net.tcp.unserved);
+        for source in unserved {
+            self.serve_tcp(source, true, false);
+        }
+        self.settle();
+    }
+
+    /// Serves a TCP listener or connection, delivering what it produced;
+    /// one that still has work is served again next turn.
+    fn serve_tcp(&mut self, source: Source, readable: bool, writable: bool) {
+        let more = self
+            .cx
+            .net
+            .tcp_ready(source, readable, writable, &mut self.cx.counters);
+        if more {
+            self.cx.net.tcp.unserved.push(source);
         }
         self.settle();
     }
@@ -579,7 +604,7 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
             while let Some((owner, input)) = self.cx.net.local.pop_front() {
                 self.groups.net(&mut self.cx, owner, input);
             }
-            if self.cx.net.udp.has_dirty() {
+            if self.cx.net.has_dirty() {
                 self.cx.net.flush(&mut self.cx.counters);
             }
             if self.cx.net.local.is_empty() {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use sansio::prelude::*;
 
 pub mod tasks;
+pub mod tcp;
 pub mod udp;
 
 /// Generates one `#[test]` per available backend for each function, in a

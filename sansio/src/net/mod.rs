@@ -16,41 +16,67 @@ use crate::id::RawId;
 use crate::{Handles, Task};
 
 pub(crate) mod sys;
+pub(crate) mod tcp;
 pub(crate) mod udp;
 
-/// A UDP socket of a task, from `Ctx::udp_bind`.
-///
-/// Ids are unique on their worker and never reused; any task on the same
-/// worker may send through a socket, and what it receives goes to the task
-/// that bound it.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct UdpSocketId {
-    owner: RawId,
-    number: u32,
+/// Declares a socket id type: the task that made it and a number, unique
+/// on its worker.
+macro_rules! socket_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name {
+            owner: RawId,
+            number: u32,
+        }
+
+        impl $name {
+            pub(crate) fn new(owner: RawId, number: u32) -> Self {
+                $name { owner, number }
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(self, f)
+            }
+        }
+
+        /// `<kind>#<type>.<slot>.<generation>/<n>`: the n-th socket of its task.
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(
+                    f,
+                    concat!($prefix, "#{}.{}.{}/{}"),
+                    self.owner.group, self.owner.slot, self.owner.generation, self.number
+                )
+            }
+        }
+    };
 }
 
-impl UdpSocketId {
-    pub(crate) fn new(owner: RawId, number: u32) -> Self {
-        UdpSocketId { owner, number }
-    }
-}
+socket_id!(
+    /// A UDP socket of a task, from `Ctx::udp_bind`.
+    ///
+    /// Ids are unique on their worker and never reused; any task on the same
+    /// worker may send through a socket, and what it receives goes to the task
+    /// that bound it.
+    UdpSocketId,
+    "udp"
+);
 
-impl fmt::Debug for UdpSocketId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
+socket_id!(
+    /// A TCP listener of a task, from `Ctx::tcp_listen`.
+    TcpListenerId,
+    "tcp-listener"
+);
 
-/// `udp#<type>.<slot>.<generation>/<n>`: the n-th socket its task bound.
-impl fmt::Display for UdpSocketId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "udp#{}.{}.{}/{}",
-            self.owner.group, self.owner.slot, self.owner.generation, self.number
-        )
-    }
-}
+socket_id!(
+    /// A TCP connection of a task: from `Ctx::tcp_connect`, or accepted by
+    /// one of its listeners (`TcpEvent::Accepted`).
+    TcpConnId,
+    "tcp"
+);
 
 /// How to set up a UDP socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,6 +195,147 @@ pub struct UdpError {
     pub data: Option<PacketBuf>,
 }
 
+/// How to set up TCP listeners and connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TcpOptions {
+    /// `TCP_NODELAY` on connections (default on: a task's sends are already
+    /// batched per input).
+    pub nodelay: bool,
+    /// The most bytes queued for sending on one connection while the kernel
+    /// is not taking them (default 1 MiB). A send beyond it comes back as
+    /// [`TcpEvent::SendFailed`], and so does every later send until
+    /// [`TcpEvent::Writable`].
+    pub send_limit: usize,
+    /// The size of the buffers connections are read into (default 16 KiB).
+    pub read_chunk: usize,
+    /// `SO_REUSEADDR` on listeners (default on, so a restarted server can
+    /// bind at once).
+    pub reuse_address: bool,
+    /// `SO_REUSEPORT` on listeners.
+    pub reuse_port: bool,
+    /// The listen backlog (default 1,024).
+    pub backlog: u32,
+}
+
+impl Default for TcpOptions {
+    fn default() -> Self {
+        TcpOptions {
+            nodelay: true,
+            send_limit: 1 << 20,
+            read_chunk: 16 << 10,
+            reuse_address: true,
+            reuse_port: false,
+            backlog: 1024,
+        }
+    }
+}
+
+impl TcpOptions {
+    /// Sets [`TcpOptions::send_limit`].
+    #[must_use]
+    pub fn send_limit(mut self, bytes: usize) -> Self {
+        self.send_limit = bytes;
+        self
+    }
+
+    /// Sets [`TcpOptions::read_chunk`].
+    #[must_use]
+    pub fn read_chunk(mut self, bytes: usize) -> Self {
+        self.read_chunk = bytes;
+        self
+    }
+
+    /// Sets [`TcpOptions::nodelay`].
+    #[must_use]
+    pub fn nodelay(mut self, nodelay: bool) -> Self {
+        self.nodelay = nodelay;
+        self
+    }
+
+    /// Sets [`TcpOptions::reuse_port`].
+    #[must_use]
+    pub fn reuse_port(mut self, reuse: bool) -> Self {
+        self.reuse_port = reuse;
+        self
+    }
+}
+
+/// What happens on a task's TCP listeners and connections; one input type,
+/// so one `#[on_input]` handler serves them all.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TcpEvent {
+    /// The outcome of `Ctx::tcp_listen`: the local address, or why not.
+    Listening {
+        /// The listener.
+        listener: TcpListenerId,
+        /// The local address (with the port the system chose for port 0).
+        result: io::Result<SocketAddr>,
+    },
+    /// A listener accepted a connection, now the task's.
+    Accepted {
+        /// The listener.
+        listener: TcpListenerId,
+        /// The new connection.
+        conn: TcpConnId,
+        /// The peer.
+        peer: SocketAddr,
+    },
+    /// Accepting failed (out of descriptors, a connection aborted before it
+    /// was accepted); the listener carries on.
+    AcceptFailed {
+        /// The listener.
+        listener: TcpListenerId,
+        /// What happened.
+        error: io::Error,
+    },
+    /// The outcome of `Ctx::tcp_connect`: the peer address, or why not (the
+    /// connection is then gone).
+    Connected {
+        /// The connection.
+        conn: TcpConnId,
+        /// The peer, or the error.
+        result: io::Result<SocketAddr>,
+    },
+    /// Bytes arrived.
+    Data {
+        /// The connection.
+        conn: TcpConnId,
+        /// The bytes, in a pooled buffer.
+        data: PacketBuf,
+    },
+    /// The peer closed its side: nothing more will arrive. The connection
+    /// stays open for sending until the task closes it.
+    PeerClosed {
+        /// The connection.
+        conn: TcpConnId,
+    },
+    /// The connection's send queue has drained after the kernel or the send
+    /// limit held it back: sending may resume.
+    Writable {
+        /// The connection.
+        conn: TcpConnId,
+    },
+    /// A send was not queued (over the send limit, the connection closing or
+    /// gone): here is its data back.
+    SendFailed {
+        /// The connection.
+        conn: TcpConnId,
+        /// The data that was not sent.
+        data: PacketBuf,
+        /// Why.
+        error: io::Error,
+    },
+    /// The connection failed (reset, timed out) and is gone.
+    Closed {
+        /// The connection.
+        conn: TcpConnId,
+        /// What happened.
+        error: Option<io::Error>,
+    },
+}
+
 /// How the worker turns network events into a task's input: captured by
 /// `Ctx::udp_bind`, where the task's handlers are known.
 pub struct UdpWrap<T: Task> {
@@ -204,6 +371,45 @@ impl<T: Task> fmt::Debug for UdpWrap<T> {
     }
 }
 
+/// How the worker turns TCP events into a task's input: captured by
+/// `Ctx::tcp_listen` and `Ctx::tcp_connect`.
+pub struct TcpWrap<T: Task> {
+    pub(crate) event: fn(TcpEvent) -> T::Input,
+}
+
+impl<T: Task> TcpWrap<T> {
+    pub(crate) fn new() -> Self
+    where
+        T: Handles<TcpEvent>,
+    {
+        TcpWrap {
+            event: <T as Handles<TcpEvent>>::wrap,
+        }
+    }
+}
+
+impl<T: Task> Clone for TcpWrap<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T: Task> Copy for TcpWrap<T> {}
+
+impl<T: Task> fmt::Debug for TcpWrap<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TcpWrap<{}>", T::NAME)
+    }
+}
+
+/// A socket a task owns, closed by the worker when the task ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Owned {
+    Udp(UdpSocketId),
+    TcpListener(TcpListenerId),
+    TcpConn(TcpConnId),
+}
+
 /// A network event for a task, before it is turned into the task's input.
 #[doc(hidden)]
 #[derive(Debug)]
@@ -214,6 +420,8 @@ pub enum NetInput {
     UdpPacket(UdpPacket),
     #[allow(missing_docs)]
     UdpError(UdpError),
+    #[allow(missing_docs)]
+    Tcp(TcpEvent),
 }
 
 impl NetInput {
@@ -221,12 +429,14 @@ impl NetInput {
     pub(crate) fn into_input<T: Task>(
         self,
         udp: Option<&UdpWrap<T>>,
+        tcp: Option<&TcpWrap<T>>,
     ) -> Result<T::Input, NetInput> {
-        match (self, udp) {
-            (NetInput::UdpBound(bound), Some(wrap)) => Ok((wrap.bound)(bound)),
-            (NetInput::UdpPacket(packet), Some(wrap)) => Ok((wrap.packet)(packet)),
-            (NetInput::UdpError(error), Some(wrap)) => Ok((wrap.error)(error)),
-            (input, None) => Err(input),
+        match (self, udp, tcp) {
+            (NetInput::UdpBound(bound), Some(wrap), _) => Ok((wrap.bound)(bound)),
+            (NetInput::UdpPacket(packet), Some(wrap), _) => Ok((wrap.packet)(packet)),
+            (NetInput::UdpError(error), Some(wrap), _) => Ok((wrap.error)(error)),
+            (NetInput::Tcp(event), _, Some(wrap)) => Ok((wrap.event)(event)),
+            (input, _, _) => Err(input),
         }
     }
 }
@@ -236,16 +446,22 @@ impl NetInput {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Source {
     Udp(usize),
+    TcpListener(usize),
+    TcpConn(usize),
 }
 
 /// Bits of a token that say the kind of source.
 const KIND_BITS: u32 = 2;
 const KIND_UDP: usize = 0;
+const KIND_TCP_LISTENER: usize = 1;
+const KIND_TCP_CONN: usize = 2;
 
 impl Source {
     pub(crate) fn token(self) -> usize {
         match self {
             Source::Udp(index) => index << KIND_BITS | KIND_UDP,
+            Source::TcpListener(index) => index << KIND_BITS | KIND_TCP_LISTENER,
+            Source::TcpConn(index) => index << KIND_BITS | KIND_TCP_CONN,
         }
     }
 
@@ -253,6 +469,8 @@ impl Source {
         let index = token >> KIND_BITS;
         match token & ((1 << KIND_BITS) - 1) {
             KIND_UDP => Some(Source::Udp(index)),
+            KIND_TCP_LISTENER => Some(Source::TcpListener(index)),
+            KIND_TCP_CONN => Some(Source::TcpConn(index)),
             _ => None,
         }
     }
@@ -263,6 +481,7 @@ impl Source {
 pub(crate) struct Net {
     registry: Box<dyn crate::backend::Registry>,
     pub(crate) udp: udp::UdpSockets,
+    pub(crate) tcp: tcp::TcpSockets,
     /// Events for tasks that the worker produced (a bind's outcome, a send's
     /// failure), delivered in order before the worker moves on.
     pub(crate) local: std::collections::VecDeque<(RawId, NetInput)>,
@@ -275,6 +494,7 @@ impl Net {
         Net {
             registry,
             udp: udp::UdpSockets::new(),
+            tcp: tcp::TcpSockets::default(),
             local: std::collections::VecDeque::new(),
             inbound: Vec::new(),
         }
@@ -315,13 +535,102 @@ impl Net {
             .send(from, socket, to, payload, &mut self.local, counters);
     }
 
-    /// Closes a socket.
-    pub(crate) fn udp_close(&mut self, socket: UdpSocketId, counters: &mut crate::stats::Counters) {
-        self.udp.close(socket, self.registry.as_mut());
-        counters.udp_sockets = self.udp.len() as u64;
+    /// Starts a listener and queues the outcome for its task.
+    pub(crate) fn tcp_listen(
+        &mut self,
+        listener: TcpListenerId,
+        owner: RawId,
+        addr: SocketAddr,
+        options: &TcpOptions,
+        counters: &mut crate::stats::Counters,
+    ) {
+        let result = self
+            .tcp
+            .listen(listener, owner, addr, options, self.registry.as_mut());
+        counters.tcp_sockets = self.tcp.len() as u64;
+        self.local.push_back((
+            owner,
+            NetInput::Tcp(TcpEvent::Listening { listener, result }),
+        ));
     }
 
-    /// Hands queued datagrams to the kernel.
+    /// Starts a connection; `Connected` follows.
+    pub(crate) fn tcp_connect(
+        &mut self,
+        conn: TcpConnId,
+        owner: RawId,
+        addr: SocketAddr,
+        options: &TcpOptions,
+        counters: &mut crate::stats::Counters,
+    ) {
+        self.tcp.connect(
+            conn,
+            owner,
+            addr,
+            options,
+            self.registry.as_mut(),
+            &mut self.local,
+        );
+        counters.tcp_sockets = self.tcp.len() as u64;
+    }
+
+    /// Queues bytes on a connection; a refusal comes back to `from`.
+    pub(crate) fn tcp_send(
+        &mut self,
+        from: RawId,
+        conn: TcpConnId,
+        data: PacketBuf,
+        counters: &mut crate::stats::Counters,
+    ) {
+        self.tcp.send(conn, data, from, &mut self.local, counters);
+    }
+
+    /// Closes a socket a task owned, at once (the task ended or asked).
+    pub(crate) fn close_owned(&mut self, owned: Owned, counters: &mut crate::stats::Counters) {
+        match owned {
+            Owned::Udp(socket) => self.udp.close(socket, self.registry.as_mut()),
+            Owned::TcpListener(listener) => {
+                self.tcp.close_listener(listener, self.registry.as_mut())
+            }
+            Owned::TcpConn(conn) => self.tcp.abort(conn, self.registry.as_mut()),
+        }
+        counters.udp_sockets = self.udp.len() as u64;
+        counters.tcp_sockets = self.tcp.len() as u64;
+    }
+
+    /// Serves a ready TCP source; returns whether it may have more to do.
+    pub(crate) fn tcp_ready(
+        &mut self,
+        source: Source,
+        readable: bool,
+        writable: bool,
+        counters: &mut crate::stats::Counters,
+    ) -> bool {
+        let more = match source {
+            Source::TcpListener(index) => {
+                self.tcp
+                    .accept(index, self.registry.as_mut(), &mut self.local, counters)
+            }
+            Source::TcpConn(index) => self.tcp.ready(
+                index,
+                readable,
+                writable,
+                self.registry.as_mut(),
+                &mut self.local,
+                counters,
+            ),
+            Source::Udp(_) => false,
+        };
+        counters.tcp_sockets = self.tcp.len() as u64;
+        more
+    }
+
+    /// Whether sends are waiting to be handed to the kernel.
+    pub(crate) fn has_dirty(&self) -> bool {
+        self.udp.has_dirty() || self.tcp.has_dirty()
+    }
+
+    /// Hands queued datagrams and bytes to the kernel.
     pub(crate) fn flush(&mut self, counters: &mut crate::stats::Counters) {
         self.udp.flush(
             self.registry.as_mut(),
@@ -329,6 +638,9 @@ impl Net {
             &mut self.local,
             counters,
         );
+        self.tcp
+            .flush(self.registry.as_mut(), &mut self.local, counters);
+        counters.tcp_sockets = self.tcp.len() as u64;
     }
 }
 

@@ -1,0 +1,657 @@
+//! The worker's TCP listeners and connections.
+//!
+//! Reading: a readable connection is read in chunks into pooled buffers,
+//! each delivered as `TcpEvent::Data`, until it would block (or a fair share
+//! of reads, then again next turn); end of stream is `PeerClosed`.
+//!
+//! Writing, with backpressure: `tcp_send` queues a buffer on its connection;
+//! queues are flushed after each batch of inputs. What the kernel will not
+//! take yet stays queued, and the connection waits for writability. A queue
+//! is bounded in bytes (`TcpOptions::send_limit`): a send beyond it comes back
+//! as `SendFailed` with its data, and so does every later send until the
+//! queue has drained, when `Writable` says so — so what a task re-sends
+//! after `Writable` goes out in order.
+//!
+//! Closing is graceful: `tcp_close` and `tcp_shutdown_write` take effect once
+//! the queue is empty and no refused send is outstanding. A connection that
+//! had refusals first says `Writable`, and what its task re-sends then is
+//! sent before the close.
+
+use std::collections::HashMap;
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::{NetInput, Source, TcpConnId, TcpEvent, TcpListenerId, TcpOptions};
+use crate::backend::{Interest, Registry};
+use crate::buf::PacketBuf;
+use crate::id::RawId;
+use crate::stats::Counters;
+
+const READ: Interest = Interest {
+    readable: true,
+    writable: false,
+};
+const WRITE: Interest = Interest {
+    readable: false,
+    writable: true,
+};
+const READ_WRITE: Interest = Interest {
+    readable: true,
+    writable: true,
+};
+
+/// Accepts per listener per turn, and reads per connection per turn, before
+/// others get theirs.
+const PER_TURN: usize = 16;
+
+struct Listener {
+    id: TcpListenerId,
+    owner: RawId,
+    listener: TcpListener,
+    options: TcpOptions,
+}
+
+struct Conn {
+    id: TcpConnId,
+    owner: RawId,
+    stream: TcpStream,
+    options: TcpOptions,
+    /// Waiting for a non-blocking connect to complete.
+    connecting: bool,
+    queue: VecDeque<PacketBuf>,
+    queued_bytes: usize,
+    /// Registered for writability (the kernel would not take more).
+    blocked: bool,
+    /// Refusing sends since one went over the limit, until the queue drains.
+    rejecting: bool,
+    /// Say `Writable` when the queue drains.
+    notify_writable: bool,
+    /// Listed in `TcpSockets::dirty`.
+    dirty: bool,
+    /// Shut down writing once the queue is flushed.
+    shutdown_write: bool,
+    /// Writing has been shut down.
+    write_shut: bool,
+    /// Close once the queue is flushed.
+    close: bool,
+    /// The peer has closed its side: no more reading.
+    read_closed: bool,
+}
+
+/// A network event for a task.
+type Outbox = VecDeque<(RawId, NetInput)>;
+
+fn event(owner: RawId, event: TcpEvent) -> (RawId, NetInput) {
+    (owner, NetInput::Tcp(event))
+}
+
+/// The TCP sockets of one worker.
+#[derive(Default)]
+pub(crate) struct TcpSockets {
+    listeners: Vec<Option<Listener>>,
+    listener_ids: HashMap<TcpListenerId, usize>,
+    conns: Vec<Option<Conn>>,
+    conn_ids: HashMap<TcpConnId, usize>,
+    free_conns: Vec<usize>,
+    free_listeners: Vec<usize>,
+    dirty: Vec<usize>,
+    /// Sources left with work when their turn ended: served again next turn.
+    pub(crate) unserved: Vec<Source>,
+    /// Accepted connections get ids from here (with the high bit set, apart
+    /// from the ids tasks make).
+    accepted: u32,
+}
+
+impl TcpSockets {
+    pub(crate) fn listen(
+        &mut self,
+        id: TcpListenerId,
+        owner: RawId,
+        addr: SocketAddr,
+        options: &TcpOptions,
+        registry: &mut dyn Registry,
+    ) -> io::Result<SocketAddr> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_nonblocking(true)?;
+        socket.set_reuse_address(options.reuse_address)?;
+        if options.reuse_port {
+            socket.set_reuse_port(true)?;
+        }
+        socket.bind(&addr.into())?;
+        socket.listen(i32::try_from(options.backlog).unwrap_or(i32::MAX))?;
+        let listener: TcpListener = socket.into();
+        let local = listener.local_addr()?;
+        let index = self.free_listeners.pop().unwrap_or(self.listeners.len());
+        registry.register(
+            listener.as_raw_fd(),
+            Source::TcpListener(index).token(),
+            READ,
+        )?;
+        let entry = Listener {
+            id,
+            owner,
+            listener,
+            options: options.clone(),
+        };
+        place(&mut self.listeners, index, entry);
+        self.listener_ids.insert(id, index);
+        Ok(local)
+    }
+
+    /// Starts a non-blocking connect; `Connected` follows.
+    pub(crate) fn connect(
+        &mut self,
+        id: TcpConnId,
+        owner: RawId,
+        addr: SocketAddr,
+        options: &TcpOptions,
+        registry: &mut dyn Registry,
+        out: &mut Outbox,
+    ) {
+        let started = (|| {
+            let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+            socket.set_nonblocking(true)?;
+            match socket.connect(&addr.into()) {
+                Ok(()) => {}
+                Err(error) if error.raw_os_error() == Some(libc::EINPROGRESS) => {}
+                Err(error) => return Err(error),
+            }
+            Ok(TcpStream::from(socket))
+        })();
+        let stream = match started {
+            Ok(stream) => stream,
+            Err(error) => {
+                out.push_back(event(
+                    owner,
+                    TcpEvent::Connected {
+                        conn: id,
+                        result: Err(error),
+                    },
+                ));
+                return;
+            }
+        };
+        let index = self.free_conns.pop().unwrap_or(self.conns.len());
+        if let Err(error) =
+            registry.register(stream.as_raw_fd(), Source::TcpConn(index).token(), WRITE)
+        {
+            self.free_conns.push(index);
+            out.push_back(event(
+                owner,
+                TcpEvent::Connected {
+                    conn: id,
+                    result: Err(error),
+                },
+            ));
+            return;
+        }
+        place(
+            &mut self.conns,
+            index,
+            Conn::new(id, owner, stream, options.clone(), true),
+        );
+        self.conn_ids.insert(id, index);
+    }
+
+    /// Accepts what `index` has waiting; returns whether it may have more.
+    pub(crate) fn accept(
+        &mut self,
+        index: usize,
+        registry: &mut dyn Registry,
+        out: &mut Outbox,
+        counters: &mut Counters,
+    ) -> bool {
+        for _ in 0..PER_TURN {
+            let Some(Some(listener)) = self.listeners.get(index) else {
+                return false;
+            };
+            let (stream, peer) = match listener.listener.accept() {
+                Ok(accepted) => accepted,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    // A connection that failed before it was accepted
+                    // (ECONNABORTED), or out of descriptors: tell the owner.
+                    counters.tcp_errors += 1;
+                    out.push_back(event(
+                        listener.owner,
+                        TcpEvent::AcceptFailed {
+                            listener: listener.id,
+                            error,
+                        },
+                    ));
+                    return false;
+                }
+            };
+            let (owner, listener_id, options) =
+                (listener.owner, listener.id, listener.options.clone());
+            self.accepted = self.accepted.wrapping_add(1);
+            let conn = TcpConnId::new(owner, self.accepted | 1 << 31);
+            let setup = stream
+                .set_nonblocking(true)
+                .and_then(|()| stream.set_nodelay(options.nodelay));
+            let slot = self.free_conns.pop().unwrap_or(self.conns.len());
+            let registered = setup.and_then(|()| {
+                registry.register(stream.as_raw_fd(), Source::TcpConn(slot).token(), READ)
+            });
+            if let Err(error) = registered {
+                self.free_conns.push(slot);
+                counters.tcp_errors += 1;
+                out.push_back(event(
+                    owner,
+                    TcpEvent::AcceptFailed {
+                        listener: listener_id,
+                        error,
+                    },
+                ));
+                continue;
+            }
+            counters.tcp_accepted += 1;
+            place(
+                &mut self.conns,
+                slot,
+                Conn::new(conn, owner, stream, options, false),
+            );
+            self.conn_ids.insert(conn, slot);
+            out.push_back(event(
+                owner,
+                TcpEvent::Accepted {
+                    listener: listener_id,
+                    conn,
+                    peer,
+                },
+            ));
+        }
+        true
+    }
+
+    /// A connection is ready: finishes a connect, reads, or marks it for
+    /// flushing. Returns whether it may have more to read.
+    pub(crate) fn ready(
+        &mut self,
+        index: usize,
+        readable: bool,
+        writable: bool,
+        registry: &mut dyn Registry,
+        out: &mut Outbox,
+        counters: &mut Counters,
+    ) -> bool {
+        let Some(Some(conn)) = self.conns.get_mut(index) else {
+            return false;
+        };
+        if conn.connecting {
+            if !writable && !readable {
+                return false;
+            }
+            conn.connecting = false;
+            let outcome = match conn.stream.take_error() {
+                Ok(Some(error)) | Err(error) => Err(error),
+                Ok(None) => conn.stream.peer_addr(),
+            };
+            let outcome = outcome.and_then(|peer| {
+                conn.stream.set_nodelay(conn.options.nodelay)?;
+                let interest = if conn.queue.is_empty() {
+                    READ
+                } else {
+                    READ_WRITE
+                };
+                registry.reregister(
+                    conn.stream.as_raw_fd(),
+                    Source::TcpConn(index).token(),
+                    interest,
+                )?;
+                conn.blocked = !conn.queue.is_empty();
+                Ok(peer)
+            });
+            let (id, owner) = (conn.id, conn.owner);
+            match outcome {
+                Ok(peer) => {
+                    out.push_back(event(
+                        owner,
+                        TcpEvent::Connected {
+                            conn: id,
+                            result: Ok(peer),
+                        },
+                    ));
+                    self.mark_dirty(index);
+                }
+                Err(error) => {
+                    counters.tcp_errors += 1;
+                    self.remove(index, registry);
+                    out.push_back(event(
+                        owner,
+                        TcpEvent::Connected {
+                            conn: id,
+                            result: Err(error),
+                        },
+                    ));
+                    return false;
+                }
+            }
+            return false;
+        }
+        if writable {
+            self.mark_dirty(index);
+        }
+        if readable {
+            self.read(index, registry, out, counters)
+        } else {
+            false
+        }
+    }
+
+    /// Reads what connection `index` has; returns whether it may have more.
+    fn read(
+        &mut self,
+        index: usize,
+        registry: &mut dyn Registry,
+        out: &mut Outbox,
+        counters: &mut Counters,
+    ) -> bool {
+        for _ in 0..PER_TURN {
+            let Some(Some(conn)) = self.conns.get_mut(index) else {
+                return false;
+            };
+            if conn.read_closed {
+                return false;
+            }
+            let mut buf = PacketBuf::with_capacity(conn.options.read_chunk);
+            let area = buf.receive_area();
+            match conn.stream.read(area) {
+                Ok(0) => {
+                    conn.read_closed = true;
+                    out.push_back(event(conn.owner, TcpEvent::PeerClosed { conn: conn.id }));
+                    return false;
+                }
+                Ok(read) => {
+                    buf.set_len(read);
+                    counters.tcp_bytes_read += read as u64;
+                    out.push_back(event(
+                        conn.owner,
+                        TcpEvent::Data {
+                            conn: conn.id,
+                            data: buf,
+                        },
+                    ));
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => {
+                    counters.tcp_errors += 1;
+                    let (id, owner) = (conn.id, conn.owner);
+                    self.remove(index, registry);
+                    out.push_back(event(
+                        owner,
+                        TcpEvent::Closed {
+                            conn: id,
+                            error: Some(error),
+                        },
+                    ));
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Queues `data` on `conn`, or hands it back.
+    pub(crate) fn send(
+        &mut self,
+        conn: TcpConnId,
+        data: PacketBuf,
+        from: RawId,
+        out: &mut Outbox,
+        counters: &mut Counters,
+    ) {
+        let Some((index, entry)) = self
+            .conn_ids
+            .get(&conn)
+            .and_then(|&index| Some((index, self.conns[index].as_mut()?)))
+        else {
+            counters.tcp_send_rejected += 1;
+            let error = io::Error::new(io::ErrorKind::NotConnected, format!("{conn} is not open"));
+            out.push_back(event(from, TcpEvent::SendFailed { conn, data, error }));
+            return;
+        };
+        let over = entry.queued_bytes.saturating_add(data.len()) > entry.options.send_limit;
+        if entry.write_shut || entry.rejecting || over {
+            counters.tcp_send_rejected += 1;
+            let error = if entry.write_shut {
+                io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    format!("{conn} is shut down for writing"),
+                )
+            } else {
+                entry.rejecting = true;
+                entry.notify_writable = true;
+                io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!(
+                        "the send queue of {conn} is full ({} bytes)",
+                        entry.options.send_limit
+                    ),
+                )
+            };
+            out.push_back(event(from, TcpEvent::SendFailed { conn, data, error }));
+            return;
+        }
+        entry.queued_bytes += data.len();
+        entry.queue.push_back(data);
+        self.mark_dirty(index);
+    }
+
+    /// Shuts down writing once the queue is flushed.
+    pub(crate) fn shutdown_write(&mut self, conn: TcpConnId) {
+        if let Some(&index) = self.conn_ids.get(&conn)
+            && let Some(entry) = self.conns[index].as_mut()
+        {
+            entry.shutdown_write = true;
+            self.mark_dirty(index);
+        }
+    }
+
+    /// Closes `conn` once its queue is flushed.
+    pub(crate) fn close(&mut self, conn: TcpConnId) {
+        if let Some(&index) = self.conn_ids.get(&conn)
+            && let Some(entry) = self.conns[index].as_mut()
+        {
+            entry.close = true;
+            self.mark_dirty(index);
+        }
+    }
+
+    /// Closes `conn` now, dropping what it had queued (its task ended).
+    pub(crate) fn abort(&mut self, conn: TcpConnId, registry: &mut dyn Registry) {
+        if let Some(&index) = self.conn_ids.get(&conn) {
+            self.remove(index, registry);
+        }
+    }
+
+    /// Closes a listener.
+    pub(crate) fn close_listener(&mut self, listener: TcpListenerId, registry: &mut dyn Registry) {
+        if let Some(index) = self.listener_ids.remove(&listener)
+            && let Some(entry) = self.listeners[index].take()
+        {
+            let _ = registry.deregister(entry.listener.as_raw_fd());
+            self.free_listeners.push(index);
+        }
+    }
+
+    fn mark_dirty(&mut self, index: usize) {
+        if let Some(Some(conn)) = self.conns.get_mut(index)
+            && !conn.dirty
+        {
+            conn.dirty = true;
+            self.dirty.push(index);
+        }
+    }
+
+    pub(crate) fn has_dirty(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
+    /// Writes what the dirty connections have queued, then carries out the
+    /// shutdowns and closes that were waiting for it.
+    pub(crate) fn flush(
+        &mut self,
+        registry: &mut dyn Registry,
+        out: &mut Outbox,
+        counters: &mut Counters,
+    ) {
+        let dirty = std::mem::take(&mut self.dirty);
+        for &index in &dirty {
+            let Some(Some(conn)) = self.conns.get_mut(index) else {
+                continue;
+            };
+            conn.dirty = false;
+            if conn.connecting {
+                continue;
+            }
+            let mut failed = None;
+            let mut blocked = false;
+            while let Some(front) = conn.queue.front_mut() {
+                match conn.stream.write(front) {
+                    Ok(written) if written == front.len() => {
+                        counters.tcp_bytes_written += written as u64;
+                        conn.queued_bytes -= written;
+                        conn.queue.pop_front();
+                    }
+                    Ok(written) => {
+                        counters.tcp_bytes_written += written as u64;
+                        conn.queued_bytes -= written;
+                        front.advance(written);
+                    }
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                        blocked = true;
+                        break;
+                    }
+                    Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                    Err(error) => {
+                        failed = Some(error);
+                        break;
+                    }
+                }
+            }
+            let (id, owner) = (conn.id, conn.owner);
+            if let Some(error) = failed {
+                counters.tcp_errors += 1;
+                self.remove(index, registry);
+                out.push_back(event(
+                    owner,
+                    TcpEvent::Closed {
+                        conn: id,
+                        error: Some(error),
+                    },
+                ));
+                continue;
+            }
+            if blocked != conn.blocked {
+                let interest = if blocked { READ_WRITE } else { READ };
+                if let Err(error) = registry.reregister(
+                    conn.stream.as_raw_fd(),
+                    Source::TcpConn(index).token(),
+                    interest,
+                ) {
+                    counters.tcp_errors += 1;
+                    self.remove(index, registry);
+                    out.push_back(event(
+                        owner,
+                        TcpEvent::Closed {
+                            conn: id,
+                            error: Some(error),
+                        },
+                    ));
+                    continue;
+                }
+                conn.blocked = blocked;
+                if blocked {
+                    conn.notify_writable = true;
+                }
+            }
+            if !conn.queue.is_empty() {
+                continue;
+            }
+            if conn.notify_writable {
+                // Drained: say so, and consider a pending close only after the
+                // task has had its turn to re-send (the next flush).
+                conn.notify_writable = false;
+                conn.rejecting = false;
+                out.push_back(event(owner, TcpEvent::Writable { conn: id }));
+                if conn.close || conn.shutdown_write {
+                    conn.dirty = true;
+                    self.dirty.push(index);
+                }
+                continue;
+            }
+            if conn.close {
+                self.remove(index, registry);
+                continue;
+            }
+            if conn.shutdown_write && !conn.write_shut {
+                conn.write_shut = true;
+                // Shutting down a connection the peer already reset fails:
+                // it is closed either way, which the next read reports.
+                let _ = conn.stream.shutdown(Shutdown::Write);
+            }
+        }
+        let mut dirty = dirty;
+        dirty.clear();
+        dirty.append(&mut self.dirty);
+        self.dirty = dirty;
+    }
+
+    fn remove(&mut self, index: usize, registry: &mut dyn Registry) {
+        if let Some(conn) = self.conns[index].take() {
+            // Closing the descriptor removes it from epoll regardless.
+            let _ = registry.deregister(conn.stream.as_raw_fd());
+            self.conn_ids.remove(&conn.id);
+            self.free_conns.push(index);
+        }
+    }
+
+    /// Open connections and listeners.
+    pub(crate) fn len(&self) -> usize {
+        self.conn_ids.len() + self.listener_ids.len()
+    }
+}
+
+impl Conn {
+    fn new(
+        id: TcpConnId,
+        owner: RawId,
+        stream: TcpStream,
+        options: TcpOptions,
+        connecting: bool,
+    ) -> Self {
+        Conn {
+            id,
+            owner,
+            stream,
+            options,
+            connecting,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            blocked: false,
+            rejecting: false,
+            notify_writable: false,
+            dirty: false,
+            shutdown_write: false,
+            write_shut: false,
+            close: false,
+            read_closed: false,
+        }
+    }
+}
+
+/// Puts `entry` at `index`, growing `slots` by one when `index` is its end.
+fn place<E>(slots: &mut Vec<Option<E>>, index: usize, entry: E) {
+    if index == slots.len() {
+        slots.push(Some(entry));
+    } else {
+        slots[index] = Some(entry);
+    }
+}
