@@ -72,7 +72,7 @@ fn run(program: &str, args: &[&str], stdin: &[u8]) -> Vec<u8> {
 
 const TEN_MB: usize = 10 << 20;
 
-backend_tests! {
+all_backend_tests! {
     fn nc_gets_its_lines_echoed(backend: Backend) {
         let runtime = runtime(backend);
         let addr = serve(&runtime, TcpOptions::default(), Mode::Echo);

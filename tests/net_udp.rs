@@ -43,7 +43,7 @@ fn runtime(backend: Backend) -> Runtime<Net> {
         .unwrap()
 }
 
-backend_tests! {
+all_backend_tests! {
     fn an_echo_task_answers_every_datagram_in_order(backend: Backend) {
         let runtime = runtime(backend);
         let (_, server) = spawn_bound(&runtime, UdpTask::echo(any_port()));

@@ -11,7 +11,7 @@ use sansio::{SendError, SpawnError};
 use util::tasks::{Burst, Echo, EchoOut, Media, MediaOutput, Ping, hold_worker};
 use util::{events_until, next};
 
-backend_tests! {
+all_backend_tests! {
     fn a_full_inbox_refuses_sends_and_spawns(backend: Backend) {
         let runtime = Runtime::<Media>::builder()
             .workers(1)

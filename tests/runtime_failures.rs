@@ -10,7 +10,7 @@ use util::tasks::{
 };
 use util::{events_until, next};
 
-backend_tests! {
+all_backend_tests! {
     fn a_panicking_task_is_reported_and_the_others_keep_answering(backend: Backend) {
         let runtime = Runtime::<Media>::builder().workers(1).backend(backend).build().unwrap();
         let doomed = runtime.spawn(Echo::default()).unwrap();

@@ -7,7 +7,7 @@ use sansio::prelude::*;
 use util::tasks::{Burst, Echo, EchoOut, Media, MediaId, MediaOutput, Ping, Ticker};
 use util::{events_until, next};
 
-backend_tests! {
+all_backend_tests! {
     fn spawn_send_and_receive_across_two_workers(backend: Backend) {
         let runtime = Runtime::<Media>::builder()
             .workers(2)

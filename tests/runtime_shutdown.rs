@@ -14,7 +14,7 @@ fn count<W: Worker>(events: &[Event<W>], wanted: impl Fn(&Event<W>) -> bool) -> 
     events.iter().filter(|event| wanted(event)).count()
 }
 
-backend_tests! {
+all_backend_tests! {
     fn shutdown_runs_every_on_shutdown_and_delivers_the_final_outputs(backend: Backend) {
         let prefix = format!("down-{backend}");
         let runtime = Runtime::<Media>::builder()

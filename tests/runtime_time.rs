@@ -19,7 +19,7 @@ const LATE: Duration = Duration::from_millis(20);
 /// `Ticker`'s interval.
 const EVERY: Duration = Duration::from_millis(25);
 
-backend_tests! {
+all_backend_tests! {
     fn ticks_keep_to_their_schedule_without_drift(backend: Backend) {
         let runtime = Runtime::<Media>::builder().workers(1).backend(backend).build().unwrap();
         runtime.spawn(Ticker).unwrap();

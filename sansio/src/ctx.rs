@@ -9,8 +9,9 @@ use std::time::Instant;
 use crate::buf::PacketBuf;
 use crate::id::RawId;
 use crate::net::{
-    TcpConnId, TcpEvent, TcpListenerId, TcpOptions, TcpWrap, UdpBound, UdpError, UdpOptions,
-    UdpPacket, UdpSocketId, UdpWrap,
+    TcpConnId, TcpEvent, TcpListenerId, TcpOptions, TcpWrap, TunError, TunId, TunOpened,
+    TunOptions, TunPacket, TunWrap, UdpBound, UdpError, UdpOptions, UdpPacket, UdpSocketId,
+    UdpWrap,
 };
 use crate::{Handles, Task};
 
@@ -102,6 +103,29 @@ pub enum Action<T: Task> {
         /// The listener.
         listener: TcpListenerId,
     },
+    /// Open a TUN/TAP device ([`Ctx::tun_open`]).
+    TunOpen {
+        /// The id `tun_open` returned.
+        tun: TunId,
+        /// The interface name asked for.
+        name: String,
+        /// How to open it.
+        options: TunOptions,
+        /// How the worker turns device events into the task's input.
+        wrap: TunWrap<T>,
+    },
+    /// Write a packet to a device ([`Ctx::tun_send`]).
+    TunSend {
+        /// The device.
+        tun: TunId,
+        /// The packet.
+        data: PacketBuf,
+    },
+    /// Close a device ([`Ctx::tun_close`]).
+    TunClose {
+        /// The device.
+        tun: TunId,
+    },
 }
 
 impl<T: Task> fmt::Debug for Action<T>
@@ -173,6 +197,20 @@ where
                 .debug_struct("TcpCloseListener")
                 .field("listener", listener)
                 .finish(),
+            Action::TunOpen {
+                tun, name, options, ..
+            } => f
+                .debug_struct("TunOpen")
+                .field("tun", tun)
+                .field("name", name)
+                .field("options", options)
+                .finish_non_exhaustive(),
+            Action::TunSend { tun, data } => f
+                .debug_struct("TunSend")
+                .field("tun", tun)
+                .field("data", data)
+                .finish(),
+            Action::TunClose { tun } => f.debug_struct("TunClose").field("tun", tun).finish(),
         }
     }
 }
@@ -371,6 +409,39 @@ impl<T: Task> Ctx<T> {
     pub fn tcp_close_listener(&mut self, listener: TcpListenerId) {
         self.actions
             .push_back(Action::TcpCloseListener { listener });
+    }
+
+    /// Opens a TUN or TAP device named `name` (a pattern such as
+    /// `"sansio%d"` lets the kernel number it; empty picks a default) and
+    /// returns its id at once.
+    ///
+    /// The outcome arrives as [`TunOpened`] (with the interface's name), each
+    /// packet read as a [`TunPacket`], and failures as [`TunError`]s; the
+    /// task must handle all three. The device exists while it is open:
+    /// configure it (addresses, `ip link set up`) from outside, after
+    /// `TunOpened`. Opening needs `CAP_NET_ADMIN` and `/dev/net/tun`.
+    pub fn tun_open(&mut self, name: &str, options: TunOptions) -> TunId
+    where
+        T: Handles<TunOpened> + Handles<TunPacket> + Handles<TunError>,
+    {
+        let tun = TunId::new(self.owner, self.next_socket_number());
+        self.actions.push_back(Action::TunOpen {
+            tun,
+            name: name.to_owned(),
+            options,
+            wrap: TunWrap::new(),
+        });
+        tun
+    }
+
+    /// Writes a packet to a device (an IP packet for TUN, a frame for TAP).
+    pub fn tun_send(&mut self, tun: TunId, data: PacketBuf) {
+        self.actions.push_back(Action::TunSend { tun, data });
+    }
+
+    /// Closes a device; it disappears from the system.
+    pub fn tun_close(&mut self, tun: TunId) {
+        self.actions.push_back(Action::TunClose { tun });
     }
 
     /// The number for this task's next socket id: ids from tasks stay below

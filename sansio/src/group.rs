@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use crate::id::RawId;
 use crate::net::udp::Payload;
-use crate::net::{NetInput, Owned, TcpEvent, TcpWrap, UdpWrap};
+use crate::net::{NetInput, Owned, TcpEvent, Wraps};
 use crate::timer::Due;
 use crate::worker::{Member, Worker, WorkerCx, panic_message};
 use crate::{Action, Ctx, Task, TaskId};
@@ -35,11 +35,9 @@ struct Entry<T: Task> {
     /// Re-arming later leaves that entry, which re-arms itself when it comes
     /// due; re-arming earlier adds a new entry.
     armed: Option<Instant>,
-    /// How this task's UDP events become its input, once it bound a socket.
-    udp: Option<UdpWrap<T>>,
-    /// How this task's TCP events become its input, once it listened or
-    /// connected.
-    tcp: Option<TcpWrap<T>>,
+    /// How this task's network events become its input, per kind of socket
+    /// it has opened.
+    wraps: Wraps<T>,
     /// The sockets the task owns, closed when it ends.
     owned: Vec<Owned>,
 }
@@ -64,7 +62,7 @@ impl<T: Task> Entry<T> {
                 options,
                 wrap,
             } => {
-                self.udp = Some(wrap);
+                self.wraps.udp = Some(wrap);
                 self.owned.push(Owned::Udp(socket));
                 cx.net.udp_bind(socket, owner, addr, &options, counters);
             }
@@ -86,7 +84,7 @@ impl<T: Task> Entry<T> {
                 options,
                 wrap,
             } => {
-                self.tcp = Some(wrap);
+                self.wraps.tcp = Some(wrap);
                 self.owned.push(Owned::TcpListener(listener));
                 cx.net.tcp_listen(listener, owner, addr, &options, counters);
             }
@@ -96,7 +94,7 @@ impl<T: Task> Entry<T> {
                 options,
                 wrap,
             } => {
-                self.tcp = Some(wrap);
+                self.wraps.tcp = Some(wrap);
                 self.owned.push(Owned::TcpConn(conn));
                 cx.net.tcp_connect(conn, owner, addr, &options, counters);
             }
@@ -109,6 +107,18 @@ impl<T: Task> Entry<T> {
                 cx.net.tcp.close(conn);
             }
             Action::TcpCloseListener { listener } => self.close(cx, Owned::TcpListener(listener)),
+            Action::TunOpen {
+                tun,
+                name,
+                options,
+                wrap,
+            } => {
+                self.wraps.tun = Some(wrap);
+                self.owned.push(Owned::Tun(tun));
+                cx.net.tun_open(tun, owner, &name, &options, counters);
+            }
+            Action::TunSend { tun, data } => cx.net.tun_send(owner, tun, data, counters),
+            Action::TunClose { tun } => self.close(cx, Owned::Tun(tun)),
         }
     }
 
@@ -180,8 +190,7 @@ impl<T: Task> Group<T> {
             task,
             ctx: Ctx::new(cx.now, owner::<W, T>(slot, generation)),
             armed: None,
-            udp: None,
-            tcp: None,
+            wraps: Wraps::default(),
             owned: Vec::new(),
         });
         self.live += 1;
@@ -232,7 +241,7 @@ impl<T: Task> Group<T> {
             return;
         }
         entry.track(&input);
-        match input.into_input::<T>(entry.udp.as_ref(), entry.tcp.as_ref()) {
+        match input.into_input::<T>(&entry.wraps) {
             Ok(input) => {
                 cx.counters.inputs += 1;
                 self.run(cx, slot, |task, ctx| task.on_input(ctx, input));

@@ -198,8 +198,9 @@ pub use crate::ctx::{Action, Ctx};
 pub use crate::error::{Error, Result, SendError, SpawnError};
 pub use crate::id::TaskId;
 pub use crate::net::{
-    TcpConnId, TcpEvent, TcpListenerId, TcpOptions, TcpWrap, UdpBound, UdpError, UdpOptions,
-    UdpPacket, UdpSocketId, UdpWrap,
+    TcpConnId, TcpEvent, TcpListenerId, TcpOptions, TcpWrap, TunError, TunId, TunMode, TunOpened,
+    TunOptions, TunPacket, TunWrap, UdpBound, UdpError, UdpOptions, UdpPacket, UdpSocketId,
+    UdpWrap,
 };
 pub use crate::runtime::{
     Builder, DEFAULT_QUEUE_CAPACITY, DEFAULT_SHUTDOWN, Event, Runtime, ShutdownReport,
@@ -247,8 +248,9 @@ pub use sansio_macros::on_shutdown;
 pub mod prelude {
     pub use crate::{
         Action, Backend, Ctx, Event, Handles, Member, PacketBuf, Runtime, Task, TaskId, TcpConnId,
-        TcpEvent, TcpListenerId, TcpOptions, UdpBound, UdpError, UdpOptions, UdpPacket,
-        UdpSocketId, Worker, on_input, on_shutdown, on_start, on_tick, on_timer,
+        TcpEvent, TcpListenerId, TcpOptions, TunError, TunId, TunOpened, TunOptions, TunPacket,
+        UdpBound, UdpError, UdpOptions, UdpPacket, UdpSocketId, Worker, on_input, on_shutdown,
+        on_start, on_tick, on_timer,
     };
 }
 

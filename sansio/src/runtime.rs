@@ -284,6 +284,15 @@ impl<W: Worker> Builder<W> {
                     core,
                     self.spin,
                 )?,
+                #[cfg(feature = "mio")]
+                Backend::BusyPoll => start::<W, crate::backend::busy_poll::BusyPoller>(
+                    format!("{}{index}", self.thread_name),
+                    index,
+                    self.queue_capacity,
+                    events_tx.clone(),
+                    core,
+                    self.spin,
+                )?,
                 #[cfg(feature = "polling")]
                 Backend::Polling => start::<W, crate::backend::polling::PollingPoller>(
                     format!("{}{index}", self.thread_name),
@@ -610,6 +619,12 @@ impl<W: Worker> Runtime<W> {
                     tcp_bytes_written: counters.tcp_bytes_written,
                     tcp_send_rejected: counters.tcp_send_rejected,
                     tcp_errors: counters.tcp_errors,
+                    tun_devices: counters.tun_devices,
+                    tun_received: counters.tun_received,
+                    tun_sent: counters.tun_sent,
+                    tun_truncated: counters.tun_truncated,
+                    tun_send_errors: counters.tun_send_errors,
+                    tun_recv_errors: counters.tun_recv_errors,
                 }
             })
             .collect();

@@ -80,6 +80,18 @@ counters! {
     tcp_send_rejected,
     /// Connection errors: resets, failed connects, failed accepts.
     tcp_errors,
+    /// Open TUN/TAP devices.
+    tun_devices,
+    /// Packets read from devices.
+    tun_received,
+    /// Packets written to devices.
+    tun_sent,
+    /// Packets larger than `max_packet`, dropped.
+    tun_truncated,
+    /// Writes refused, each handed back.
+    tun_send_errors,
+    /// Errors reading a device.
+    tun_recv_errors,
 }
 
 /// The shortest window rates and utilization are measured over.
@@ -199,6 +211,18 @@ pub struct WorkerStats {
     pub tcp_send_rejected: u64,
     /// TCP errors: resets, failed connects and accepts.
     pub tcp_errors: u64,
+    /// Open TUN/TAP devices.
+    pub tun_devices: u64,
+    /// Packets read from TUN/TAP devices.
+    pub tun_received: u64,
+    /// Packets written to TUN/TAP devices.
+    pub tun_sent: u64,
+    /// Device packets larger than `max_packet`, dropped.
+    pub tun_truncated: u64,
+    /// Device writes refused, each handed back to its task.
+    pub tun_send_errors: u64,
+    /// Errors reading a device, each reported to its task.
+    pub tun_recv_errors: u64,
 }
 
 impl WorkerStats {

@@ -486,6 +486,7 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
             if !inbox_empty
                 || !self.cx.net.udp.unread.is_empty()
                 || !self.cx.net.tcp.unserved.is_empty()
+                || !self.cx.net.tun.unread.is_empty()
             {
                 self.account_busy(woke);
                 continue;
@@ -530,6 +531,14 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
                         self.read_udp(index);
                     }
                 }
+                Some(Source::Tun(index)) => {
+                    if readiness.writable {
+                        self.cx.net.tun.writable(index);
+                    }
+                    if readiness.readable || readiness.closed {
+                        self.read_tun(index);
+                    }
+                }
                 Some(source) => {
                     // A hang-up or error reads as readable: the read reports it.
                     let readable = readiness.readable || readiness.closed;
@@ -543,9 +552,32 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
         for index in unread {
             self.read_udp(index);
         }
+        let unread = std::mem::take(&mut self.cx.net.tun.unread);
+        for index in unread {
+            self.read_tun(index);
+        }
         let unserved = std::mem::take(&mut self.cx.net.tcp.unserved);
         for source in unserved {
             self.serve_tcp(source, true, false);
+        }
+        self.settle();
+    }
+
+    /// Reads a TUN/TAP device for its turn, delivering each packet; one that
+    /// still has packets is read again next turn.
+    fn read_tun(&mut self, index: usize) {
+        let mut packets = std::mem::take(&mut self.cx.net.inbound);
+        let more = self
+            .cx
+            .net
+            .tun
+            .receive(index, &mut packets, &mut self.cx.counters);
+        for (owner, input) in packets.drain(..) {
+            self.groups.net(&mut self.cx, owner, input);
+        }
+        self.cx.net.inbound = packets;
+        if more {
+            self.cx.net.tun.unread.push(index);
         }
         self.settle();
     }

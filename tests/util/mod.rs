@@ -33,6 +33,24 @@ macro_rules! backend_tests {
     };
 }
 
+/// Like `backend_tests!`, plus the busy-poll backend: for everything that
+/// does not depend on an idle worker sleeping (the I/O conformance suite).
+#[macro_export]
+macro_rules! all_backend_tests {
+    ($(fn $name:ident($backend:ident: Backend) $body:block)*) => {
+        $crate::backend_tests! {
+            $(fn $name($backend: Backend) $body)*
+        }
+
+        mod busy_poll {
+            $(#[test]
+            fn $name() {
+                super::$name(sansio::Backend::BusyPoll);
+            })*
+        }
+    };
+}
+
 /// How long tests wait for something that should happen at once: generous,
 /// so a loaded 2-core CI machine does not fail them, and bounded, so a
 /// broken runtime fails instead of hanging.

@@ -46,7 +46,9 @@ impl Poller for MioPoller {
     }
 
     fn registry(&self) -> io::Result<Box<dyn Registry>> {
-        Ok(Box::new(MioRegistry(self.poll.registry().try_clone()?)))
+        Ok(Box::new(MioRegistry::new(
+            self.poll.registry().try_clone()?,
+        )))
     }
 
     fn wait(&mut self, deadline: Option<Instant>, ready: &mut Vec<Readiness>) -> io::Result<()> {
@@ -59,19 +61,31 @@ impl Poller for MioPoller {
             self.events
                 .iter()
                 .filter(|event| event.token() != Token(WAKER_TOKEN))
-                .map(|event| Readiness {
-                    token: event.token().0,
-                    readable: event.is_readable() || event.is_read_closed(),
-                    writable: event.is_writable() || event.is_write_closed(),
-                    closed: event.is_error() || event.is_read_closed() || event.is_write_closed(),
-                }),
+                .map(readiness),
         );
         Ok(())
     }
 }
 
-/// Registers sources with a [`MioPoller`].
+/// A mio event as the backend contract's readiness.
+pub(crate) fn readiness(event: &mio::event::Event) -> Readiness {
+    Readiness {
+        token: event.token().0,
+        readable: event.is_readable() || event.is_read_closed(),
+        writable: event.is_writable() || event.is_write_closed(),
+        closed: event.is_error() || event.is_read_closed() || event.is_write_closed(),
+    }
+}
+
+/// Registers sources with a mio `Poll` (of [`MioPoller`] or the busy-poll
+/// backend).
 pub(crate) struct MioRegistry(mio::Registry);
+
+impl MioRegistry {
+    pub(crate) fn new(registry: mio::Registry) -> Self {
+        MioRegistry(registry)
+    }
+}
 
 impl Registry for MioRegistry {
     fn register(&mut self, fd: RawFd, token: usize, wanted: Interest) -> io::Result<()> {

@@ -36,6 +36,8 @@ use std::sync::atomic::{AtomicBool, Ordering, fence};
 use std::time::Instant;
 
 #[cfg(feature = "mio")]
+pub(crate) mod busy_poll;
+#[cfg(feature = "mio")]
 pub(crate) mod mio;
 #[cfg(feature = "polling")]
 pub(crate) mod polling;
@@ -54,13 +56,19 @@ pub enum Backend {
     Mio,
     /// [polling](https://docs.rs/polling) (cargo feature `polling`).
     Polling,
+    /// Busy polling: the worker never sleeps, it polls its sources and its
+    /// inbox without blocking, over and over (cargo feature `mio`). The
+    /// lowest latency for the price of a full core per worker, busy or idle;
+    /// it yields to the scheduler now and then, so a shared machine stays
+    /// usable.
+    BusyPoll,
 }
 
 impl Backend {
     /// Every backend compiled into this build, default first.
     #[must_use]
     pub fn available() -> Vec<Backend> {
-        [Backend::Mio, Backend::Polling]
+        [Backend::Mio, Backend::Polling, Backend::BusyPoll]
             .into_iter()
             .filter(|backend| backend.is_available())
             .collect()
@@ -70,7 +78,7 @@ impl Backend {
     #[must_use]
     pub fn is_available(self) -> bool {
         match self {
-            Backend::Mio => cfg!(feature = "mio"),
+            Backend::Mio | Backend::BusyPoll => cfg!(feature = "mio"),
             Backend::Polling => cfg!(feature = "polling"),
         }
     }
@@ -79,9 +87,26 @@ impl Backend {
     #[must_use]
     pub fn feature(self) -> &'static str {
         match self {
-            Backend::Mio => "mio",
+            Backend::Mio | Backend::BusyPoll => "mio",
             Backend::Polling => "polling",
         }
+    }
+
+    /// The backend's name, as `FromStr` reads it: `mio`, `polling` or
+    /// `busy-poll`.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Mio => "mio",
+            Backend::Polling => "polling",
+            Backend::BusyPoll => "busy-poll",
+        }
+    }
+
+    /// Whether an idle worker on this backend sleeps (uses no CPU).
+    #[must_use]
+    pub fn sleeps_when_idle(self) -> bool {
+        !matches!(self, Backend::BusyPoll)
     }
 }
 
@@ -97,17 +122,18 @@ impl Default for Backend {
 
 /// A backend name that is not one of [`Backend`]'s.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown backend `{0}`; expected mio or polling")]
+#[error("unknown backend `{0}`; expected mio, polling or busy-poll")]
 pub struct UnknownBackend(pub String);
 
 impl std::str::FromStr for Backend {
     type Err = UnknownBackend;
 
-    /// `mio` or `polling`, as [`Backend`]'s `Display` writes them.
+    /// `mio`, `polling` or `busy-poll`, as [`Backend`]'s `Display` writes them.
     fn from_str(name: &str) -> Result<Self, Self::Err> {
         match name {
             "mio" => Ok(Backend::Mio),
             "polling" => Ok(Backend::Polling),
+            "busy-poll" => Ok(Backend::BusyPoll),
             other => Err(UnknownBackend(other.to_owned())),
         }
     }
@@ -115,7 +141,7 @@ impl std::str::FromStr for Backend {
 
 impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.feature())
+        f.write_str(self.name())
     }
 }
 
@@ -422,4 +448,6 @@ mod conformance {
     suite!(mio, crate::backend::mio::MioPoller);
     #[cfg(feature = "polling")]
     suite!(polling, crate::backend::polling::PollingPoller);
+    #[cfg(feature = "mio")]
+    suite!(busy_poll, crate::backend::busy_poll::BusyPoller);
 }

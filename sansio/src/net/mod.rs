@@ -17,6 +17,7 @@ use crate::{Handles, Task};
 
 pub(crate) mod sys;
 pub(crate) mod tcp;
+pub(crate) mod tun;
 pub(crate) mod udp;
 
 /// Declares a socket id type: the task that made it and a number, unique
@@ -402,12 +403,153 @@ impl<T: Task> fmt::Debug for TcpWrap<T> {
     }
 }
 
+socket_id!(
+    /// A TUN/TAP device of a task, from `Ctx::tun_open`.
+    TunId,
+    "tun"
+);
+
+/// Whether a device carries IP packets (TUN) or Ethernet frames (TAP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TunMode {
+    /// IP packets, without any header in front.
+    #[default]
+    Tun,
+    /// Ethernet frames.
+    Tap,
+}
+
+/// How to open a TUN/TAP device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TunOptions {
+    /// TUN or TAP.
+    pub mode: TunMode,
+    /// The largest packet delivered whole (default 2,048 bytes; set it above
+    /// the device's MTU). A larger one is counted and dropped.
+    pub max_packet: usize,
+    /// Packets queued for writing while the device will not take more
+    /// (default 1,024); a send beyond comes back as a [`TunError`].
+    pub send_queue: usize,
+}
+
+impl Default for TunOptions {
+    fn default() -> Self {
+        TunOptions {
+            mode: TunMode::Tun,
+            max_packet: crate::buf::DEFAULT_CAPACITY,
+            send_queue: 1024,
+        }
+    }
+}
+
+impl TunOptions {
+    /// Sets [`TunOptions::mode`].
+    #[must_use]
+    pub fn mode(mut self, mode: TunMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Sets [`TunOptions::max_packet`].
+    #[must_use]
+    pub fn max_packet(mut self, bytes: usize) -> Self {
+        self.max_packet = bytes;
+        self
+    }
+}
+
+/// The outcome of `Ctx::tun_open`, delivered to the task that asked.
+#[derive(Debug)]
+pub struct TunOpened {
+    /// The device `tun_open` returned.
+    pub tun: TunId,
+    /// The interface's name (the kernel picks one for a `%d` pattern), or
+    /// why it could not be opened (`/dev/net/tun` missing, no permission).
+    pub result: io::Result<String>,
+}
+
+/// A packet read from a task's device.
+#[derive(Debug)]
+pub struct TunPacket {
+    /// The device.
+    pub tun: TunId,
+    /// The packet (an IP packet for TUN, a frame for TAP).
+    pub data: PacketBuf,
+}
+
+/// Something went wrong on a task's device: a packet the device refused (it
+/// comes back), a full send queue, a closed device, or a read error.
+#[derive(Debug)]
+pub struct TunError {
+    /// The device.
+    pub tun: TunId,
+    /// What happened.
+    pub error: io::Error,
+    /// The packet that was not written, if it was a write.
+    pub data: Option<PacketBuf>,
+}
+
+/// How the worker turns device events into a task's input: captured by
+/// `Ctx::tun_open`.
+pub struct TunWrap<T: Task> {
+    pub(crate) opened: fn(TunOpened) -> T::Input,
+    pub(crate) packet: fn(TunPacket) -> T::Input,
+    pub(crate) error: fn(TunError) -> T::Input,
+}
+
+impl<T: Task> TunWrap<T> {
+    pub(crate) fn new() -> Self
+    where
+        T: Handles<TunOpened> + Handles<TunPacket> + Handles<TunError>,
+    {
+        TunWrap {
+            opened: <T as Handles<TunOpened>>::wrap,
+            packet: <T as Handles<TunPacket>>::wrap,
+            error: <T as Handles<TunError>>::wrap,
+        }
+    }
+}
+
+impl<T: Task> Clone for TunWrap<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T: Task> Copy for TunWrap<T> {}
+
+impl<T: Task> fmt::Debug for TunWrap<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TunWrap<{}>", T::NAME)
+    }
+}
+
+/// How a task's network events become its input, per kind of socket: set
+/// when the task first opens one of that kind.
+pub(crate) struct Wraps<T: Task> {
+    pub(crate) udp: Option<UdpWrap<T>>,
+    pub(crate) tcp: Option<TcpWrap<T>>,
+    pub(crate) tun: Option<TunWrap<T>>,
+}
+
+impl<T: Task> Default for Wraps<T> {
+    fn default() -> Self {
+        Wraps {
+            udp: None,
+            tcp: None,
+            tun: None,
+        }
+    }
+}
+
 /// A socket a task owns, closed by the worker when the task ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Owned {
     Udp(UdpSocketId),
     TcpListener(TcpListenerId),
     TcpConn(TcpConnId),
+    Tun(TunId),
 }
 
 /// A network event for a task, before it is turned into the task's input.
@@ -422,21 +564,61 @@ pub enum NetInput {
     UdpError(UdpError),
     #[allow(missing_docs)]
     Tcp(TcpEvent),
+    #[allow(missing_docs)]
+    TunOpened(TunOpened),
+    #[allow(missing_docs)]
+    TunPacket(TunPacket),
+    #[allow(missing_docs)]
+    TunError(TunError),
 }
 
 impl NetInput {
     /// The task's input for this event, if the task has the handlers.
-    pub(crate) fn into_input<T: Task>(
-        self,
-        udp: Option<&UdpWrap<T>>,
-        tcp: Option<&TcpWrap<T>>,
-    ) -> Result<T::Input, NetInput> {
-        match (self, udp, tcp) {
-            (NetInput::UdpBound(bound), Some(wrap), _) => Ok((wrap.bound)(bound)),
-            (NetInput::UdpPacket(packet), Some(wrap), _) => Ok((wrap.packet)(packet)),
-            (NetInput::UdpError(error), Some(wrap), _) => Ok((wrap.error)(error)),
-            (NetInput::Tcp(event), _, Some(wrap)) => Ok((wrap.event)(event)),
-            (input, _, _) => Err(input),
+    pub(crate) fn into_input<T: Task>(self, wraps: &Wraps<T>) -> Result<T::Input, NetInput> {
+        match (self, wraps) {
+            (
+                NetInput::UdpBound(bound),
+                Wraps {
+                    udp: Some(wrap), ..
+                },
+            ) => Ok((wrap.bound)(bound)),
+            (
+                NetInput::UdpPacket(packet),
+                Wraps {
+                    udp: Some(wrap), ..
+                },
+            ) => Ok((wrap.packet)(packet)),
+            (
+                NetInput::UdpError(error),
+                Wraps {
+                    udp: Some(wrap), ..
+                },
+            ) => Ok((wrap.error)(error)),
+            (
+                NetInput::Tcp(event),
+                Wraps {
+                    tcp: Some(wrap), ..
+                },
+            ) => Ok((wrap.event)(event)),
+            (
+                NetInput::TunOpened(opened),
+                Wraps {
+                    tun: Some(wrap), ..
+                },
+            ) => Ok((wrap.opened)(opened)),
+            (
+                NetInput::TunPacket(packet),
+                Wraps {
+                    tun: Some(wrap), ..
+                },
+            ) => Ok((wrap.packet)(packet)),
+            (
+                NetInput::TunError(error),
+                Wraps {
+                    tun: Some(wrap), ..
+                },
+            ) => Ok((wrap.error)(error)),
+            (input, _) => Err(input),
         }
     }
 }
@@ -448,6 +630,7 @@ pub(crate) enum Source {
     Udp(usize),
     TcpListener(usize),
     TcpConn(usize),
+    Tun(usize),
 }
 
 /// Bits of a token that say the kind of source.
@@ -455,6 +638,7 @@ const KIND_BITS: u32 = 2;
 const KIND_UDP: usize = 0;
 const KIND_TCP_LISTENER: usize = 1;
 const KIND_TCP_CONN: usize = 2;
+const KIND_TUN: usize = 3;
 
 impl Source {
     pub(crate) fn token(self) -> usize {
@@ -462,6 +646,7 @@ impl Source {
             Source::Udp(index) => index << KIND_BITS | KIND_UDP,
             Source::TcpListener(index) => index << KIND_BITS | KIND_TCP_LISTENER,
             Source::TcpConn(index) => index << KIND_BITS | KIND_TCP_CONN,
+            Source::Tun(index) => index << KIND_BITS | KIND_TUN,
         }
     }
 
@@ -471,6 +656,7 @@ impl Source {
             KIND_UDP => Some(Source::Udp(index)),
             KIND_TCP_LISTENER => Some(Source::TcpListener(index)),
             KIND_TCP_CONN => Some(Source::TcpConn(index)),
+            KIND_TUN => Some(Source::Tun(index)),
             _ => None,
         }
     }
@@ -482,6 +668,7 @@ pub(crate) struct Net {
     registry: Box<dyn crate::backend::Registry>,
     pub(crate) udp: udp::UdpSockets,
     pub(crate) tcp: tcp::TcpSockets,
+    pub(crate) tun: tun::TunDevices,
     /// Events for tasks that the worker produced (a bind's outcome, a send's
     /// failure), delivered in order before the worker moves on.
     pub(crate) local: std::collections::VecDeque<(RawId, NetInput)>,
@@ -495,6 +682,7 @@ impl Net {
             registry,
             udp: udp::UdpSockets::new(),
             tcp: tcp::TcpSockets::default(),
+            tun: tun::TunDevices::default(),
             local: std::collections::VecDeque::new(),
             inbound: Vec::new(),
         }
@@ -593,9 +781,39 @@ impl Net {
                 self.tcp.close_listener(listener, self.registry.as_mut())
             }
             Owned::TcpConn(conn) => self.tcp.abort(conn, self.registry.as_mut()),
+            Owned::Tun(tun) => self.tun.close(tun, self.registry.as_mut()),
         }
         counters.udp_sockets = self.udp.len() as u64;
         counters.tcp_sockets = self.tcp.len() as u64;
+        counters.tun_devices = self.tun.len() as u64;
+    }
+
+    /// Opens a device and queues the outcome for its task.
+    pub(crate) fn tun_open(
+        &mut self,
+        tun: TunId,
+        owner: RawId,
+        name: &str,
+        options: &TunOptions,
+        counters: &mut crate::stats::Counters,
+    ) {
+        let result = self
+            .tun
+            .open(tun, owner, name, options, self.registry.as_mut());
+        counters.tun_devices = self.tun.len() as u64;
+        self.local
+            .push_back((owner, NetInput::TunOpened(TunOpened { tun, result })));
+    }
+
+    /// Queues a packet for a device; a refusal comes back to `from`.
+    pub(crate) fn tun_send(
+        &mut self,
+        from: RawId,
+        tun: TunId,
+        data: PacketBuf,
+        counters: &mut crate::stats::Counters,
+    ) {
+        self.tun.send(from, tun, data, &mut self.local, counters);
     }
 
     /// Serves a ready TCP source; returns whether it may have more to do.
@@ -619,7 +837,7 @@ impl Net {
                 &mut self.local,
                 counters,
             ),
-            Source::Udp(_) => false,
+            Source::Udp(_) | Source::Tun(_) => false,
         };
         counters.tcp_sockets = self.tcp.len() as u64;
         more
@@ -627,7 +845,7 @@ impl Net {
 
     /// Whether sends are waiting to be handed to the kernel.
     pub(crate) fn has_dirty(&self) -> bool {
-        self.udp.has_dirty() || self.tcp.has_dirty()
+        self.udp.has_dirty() || self.tcp.has_dirty() || self.tun.has_dirty()
     }
 
     /// Hands queued datagrams and bytes to the kernel.
@@ -639,6 +857,8 @@ impl Net {
             counters,
         );
         self.tcp
+            .flush(self.registry.as_mut(), &mut self.local, counters);
+        self.tun
             .flush(self.registry.as_mut(), &mut self.local, counters);
         counters.tcp_sockets = self.tcp.len() as u64;
     }

@@ -1,0 +1,292 @@
+//! The worker's TUN/TAP devices (through the `tun-tap` crate): packets read
+//! one per `read` into pooled buffers, packets written one per `write`, with
+//! a bounded queue while the device will not take more.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::os::fd::AsRawFd;
+
+use tun_tap::Iface;
+
+use super::{NetInput, Source, TunError, TunId, TunMode, TunOptions, TunPacket};
+use crate::backend::{Interest, Registry};
+use crate::buf::PacketBuf;
+use crate::id::RawId;
+use crate::stats::Counters;
+
+const READ: Interest = Interest {
+    readable: true,
+    writable: false,
+};
+const READ_WRITE: Interest = Interest {
+    readable: true,
+    writable: true,
+};
+
+/// Packets read from one device per turn before others get theirs.
+const PER_TURN: usize = 64;
+
+/// The longest interface name Linux accepts (`IFNAMSIZ - 1`).
+const MAX_NAME: usize = 15;
+
+struct Device {
+    id: TunId,
+    owner: RawId,
+    iface: Iface,
+    options: TunOptions,
+    queue: VecDeque<PacketBuf>,
+    blocked: bool,
+    dirty: bool,
+}
+
+type Outbox = VecDeque<(RawId, NetInput)>;
+
+/// The TUN/TAP devices of one worker.
+#[derive(Default)]
+pub(crate) struct TunDevices {
+    devices: Vec<Option<Device>>,
+    ids: HashMap<TunId, usize>,
+    free: Vec<usize>,
+    dirty: Vec<usize>,
+    /// Devices left readable when their turn ended.
+    pub(crate) unread: Vec<usize>,
+}
+
+impl TunDevices {
+    /// Opens a device; returns its name (the kernel's, when `name` has a
+    /// `%d` pattern or is empty).
+    pub(crate) fn open(
+        &mut self,
+        id: TunId,
+        owner: RawId,
+        name: &str,
+        options: &TunOptions,
+        registry: &mut dyn Registry,
+    ) -> io::Result<String> {
+        if name.len() > MAX_NAME || name.contains('\0') {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "`{name}` is not a valid interface name (at most {MAX_NAME} bytes, no NUL)"
+                ),
+            ));
+        }
+        if options.max_packet == 0 || options.send_queue == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "max_packet and send_queue must be at least 1",
+            ));
+        }
+        let mode = match options.mode {
+            TunMode::Tun => tun_tap::Mode::Tun,
+            TunMode::Tap => tun_tap::Mode::Tap,
+        };
+        let iface = Iface::without_packet_info(name, mode)?;
+        iface.set_non_blocking()?;
+        let opened = iface.name().to_owned();
+        let index = self.free.pop().unwrap_or(self.devices.len());
+        registry.register(iface.as_raw_fd(), Source::Tun(index).token(), READ)?;
+        let device = Device {
+            id,
+            owner,
+            iface,
+            options: options.clone(),
+            queue: VecDeque::new(),
+            blocked: false,
+            dirty: false,
+        };
+        if index == self.devices.len() {
+            self.devices.push(Some(device));
+        } else {
+            self.devices[index] = Some(device);
+        }
+        self.ids.insert(id, index);
+        Ok(opened)
+    }
+
+    /// Closes a device (it disappears from the system: devices are not
+    /// persistent).
+    pub(crate) fn close(&mut self, id: TunId, registry: &mut dyn Registry) {
+        if let Some(index) = self.ids.remove(&id)
+            && let Some(device) = self.devices[index].take()
+        {
+            let _ = registry.deregister(device.iface.as_raw_fd());
+            self.free.push(index);
+        }
+    }
+
+    /// Queues a packet; a refusal comes back to `from`.
+    pub(crate) fn send(
+        &mut self,
+        from: RawId,
+        tun: TunId,
+        data: PacketBuf,
+        out: &mut Outbox,
+        counters: &mut Counters,
+    ) {
+        let found = self
+            .ids
+            .get(&tun)
+            .and_then(|&index| Some((index, self.devices[index].as_mut()?)));
+        let refuse =
+            |error: io::Error, data: PacketBuf, out: &mut Outbox, counters: &mut Counters| {
+                counters.tun_send_errors += 1;
+                out.push_back((
+                    from,
+                    NetInput::TunError(TunError {
+                        tun,
+                        error,
+                        data: Some(data),
+                    }),
+                ));
+            };
+        let Some((index, device)) = found else {
+            let error = io::Error::new(io::ErrorKind::NotConnected, format!("{tun} is not open"));
+            refuse(error, data, out, counters);
+            return;
+        };
+        if device.queue.len() >= device.options.send_queue {
+            let error = io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!(
+                    "the send queue of {tun} is full ({} packets)",
+                    device.options.send_queue
+                ),
+            );
+            refuse(error, data, out, counters);
+            return;
+        }
+        device.queue.push_back(data);
+        if !device.dirty {
+            device.dirty = true;
+            self.dirty.push(index);
+        }
+    }
+
+    /// The device became writable.
+    pub(crate) fn writable(&mut self, index: usize) {
+        if let Some(Some(device)) = self.devices.get_mut(index)
+            && !device.dirty
+        {
+            device.dirty = true;
+            self.dirty.push(index);
+        }
+    }
+
+    pub(crate) fn has_dirty(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
+    /// Writes queued packets until each queue is empty or would block.
+    pub(crate) fn flush(
+        &mut self,
+        registry: &mut dyn Registry,
+        out: &mut Outbox,
+        counters: &mut Counters,
+    ) {
+        for index in std::mem::take(&mut self.dirty) {
+            let Some(Some(device)) = self.devices.get_mut(index) else {
+                continue;
+            };
+            device.dirty = false;
+            let mut blocked = false;
+            while let Some(packet) = device.queue.front() {
+                match device.iface.send(packet) {
+                    Ok(_) => {
+                        counters.tun_sent += 1;
+                        device.queue.pop_front();
+                    }
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                        blocked = true;
+                        break;
+                    }
+                    Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                    Err(error) => {
+                        // A malformed packet (EINVAL), a device that went down:
+                        // hand this packet back and go on.
+                        counters.tun_send_errors += 1;
+                        let data = device.queue.pop_front();
+                        out.push_back((
+                            device.owner,
+                            NetInput::TunError(TunError {
+                                tun: device.id,
+                                error,
+                                data,
+                            }),
+                        ));
+                    }
+                }
+            }
+            if blocked != device.blocked {
+                let interest = if blocked { READ_WRITE } else { READ };
+                match registry.reregister(
+                    device.iface.as_raw_fd(),
+                    Source::Tun(index).token(),
+                    interest,
+                ) {
+                    Ok(()) => device.blocked = blocked,
+                    Err(error) => out.push_back((
+                        device.owner,
+                        NetInput::TunError(TunError {
+                            tun: device.id,
+                            error,
+                            data: None,
+                        }),
+                    )),
+                }
+            }
+        }
+    }
+
+    /// Reads packets from device `index` into `packets`; returns whether it
+    /// may have more. A packet that fills the whole buffer may have been cut:
+    /// it is counted and dropped.
+    pub(crate) fn receive(
+        &mut self,
+        index: usize,
+        packets: &mut Vec<(RawId, NetInput)>,
+        counters: &mut Counters,
+    ) -> bool {
+        let Some(Some(device)) = self.devices.get(index) else {
+            return false;
+        };
+        for _ in 0..PER_TURN {
+            let mut buf = PacketBuf::with_capacity(device.options.max_packet);
+            let area = buf.receive_area();
+            let capacity = area.len();
+            match device.iface.recv(area) {
+                Ok(len) if len >= capacity => counters.tun_truncated += 1,
+                Ok(len) => {
+                    buf.set_len(len);
+                    counters.tun_received += 1;
+                    packets.push((
+                        device.owner,
+                        NetInput::TunPacket(TunPacket {
+                            tun: device.id,
+                            data: buf,
+                        }),
+                    ));
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => {
+                    counters.tun_recv_errors += 1;
+                    packets.push((
+                        device.owner,
+                        NetInput::TunError(TunError {
+                            tun: device.id,
+                            error,
+                            data: None,
+                        }),
+                    ));
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.ids.len()
+    }
+}
