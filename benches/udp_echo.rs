@@ -44,15 +44,23 @@ fn bound_socket() -> io::Result<UdpSocket> {
     Ok(socket.into())
 }
 
-fn sansio_server() -> Server {
-    let (runtime, addr) = echo::start(loopback(), 1, Backend::Mio).expect("start the sansio echo");
+fn sansio(name: &'static str, backend: Backend) -> Server {
+    let (runtime, addr) = echo::start(loopback(), 1, backend).expect("start the sansio echo");
     Server {
-        name: "sansio (1 worker, mio)",
+        name,
         addr,
         stop: Box::new(move || {
             runtime.shutdown(Duration::from_secs(2)).expect("shut down");
         }),
     }
+}
+
+fn sansio_server() -> Server {
+    sansio(SANSIO, Backend::Mio)
+}
+
+fn sansio_busy_server() -> Server {
+    sansio("sansio (1 worker, busy-poll)", Backend::BusyPoll)
 }
 
 /// Runs `serve` on a thread with a stop flag; `serve` must check the flag at
@@ -77,7 +85,7 @@ fn threaded(
 }
 
 fn tokio_server() -> Server {
-    threaded("tokio current_thread", |socket, stop| {
+    threaded(TOKIO, |socket, stop| {
         socket.set_nonblocking(true).expect("nonblocking");
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
@@ -102,7 +110,7 @@ fn tokio_server() -> Server {
 /// The reference: a blocking `recvmmsg` of up to 32 datagrams, then one
 /// `sendmmsg` sending them all back.
 fn raw_server() -> Server {
-    threaded("raw recvmmsg/sendmmsg", |socket, stop| {
+    threaded(RAW, |socket, stop| {
         socket
             .set_read_timeout(Some(Duration::from_millis(100)))
             .expect("timeout");
@@ -167,6 +175,10 @@ fn raw_server() -> Server {
     })
 }
 
+const SANSIO: &str = "sansio (1 worker, mio)";
+const TOKIO: &str = "tokio current_thread";
+const RAW: &str = "raw recvmmsg/sendmmsg";
+
 fn measure(
     server: &Server,
     sockets: usize,
@@ -194,7 +206,7 @@ fn main() {
         ("1200 B, 4 sockets × 64 in flight", 4, 64, 1200),
         ("64 B, 8 in flight", 1, 8, 64),
     ];
-    let starts: [fn() -> Server; 3] = [sansio_server, tokio_server, raw_server];
+    let starts: [fn() -> Server; 4] = [sansio_server, sansio_busy_server, tokio_server, raw_server];
     let mut rows = Vec::new();
     for start in starts {
         let server = start();
@@ -219,7 +231,7 @@ fn main() {
     }
     let find = |server: &str, load: &str| {
         rows.iter()
-            .find(|(s, l, _)| s.starts_with(server) && *l == load)
+            .find(|(s, l, _)| *s == server && *l == load)
             .map(|(_, _, report)| report)
             .expect("measured")
     };
@@ -233,14 +245,14 @@ fn main() {
     println!();
     println!(
         "sansio / raw packets/s at {heavy}: {:.2}×",
-        find("sansio", heavy).packets_per_sec() / find("raw", heavy).packets_per_sec()
+        find(SANSIO, heavy).packets_per_sec() / find(RAW, heavy).packets_per_sec()
     );
     println!(
         "sansio / tokio packets/s at {heavy}: {:.2}×",
-        find("sansio", heavy).packets_per_sec() / find("tokio", heavy).packets_per_sec()
+        find(SANSIO, heavy).packets_per_sec() / find(TOKIO, heavy).packets_per_sec()
     );
     println!(
         "sansio / raw p50 at {light}: {:.2}×",
-        p50(find("sansio", light)) / p50(find("raw", light))
+        p50(find(SANSIO, light)) / p50(find(RAW, light))
     );
 }
