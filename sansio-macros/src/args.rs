@@ -6,6 +6,7 @@ use syn::parse::{ParseStream, Parser};
 use syn::{Ident, Token};
 
 use crate::errors::Errors;
+use crate::symbol::{CRATE, OUTPUT};
 
 /// Parses `tokens` as comma-separated `key = value` pairs.
 ///
@@ -51,6 +52,32 @@ pub(crate) fn parse(
     if let Err(error) = parser.parse2(tokens) {
         errors.push(error);
     }
+}
+
+/// Parses `output = Type` and `crate = path`, the arguments of
+/// `#[sansio::task]` on a struct and of `#[sansio::worker]`.
+pub(crate) fn output_and_crate(
+    tokens: TokenStream,
+    attribute: &str,
+    errors: &Errors,
+) -> (Option<syn::Type>, Option<syn::Path>) {
+    let (mut output, mut krate) = (None, None);
+    parse(
+        tokens,
+        attribute,
+        &[OUTPUT, CRATE],
+        errors,
+        |_| None,
+        |key, input| {
+            if key == OUTPUT {
+                output = Some(input.parse()?);
+            } else {
+                krate = Some(input.parse()?);
+            }
+            Ok(())
+        },
+    );
+    (output, krate)
 }
 
 /// The message for an unknown key: it lists the valid ones.

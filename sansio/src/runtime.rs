@@ -270,41 +270,28 @@ impl<W: Worker> Builder<W> {
             samplers: Mutex::new(Vec::with_capacity(workers)),
             exits: Mutex::new(Vec::new()),
         };
+        let start: fn(WorkerConfig<W>) -> Result<WorkerHandle<W>> = match self.backend {
+            #[cfg(feature = "mio")]
+            Backend::Mio => start::<W, crate::backend::mio::MioPoller>,
+            #[cfg(feature = "mio")]
+            Backend::BusyPoll => start::<W, crate::backend::busy_poll::BusyPoller>,
+            #[cfg(feature = "polling")]
+            Backend::Polling => start::<W, crate::backend::polling::PollingPoller>,
+            #[allow(unreachable_patterns)]
+            backend => return Err(Error::BackendUnavailable { backend }),
+        };
         for index in 0..workers {
             let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
             // On failure `runtime` is dropped, shutting down the workers
             // already started.
-            let worker = match self.backend {
-                #[cfg(feature = "mio")]
-                Backend::Mio => start::<W, crate::backend::mio::MioPoller>(
-                    format!("{}{index}", self.thread_name),
-                    index,
-                    self.queue_capacity,
-                    events_tx.clone(),
-                    core,
-                    self.spin,
-                )?,
-                #[cfg(feature = "mio")]
-                Backend::BusyPoll => start::<W, crate::backend::busy_poll::BusyPoller>(
-                    format!("{}{index}", self.thread_name),
-                    index,
-                    self.queue_capacity,
-                    events_tx.clone(),
-                    core,
-                    self.spin,
-                )?,
-                #[cfg(feature = "polling")]
-                Backend::Polling => start::<W, crate::backend::polling::PollingPoller>(
-                    format!("{}{index}", self.thread_name),
-                    index,
-                    self.queue_capacity,
-                    events_tx.clone(),
-                    core,
-                    self.spin,
-                )?,
-                #[allow(unreachable_patterns)]
-                backend => return Err(Error::BackendUnavailable { backend }),
-            };
+            let worker = start(WorkerConfig {
+                name: format!("{}{index}", self.thread_name),
+                index,
+                capacity: self.queue_capacity,
+                events: events_tx.clone(),
+                core,
+                spin: self.spin,
+            })?;
             runtime.workers.push(worker);
             lock(&runtime.samplers).push(Sampler::new(Instant::now()));
         }
@@ -312,15 +299,26 @@ impl<W: Worker> Builder<W> {
     }
 }
 
-/// Starts worker `index` on the poller `P`.
-fn start<W: Worker, P: Poller>(
+/// What one worker thread is started with.
+struct WorkerConfig<W: Worker> {
     name: String,
     index: usize,
     capacity: usize,
     events: Sender<Envelope<W>>,
     core: Option<core_affinity::CoreId>,
     spin: Duration,
-) -> Result<WorkerHandle<W>> {
+}
+
+/// Starts a worker on the poller `P`.
+fn start<W: Worker, P: Poller>(config: WorkerConfig<W>) -> Result<WorkerHandle<W>> {
+    let WorkerConfig {
+        name,
+        index,
+        capacity,
+        events,
+        core,
+        spin,
+    } = config;
     let io = |context: &str| {
         let context = format!("worker {index}: {context}");
         move |source| Error::Io { context, source }

@@ -27,22 +27,7 @@ pub(crate) struct StructDecl {
 
 impl StructDecl {
     pub(crate) fn from_syn(args: TokenStream, item: ItemStruct, errors: &Errors) -> Self {
-        let (mut output, mut krate) = (None, None);
-        args::parse(
-            args,
-            "#[sansio::task] on a struct",
-            &[OUTPUT, CRATE],
-            errors,
-            |_| None,
-            |key, input| {
-                if key == OUTPUT {
-                    output = Some(input.parse()?);
-                } else {
-                    krate = Some(input.parse()?);
-                }
-                Ok(())
-            },
-        );
+        let (output, krate) = args::output_and_crate(args, "#[sansio::task] on a struct", errors);
         StructDecl {
             item,
             output,

@@ -8,7 +8,6 @@ use syn::{Fields, Ident, ItemEnum, Path, Type};
 
 use crate::args;
 use crate::errors::Errors;
-use crate::symbol::{CRATE, OUTPUT};
 
 /// `#[sansio::worker(output = .., crate = ..)] enum Name { Task(Task), .. }`.
 pub(crate) struct WorkerEnum {
@@ -29,22 +28,7 @@ pub(crate) struct TaskVariant {
 
 impl WorkerEnum {
     pub(crate) fn from_syn(args: TokenStream, item: ItemEnum, errors: &Errors) -> Self {
-        let (mut output, mut krate) = (None, None);
-        args::parse(
-            args,
-            "#[sansio::worker]",
-            &[OUTPUT, CRATE],
-            errors,
-            |_| None,
-            |key, input| {
-                if key == OUTPUT {
-                    output = Some(input.parse()?);
-                } else {
-                    krate = Some(input.parse()?);
-                }
-                Ok(())
-            },
-        );
+        let (output, krate) = args::output_and_crate(args, "#[sansio::worker]", errors);
         let generics = &item.generics;
         if !generics.params.is_empty() || generics.where_clause.is_some() {
             errors.at(

@@ -152,6 +152,46 @@ pub(crate) struct Interest {
     pub(crate) writable: bool,
 }
 
+impl Interest {
+    /// Readability only.
+    pub(crate) const READ: Interest = Interest {
+        readable: true,
+        writable: false,
+    };
+    /// Writability only.
+    pub(crate) const WRITE: Interest = Interest {
+        readable: false,
+        writable: true,
+    };
+    /// Both.
+    pub(crate) const READ_WRITE: Interest = Interest {
+        readable: true,
+        writable: true,
+    };
+}
+
+/// Starts or stops watching a readable source for writability, as its send
+/// queue blocks or drains; `watching` tracks the registration. Does nothing
+/// when it already matches `wanted`.
+pub(crate) fn watch_writable(
+    registry: &mut dyn Registry,
+    fd: RawFd,
+    token: usize,
+    wanted: bool,
+    watching: &mut bool,
+) -> io::Result<()> {
+    if wanted != *watching {
+        let interest = if wanted {
+            Interest::READ_WRITE
+        } else {
+            Interest::READ
+        };
+        registry.reregister(fd, token, interest)?;
+        *watching = wanted;
+    }
+    Ok(())
+}
+
 /// A source that became ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Readiness {

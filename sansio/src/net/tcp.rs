@@ -26,23 +26,10 @@ use std::os::fd::AsRawFd;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::{NetInput, Source, TcpConnId, TcpEvent, TcpListenerId, TcpOptions};
-use crate::backend::{Interest, Registry};
+use crate::backend::{Interest, Registry, watch_writable};
 use crate::buf::PacketBuf;
 use crate::id::RawId;
 use crate::stats::Counters;
-
-const READ: Interest = Interest {
-    readable: true,
-    writable: false,
-};
-const WRITE: Interest = Interest {
-    readable: false,
-    writable: true,
-};
-const READ_WRITE: Interest = Interest {
-    readable: true,
-    writable: true,
-};
 
 /// Accepts per listener per turn, and reads per connection per turn, before
 /// others get theirs.
@@ -129,7 +116,7 @@ impl TcpSockets {
         registry.register(
             listener.as_raw_fd(),
             Source::TcpListener(index).token(),
-            READ,
+            Interest::READ,
         )?;
         let entry = Listener {
             id,
@@ -176,9 +163,11 @@ impl TcpSockets {
             }
         };
         let index = self.free_conns.pop().unwrap_or(self.conns.len());
-        if let Err(error) =
-            registry.register(stream.as_raw_fd(), Source::TcpConn(index).token(), WRITE)
-        {
+        if let Err(error) = registry.register(
+            stream.as_raw_fd(),
+            Source::TcpConn(index).token(),
+            Interest::WRITE,
+        ) {
             self.free_conns.push(index);
             out.push_back(event(
                 owner,
@@ -236,7 +225,11 @@ impl TcpSockets {
                 .and_then(|()| stream.set_nodelay(options.nodelay));
             let slot = self.free_conns.pop().unwrap_or(self.conns.len());
             let registered = setup.and_then(|()| {
-                registry.register(stream.as_raw_fd(), Source::TcpConn(slot).token(), READ)
+                registry.register(
+                    stream.as_raw_fd(),
+                    Source::TcpConn(slot).token(),
+                    Interest::READ,
+                )
             });
             if let Err(error) = registered {
                 self.free_conns.push(slot);
@@ -295,9 +288,9 @@ impl TcpSockets {
             let outcome = outcome.and_then(|peer| {
                 conn.stream.set_nodelay(conn.options.nodelay)?;
                 let interest = if conn.queue.is_empty() {
-                    READ
+                    Interest::READ
                 } else {
-                    READ_WRITE
+                    Interest::READ_WRITE
                 };
                 registry.reregister(
                     conn.stream.as_raw_fd(),
@@ -549,28 +542,23 @@ impl TcpSockets {
                 ));
                 continue;
             }
-            if blocked != conn.blocked {
-                let interest = if blocked { READ_WRITE } else { READ };
-                if let Err(error) = registry.reregister(
-                    conn.stream.as_raw_fd(),
-                    Source::TcpConn(index).token(),
-                    interest,
-                ) {
-                    counters.tcp_errors += 1;
-                    self.remove(index, registry);
-                    out.push_back(event(
-                        owner,
-                        TcpEvent::Closed {
-                            conn: id,
-                            error: Some(error),
-                        },
-                    ));
-                    continue;
-                }
-                conn.blocked = blocked;
-                if blocked {
-                    conn.notify_writable = true;
-                }
+            let fd = conn.stream.as_raw_fd();
+            let was_blocked = conn.blocked;
+            let token = Source::TcpConn(index).token();
+            if let Err(error) = watch_writable(registry, fd, token, blocked, &mut conn.blocked) {
+                counters.tcp_errors += 1;
+                self.remove(index, registry);
+                out.push_back(event(
+                    owner,
+                    TcpEvent::Closed {
+                        conn: id,
+                        error: Some(error),
+                    },
+                ));
+                continue;
+            }
+            if blocked && !was_blocked {
+                conn.notify_writable = true;
             }
             if !conn.queue.is_empty() {
                 continue;

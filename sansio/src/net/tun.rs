@@ -9,19 +9,10 @@ use std::os::fd::AsRawFd;
 use tun_tap::Iface;
 
 use super::{NetInput, Source, TunError, TunId, TunMode, TunOptions, TunPacket};
-use crate::backend::{Interest, Registry};
+use crate::backend::{Interest, Registry, watch_writable};
 use crate::buf::PacketBuf;
 use crate::id::RawId;
 use crate::stats::Counters;
-
-const READ: Interest = Interest {
-    readable: true,
-    writable: false,
-};
-const READ_WRITE: Interest = Interest {
-    readable: true,
-    writable: true,
-};
 
 /// Packets read from one device per turn before others get theirs.
 const PER_TURN: usize = 64;
@@ -85,7 +76,11 @@ impl TunDevices {
         iface.set_non_blocking()?;
         let opened = iface.name().to_owned();
         let index = self.free.pop().unwrap_or(self.devices.len());
-        registry.register(iface.as_raw_fd(), Source::Tun(index).token(), READ)?;
+        registry.register(
+            iface.as_raw_fd(),
+            Source::Tun(index).token(),
+            Interest::READ,
+        )?;
         let device = Device {
             id,
             owner,
@@ -217,23 +212,16 @@ impl TunDevices {
                     }
                 }
             }
-            if blocked != device.blocked {
-                let interest = if blocked { READ_WRITE } else { READ };
-                match registry.reregister(
-                    device.iface.as_raw_fd(),
-                    Source::Tun(index).token(),
-                    interest,
-                ) {
-                    Ok(()) => device.blocked = blocked,
-                    Err(error) => out.push_back((
-                        device.owner,
-                        NetInput::TunError(TunError {
-                            tun: device.id,
-                            error,
-                            data: None,
-                        }),
-                    )),
-                }
+            let (fd, token) = (device.iface.as_raw_fd(), Source::Tun(index).token());
+            if let Err(error) = watch_writable(registry, fd, token, blocked, &mut device.blocked) {
+                out.push_back((
+                    device.owner,
+                    NetInput::TunError(TunError {
+                        tun: device.id,
+                        error,
+                        data: None,
+                    }),
+                ));
             }
         }
     }

@@ -18,7 +18,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::sys::{BATCH, Batch, Received};
 use super::{NetInput, UdpError, UdpOptions, UdpPacket, UdpSocketId};
-use crate::backend::{Interest, Registry};
+use crate::backend::{Interest, Registry, watch_writable};
 use crate::buf::PacketBuf;
 use crate::id::RawId;
 use crate::stats::Counters;
@@ -82,15 +82,6 @@ struct Entry {
     /// Registered for writability, waiting for room to send.
     blocked: bool,
 }
-
-const READ: Interest = Interest {
-    readable: true,
-    writable: false,
-};
-const READ_WRITE: Interest = Interest {
-    readable: true,
-    writable: true,
-};
 
 /// The UDP sockets of one worker.
 pub(crate) struct UdpSockets {
@@ -160,7 +151,7 @@ impl UdpSockets {
         let socket: UdpSocket = socket.into();
         let local = socket.local_addr()?;
         let index = self.free.pop().unwrap_or(self.entries.len());
-        registry.register(socket.as_raw_fd(), token(index), READ)?;
+        registry.register(socket.as_raw_fd(), token(index), Interest::READ)?;
         let entry = Entry {
             id,
             owner,
@@ -299,23 +290,19 @@ impl UdpSockets {
                     }
                 }
             }
-            if blocked != entry.blocked {
-                let interest = if blocked { READ_WRITE } else { READ };
-                match registry.reregister(fd, token(index), interest) {
-                    Ok(()) => entry.blocked = blocked,
-                    Err(error) => {
-                        counters.udp_send_errors += 1;
-                        errors.push_back((
-                            entry.owner,
-                            NetInput::UdpError(UdpError {
-                                socket: entry.id,
-                                peer: None,
-                                error,
-                                data: None,
-                            }),
-                        ));
-                    }
-                }
+            if let Err(error) =
+                watch_writable(registry, fd, token(index), blocked, &mut entry.blocked)
+            {
+                counters.udp_send_errors += 1;
+                errors.push_back((
+                    entry.owner,
+                    NetInput::UdpError(UdpError {
+                        socket: entry.id,
+                        peer: None,
+                        error,
+                        data: None,
+                    }),
+                ));
             }
         }
         // Keep the vector's memory for the next turn.
