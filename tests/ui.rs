@@ -18,6 +18,7 @@ fn ui() {
         "send",
         "misplaced",
         "worker",
+        "bus",
     ] {
         t.compile_fail(format!("tests/ui/{category}/*.rs"));
     }

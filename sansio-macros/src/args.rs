@@ -6,7 +6,7 @@ use syn::parse::{ParseStream, Parser};
 use syn::{Ident, Token};
 
 use crate::errors::Errors;
-use crate::symbol::{CRATE, OUTPUT};
+use crate::symbol::{CHANNEL, CRATE, EVENT, OUTPUT};
 
 /// Parses `tokens` as comma-separated `key = value` pairs.
 ///
@@ -54,30 +54,55 @@ pub(crate) fn parse(
     }
 }
 
-/// Parses `output = Type` and `crate = path`, the arguments of
-/// `#[sansio::task]` on a struct and of `#[sansio::worker]`.
-pub(crate) fn output_and_crate(
-    tokens: TokenStream,
-    attribute: &str,
-    errors: &Errors,
-) -> (Option<syn::Type>, Option<syn::Path>) {
-    let (mut output, mut krate) = (None, None);
+/// The arguments of `#[sansio::task]` on a struct and of
+/// `#[sansio::worker]`: `output = Type`, `crate = path`, and the bus types
+/// `channel = Type, event = Type` (both or neither).
+#[derive(Default)]
+pub(crate) struct DeclArgs {
+    pub(crate) output: Option<syn::Type>,
+    pub(crate) krate: Option<syn::Path>,
+    /// `(channel, event)`, when both are given.
+    pub(crate) bus: Option<(syn::Type, syn::Type)>,
+}
+
+/// Parses [`DeclArgs`].
+pub(crate) fn decl_args(tokens: TokenStream, attribute: &str, errors: &Errors) -> DeclArgs {
+    let mut args = DeclArgs::default();
+    // Each bus type with the key that set it, to point errors at.
+    let mut channel: Option<(Ident, syn::Type)> = None;
+    let mut event: Option<(Ident, syn::Type)> = None;
     parse(
         tokens,
         attribute,
-        &[OUTPUT, CRATE],
+        &[OUTPUT, CRATE, CHANNEL, EVENT],
         errors,
         |_| None,
         |key, input| {
             if key == OUTPUT {
-                output = Some(input.parse()?);
+                args.output = Some(input.parse()?);
+            } else if key == CRATE {
+                args.krate = Some(input.parse()?);
+            } else if key == CHANNEL {
+                channel = Some((key.clone(), input.parse()?));
             } else {
-                krate = Some(input.parse()?);
+                event = Some((key.clone(), input.parse()?));
             }
             Ok(())
         },
     );
-    (output, krate)
+    match (channel, event) {
+        (Some((_, channel)), Some((_, event))) => args.bus = Some((channel, event)),
+        (Some((key, _)), None) => errors.at(
+            &key,
+            "`channel` needs `event` too: a bus is declared with both",
+        ),
+        (None, Some((key, _))) => errors.at(
+            &key,
+            "`event` needs `channel` too: a bus is declared with both",
+        ),
+        (None, None) => {}
+    }
+    args
 }
 
 /// The message for an unknown key: it lists the valid ones.

@@ -50,6 +50,13 @@ pub fn on_input(_args: TokenStream, input: TokenStream) -> TokenStream {
     outside_task_impl(symbol::ON_INPUT, input)
 }
 
+/// Marks the handler of one request type (answered to whoever asked).
+/// Only meaningful inside a `#[sansio::task]` impl block.
+#[proc_macro_attribute]
+pub fn on_request(_args: TokenStream, input: TokenStream) -> TokenStream {
+    outside_task_impl(symbol::ON_REQUEST, input)
+}
+
 /// Marks the handler called when the task starts. Only meaningful inside a
 /// `#[sansio::task]` impl block.
 #[proc_macro_attribute]

@@ -15,6 +15,12 @@ pub(crate) const ON_SHUTDOWN: &str = "on_shutdown";
 pub(crate) const OUTPUT: &str = "output";
 /// `crate = path` on a task struct or impl.
 pub(crate) const CRATE: &str = "crate";
+/// `channel = Type`: the bus channel type, on a task struct or a worker.
+pub(crate) const CHANNEL: &str = "channel";
+/// `event = Type`: the bus event type, on a task struct or a worker.
+pub(crate) const EVENT: &str = "event";
+/// `#[on_request]`: the handler of one request type.
+pub(crate) const ON_REQUEST: &str = "on_request";
 /// `every = "100ms"` on `#[on_tick]`.
 pub(crate) const EVERY: &str = "every";
 /// `every_ms = 100` on `#[on_tick]`.

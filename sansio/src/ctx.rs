@@ -1,19 +1,25 @@
 //! The task's window on the runtime: [`Ctx`] gives the current time and
 //! queues the [`Action`]s a handler produces.
 
+use std::any::{Any, TypeId};
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::buf::PacketBuf;
+use crate::bus::{
+    Answers, BusTypes, Incoming, Reply, ReplySink, Request, RequestId, Responder, Route,
+};
+use crate::error::RpcError;
 use crate::id::RawId;
 use crate::net::{
     TcpConnId, TcpEvent, TcpListenerId, TcpOptions, TcpWrap, TunError, TunId, TunOpened,
     TunOptions, TunPacket, TunWrap, UdpBound, UdpError, UdpOptions, UdpPacket, UdpSocketId,
     UdpWrap,
 };
-use crate::{Handles, Task};
+use crate::{Handles, Task, TaskId};
 
 /// Something a task asked the runtime to do, queued on its [`Ctx`].
 ///
@@ -126,6 +132,89 @@ pub enum Action<T: Task> {
         /// The device.
         tun: TunId,
     },
+    /// Subscribe to a bus channel ([`Ctx::subscribe`]).
+    Subscribe(<T::Bus as BusTypes>::Channel),
+    /// Unsubscribe from a bus channel ([`Ctx::unsubscribe`]).
+    Unsubscribe(<T::Bus as BusTypes>::Channel),
+    /// Publish on a bus channel ([`Ctx::publish`]).
+    Publish {
+        /// The channel.
+        channel: <T::Bus as BusTypes>::Channel,
+        /// The event.
+        event: <T::Bus as BusTypes>::Event,
+    },
+    /// Broadcast to every task with a bus ([`Ctx::broadcast`]).
+    Broadcast(<T::Bus as BusTypes>::Event),
+    /// Send a message to another task ([`Ctx::send_to`]).
+    SendTo {
+        /// The target.
+        to: ErasedTarget,
+        /// The target's input, type-erased for the trip.
+        payload: Box<dyn Any + Send>,
+    },
+    /// Ask another task ([`Ctx::request`]).
+    Request {
+        /// The target.
+        to: ErasedTarget,
+        /// The request's id.
+        id: u64,
+        /// How long to wait for the answer.
+        timeout: Duration,
+        /// Builds the target's input, given where its answer goes.
+        make: MakeRequest,
+        /// Turns the answer into this task's input.
+        reply: ReplyInput<T>,
+    },
+    /// Send an answer ([`Responder::respond`](crate::Responder::respond)).
+    Reply(Box<dyn FnOnce() + Send>),
+}
+
+/// Builds a request's input for its target, given where the answer goes.
+#[doc(hidden)]
+pub type MakeRequest = Box<dyn FnOnce(Arc<dyn ReplySink>) -> Box<dyn Any + Send> + Send>;
+
+/// Turns an answer (type-erased) into the asking task's input.
+#[doc(hidden)]
+pub type ReplyInput<T> = fn(u64, Result<Box<dyn Any + Send>, RpcError>) -> <T as Task>::Input;
+
+/// A task named by its type's `TypeId` instead of its type, for messages
+/// between tasks of possibly different workers.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErasedTarget {
+    pub(crate) worker: u16,
+    pub(crate) task_type: TypeId,
+    pub(crate) slot: u32,
+    pub(crate) generation: u32,
+}
+
+impl ErasedTarget {
+    fn of<U: Task>(task: TaskId<U>) -> Self {
+        ErasedTarget {
+            worker: task.worker() as u16,
+            task_type: TypeId::of::<U>(),
+            slot: task.slot(),
+            generation: task.generation(),
+        }
+    }
+}
+
+/// The asking task's input for an answer to its request of type `R`.
+fn reply_input<T: Handles<Reply<R>>, R: Request>(
+    id: u64,
+    result: Result<Box<dyn Any + Send>, RpcError>,
+) -> T::Input {
+    let result = result.and_then(|answer| {
+        answer
+            .downcast::<R::Response>()
+            .map(|answer| *answer)
+            // Only a target answering `R` builds this answer: unreachable.
+            .map_err(|_| RpcError::Dropped)
+    });
+    T::wrap(Reply {
+        id: RequestId(id),
+        result,
+    })
 }
 
 impl<T: Task> fmt::Debug for Action<T>
@@ -211,6 +300,26 @@ where
                 .field("data", data)
                 .finish(),
             Action::TunClose { tun } => f.debug_struct("TunClose").field("tun", tun).finish(),
+            Action::Subscribe(channel) => f.debug_tuple("Subscribe").field(channel).finish(),
+            Action::Unsubscribe(channel) => f.debug_tuple("Unsubscribe").field(channel).finish(),
+            Action::Publish { channel, .. } => f
+                .debug_struct("Publish")
+                .field("channel", channel)
+                .finish_non_exhaustive(),
+            Action::Broadcast(_) => f.write_str("Broadcast(..)"),
+            Action::SendTo { to, .. } => f
+                .debug_struct("SendTo")
+                .field("to", to)
+                .finish_non_exhaustive(),
+            Action::Request {
+                to, id, timeout, ..
+            } => f
+                .debug_struct("Request")
+                .field("to", to)
+                .field("id", id)
+                .field("timeout", timeout)
+                .finish_non_exhaustive(),
+            Action::Reply(_) => f.write_str("Reply(..)"),
         }
     }
 }
@@ -231,6 +340,8 @@ pub struct Ctx<T: Task> {
     owner: RawId,
     /// Sockets made so far, for the next socket id.
     sockets_made: u32,
+    /// Requests made so far, for the next request id.
+    requests_made: u64,
 }
 
 impl<T: Task> Ctx<T> {
@@ -243,6 +354,7 @@ impl<T: Task> Ctx<T> {
             finished: false,
             owner,
             sockets_made: 0,
+            requests_made: 0,
         }
     }
 
@@ -442,6 +554,83 @@ impl<T: Task> Ctx<T> {
     /// Closes a device; it disappears from the system.
     pub fn tun_close(&mut self, tun: TunId) {
         self.actions.push_back(Action::TunClose { tun });
+    }
+
+    /// Subscribes the task to a bus channel: events published on it arrive
+    /// as [`BusInput::Event`](crate::BusInput::Event). Subscribing twice is the same as once.
+    pub fn subscribe(&mut self, channel: <T::Bus as BusTypes>::Channel) {
+        self.actions.push_back(Action::Subscribe(channel));
+    }
+
+    /// Unsubscribes the task from a bus channel.
+    pub fn unsubscribe(&mut self, channel: <T::Bus as BusTypes>::Channel) {
+        self.actions.push_back(Action::Unsubscribe(channel));
+    }
+
+    /// Publishes `event` on `channel`, to every task that subscribes to it,
+    /// on every worker. Subscribers receive one publisher's events in order.
+    pub fn publish(
+        &mut self,
+        channel: <T::Bus as BusTypes>::Channel,
+        event: <T::Bus as BusTypes>::Event,
+    ) {
+        self.actions.push_back(Action::Publish { channel, event });
+    }
+
+    /// Sends `event` to every task with a bus, on every worker (this one
+    /// included), as `BusInput::Event` with no channel.
+    pub fn broadcast(&mut self, event: <T::Bus as BusTypes>::Event) {
+        self.actions.push_back(Action::Broadcast(event));
+    }
+
+    /// Sends `message` to the task `to`, on any worker, typed like
+    /// `Runtime::send`: `to` must handle it. It arrives as an ordinary
+    /// input. If it cannot be delivered (the target has ended, its worker's
+    /// bus inbox is full), this task gets `BusInput::SendFailed`.
+    pub fn send_to<U, M>(&mut self, to: TaskId<U>, message: M)
+    where
+        U: Handles<M>,
+    {
+        self.actions.push_back(Action::SendTo {
+            to: ErasedTarget::of(to),
+            payload: Box::new(U::wrap(message)),
+        });
+    }
+
+    /// Asks the task `to` (any worker) with `request`, which it answers with
+    /// an `#[on_request]` handler; the answer arrives as an input,
+    /// [`Reply<R>`](Reply), with the returned id: the response, or
+    /// `RpcError::Timeout` after `timeout`, `TaskGone` when `to` has ended,
+    /// `Full` when its worker's bus inbox is, `Dropped` when it let the
+    /// request go unanswered.
+    pub fn request<U, R>(&mut self, to: TaskId<U>, request: R, timeout: Duration) -> RequestId
+    where
+        U: Answers<R>,
+        R: Request,
+        T: Handles<Reply<R>>,
+    {
+        self.requests_made += 1;
+        let (owner, id) = (self.owner, self.requests_made);
+        let make = move |sink: Arc<dyn ReplySink>| -> Box<dyn Any + Send> {
+            let route = Route::Task { sink, owner, id };
+            Box::new(U::wrap_request(Incoming {
+                request,
+                responder: Responder::new(route),
+            }))
+        };
+        self.actions.push_back(Action::Request {
+            to: ErasedTarget::of(to),
+            id,
+            timeout,
+            make: Box::new(make),
+            reply: reply_input::<T, R>,
+        });
+        RequestId(id)
+    }
+
+    /// Queues an answer's delivery, carried out after the handler.
+    pub(crate) fn reply(&mut self, send: Box<dyn FnOnce() + Send>) {
+        self.actions.push_back(Action::Reply(send));
     }
 
     /// The number for this task's next socket id: ids from tasks stay below

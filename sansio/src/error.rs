@@ -144,3 +144,22 @@ impl<T> fmt::Display for SpawnError<T> {
 }
 
 impl<T> std::error::Error for SpawnError<T> {}
+
+/// Why a request got no answer, or a direct message did not arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum RpcError {
+    /// No answer within the timeout.
+    #[error("no answer within the timeout")]
+    Timeout,
+    /// The target task has ended (or the id is not one of this runtime's).
+    #[error("the target task has ended")]
+    TaskGone,
+    /// The target's inbox (or its worker's bus inbox) is full.
+    #[error("the target's inbox is full")]
+    Full,
+    /// The target let the request go without answering (it ended with the
+    /// request unanswered, or dropped its `Responder`).
+    #[error("the target dropped the request without answering")]
+    Dropped,
+}

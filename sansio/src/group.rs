@@ -11,8 +11,13 @@ use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::time::Instant;
 
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::bus::{BusInput, Chan, Delivery, Ev, NoBus};
+use crate::ctx::ReplyInput;
+use crate::error::RpcError;
 use crate::id::RawId;
 use crate::net::udp::Payload;
 use crate::net::{NetInput, Owned, TcpEvent, Wraps};
@@ -40,6 +45,8 @@ struct Entry<T: Task> {
     wraps: Wraps<T>,
     /// The sockets the task owns, closed when it ends.
     owned: Vec<Owned>,
+    /// Requests the task made that await their answer.
+    pending: HashMap<u64, ReplyInput<T>>,
 }
 
 impl<T: Task> Entry<T> {
@@ -119,6 +126,55 @@ impl<T: Task> Entry<T> {
             }
             Action::TunSend { tun, data } => cx.net.tun_send(owner, tun, data, counters),
             Action::TunClose { tun } => self.close(cx, Owned::Tun(tun)),
+            Action::Subscribe(channel) => cx.bus.subscribe(owner, T::lift_channel(channel)),
+            Action::Unsubscribe(channel) => cx.bus.unsubscribe(owner, &T::lift_channel(channel)),
+            Action::Publish { channel, event } => {
+                let (channel, event) = (T::lift_channel(channel), T::lift_event(event));
+                cx.counters.bus_published += 1;
+                let missed = cx.bus.publish(channel.clone(), event.clone());
+                overflow(cx, owner, Some(channel), event, missed);
+            }
+            Action::Broadcast(event) => {
+                let event = T::lift_event(event);
+                cx.counters.bus_published += 1;
+                let missed = cx.bus.broadcast(event.clone());
+                overflow(cx, owner, None, event, missed);
+            }
+            Action::SendTo { to, payload } => {
+                let sent = cx
+                    .bus
+                    .check(&to)
+                    .and_then(|group| cx.bus.deliver(&to, group, payload));
+                if let Err(error) = sent {
+                    cx.counters.bus_undelivered += 1;
+                    let failed = BusInput::SendFailed { error };
+                    cx.bus.local.push_back(Delivery::ToTask(owner, failed));
+                }
+            }
+            Action::Request {
+                to,
+                id,
+                timeout,
+                make,
+                reply,
+            } => {
+                self.pending.insert(id, reply);
+                cx.timers.push(cx.now + timeout, Due::Reply { owner, id });
+                let sink = Arc::clone(&cx.bus.sink);
+                let sent = cx
+                    .bus
+                    .check(&to)
+                    .and_then(|group| cx.bus.deliver(&to, group, make(sink)));
+                if let Err(error) = sent {
+                    cx.counters.bus_undelivered += 1;
+                    cx.bus.local.push_back(Delivery::Reply {
+                        owner,
+                        id,
+                        result: Err(error),
+                    });
+                }
+            }
+            Action::Reply(send) => send(),
         }
     }
 
@@ -144,6 +200,26 @@ impl<T: Task> Entry<T> {
             ) => self.owned.retain(|owned| *owned != Owned::TcpConn(*conn)),
             _ => {}
         }
+    }
+}
+
+/// Hands a publish or broadcast that `missed` workers missed back to its
+/// publisher, counted.
+fn overflow<W: Worker>(
+    cx: &mut WorkerCx<W>,
+    publisher: RawId,
+    channel: Option<Chan<W>>,
+    event: Ev<W>,
+    missed: usize,
+) {
+    if missed > 0 {
+        cx.counters.bus_overflow += missed as u64;
+        let input = BusInput::Overflow {
+            channel,
+            event,
+            workers: missed,
+        };
+        cx.bus.local.push_back(Delivery::ToTask(publisher, input));
     }
 }
 
@@ -192,6 +268,7 @@ impl<T: Task> Group<T> {
             armed: None,
             wraps: Wraps::default(),
             owned: Vec::new(),
+            pending: HashMap::new(),
         });
         self.live += 1;
         if let Some(every) = T::TICK_INTERVAL {
@@ -250,6 +327,106 @@ impl<T: Task> Group<T> {
             // practice, counted all the same.
             Err(_) => cx.counters.net_dropped += 1,
         }
+    }
+
+    /// Delivers a bus event to the task in `slot`, when it takes bus events.
+    pub fn bus<W: Worker>(
+        &mut self,
+        cx: &mut WorkerCx<W>,
+        slot: u32,
+        generation: u32,
+        input: BusInput<Chan<W>, Ev<W>>,
+    ) where
+        T: Member<W>,
+    {
+        let live = matches!(
+            self.entries.get(slot as usize),
+            Some(Some(entry)) if entry.generation == generation
+        );
+        if let (true, Some(input)) = (live, T::bus_accept(input)) {
+            cx.counters.inputs += 1;
+            self.run(cx, slot, |task, ctx| task.on_input(ctx, input));
+        }
+    }
+
+    /// Delivers a broadcast to every live task of the group that takes bus
+    /// events.
+    pub fn broadcast<W: Worker>(&mut self, cx: &mut WorkerCx<W>, event: &Ev<W>)
+    where
+        T: Member<W>,
+    {
+        if TypeId::of::<T::Bus>() == TypeId::of::<NoBus>() {
+            return;
+        }
+        for slot in 0..self.entries.len() {
+            if self.entries[slot].is_none() {
+                continue;
+            }
+            let input = BusInput::Event {
+                channel: None,
+                event: event.clone(),
+            };
+            if let Some(input) = T::bus_accept(input) {
+                cx.counters.inputs += 1;
+                cx.counters.bus_delivered += 1;
+                self.run(cx, slot as u32, |task, ctx| task.on_input(ctx, input));
+            }
+        }
+    }
+
+    /// Delivers a type-erased input (from `send_to` or `request`) to the
+    /// task in `slot`. Dropped, and counted, when that task has ended (a
+    /// request's responder then answers `Dropped`).
+    pub fn deliver_erased<W: Worker>(
+        &mut self,
+        cx: &mut WorkerCx<W>,
+        slot: u32,
+        generation: u32,
+        payload: Box<dyn Any + Send>,
+    ) where
+        T: Member<W>,
+    {
+        let live = matches!(
+            self.entries.get(slot as usize),
+            Some(Some(entry)) if entry.generation == generation
+        );
+        match payload.downcast::<T::Input>() {
+            Ok(input) if live => {
+                cx.counters.inputs += 1;
+                self.run(cx, slot, |task, ctx| task.on_input(ctx, *input));
+            }
+            // Gone, or (unreachable: messages are built for their type) of
+            // another type.
+            _ => cx.counters.bus_undelivered += 1,
+        }
+    }
+
+    /// Delivers the answer to request `id` of the task in `slot`, if it is
+    /// still waiting; returns whether it was.
+    pub fn reply<W: Worker>(
+        &mut self,
+        cx: &mut WorkerCx<W>,
+        slot: u32,
+        generation: u32,
+        id: u64,
+        result: Result<Box<dyn Any + Send>, RpcError>,
+    ) -> bool
+    where
+        T: Member<W>,
+    {
+        let Some(Some(entry)) = self.entries.get_mut(slot as usize) else {
+            return false;
+        };
+        if entry.generation != generation {
+            return false;
+        }
+        let Some(reply) = entry.pending.remove(&id) else {
+            return false;
+        };
+        let input = reply(id, result);
+        cx.counters.inputs += 1;
+        self.run(cx, slot, |task, ctx| task.on_input(ctx, input));
+        true
     }
 
     /// Ticks every live task, then schedules the group's next tick.
@@ -396,6 +573,7 @@ impl<T: Task> Group<T> {
             for &socket in &entry.owned {
                 cx.net.close_owned(socket, &mut cx.counters);
             }
+            cx.bus.forget(owner::<W, T>(slot, entry.generation));
             // The task's own Drop may panic; that must not take the worker.
             let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(entry)));
             cx.release(T::GROUP, slot);

@@ -174,6 +174,7 @@
 
 mod backend;
 mod buf;
+pub mod bus;
 mod ctx;
 mod error;
 mod group;
@@ -194,8 +195,12 @@ struct ReadmeDoctests;
 
 pub use crate::backend::{Backend, UnknownBackend};
 pub use crate::buf::{DEFAULT_CAPACITY, HEADROOM, PacketBuf};
+pub use crate::bus::{
+    Answers, BusInput, DEFAULT_REQUEST_TIMEOUT, Incoming, Reply, Request, RequestId, Responder,
+};
 pub use crate::ctx::{Action, Ctx};
-pub use crate::error::{Error, Result, SendError, SpawnError};
+pub use crate::ctx::{ErasedTarget, MakeRequest, ReplyInput};
+pub use crate::error::{Error, Result, RpcError, SendError, SpawnError};
 pub use crate::id::TaskId;
 pub use crate::net::{
     TcpConnId, TcpEvent, TcpListenerId, TcpOptions, TcpWrap, TunError, TunId, TunMode, TunOpened,
@@ -226,6 +231,12 @@ pub use sansio_macros::task;
 /// sent to the task. Used anywhere else, it is a compile error.
 pub use sansio_macros::on_input;
 
+/// Marks the handler of one request type inside a `#[sansio::task]` impl:
+/// `fn name(&mut self, ctx: &mut Ctx<Self>, request: R) -> R::Response`,
+/// or with a last parameter `responder: Responder<R>` to answer later. `R`
+/// implements [`Request`].
+pub use sansio_macros::on_request;
+
 /// Marks the handler called once when the task starts, inside a
 /// `#[sansio::task]` impl: `fn name(&mut self, ctx: &mut Ctx<Self>)`.
 pub use sansio_macros::on_start;
@@ -247,10 +258,11 @@ pub use sansio_macros::on_shutdown;
 /// Everything a task module needs: `use sansio::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Action, Backend, Ctx, Event, Handles, Member, PacketBuf, Runtime, Task, TaskId, TcpConnId,
-        TcpEvent, TcpListenerId, TcpOptions, TunError, TunId, TunOpened, TunOptions, TunPacket,
-        UdpBound, UdpError, UdpOptions, UdpPacket, UdpSocketId, Worker, on_input, on_shutdown,
-        on_start, on_tick, on_timer,
+        Action, Backend, BusInput, Ctx, Event, Handles, Member, PacketBuf, Reply, Request,
+        RequestId, Responder, RpcError, Runtime, Task, TaskId, TcpConnId, TcpEvent, TcpListenerId,
+        TcpOptions, TunError, TunId, TunOpened, TunOptions, TunPacket, UdpBound, UdpError,
+        UdpOptions, UdpPacket, UdpSocketId, Worker, on_input, on_request, on_shutdown, on_start,
+        on_tick, on_timer,
     };
 }
 
@@ -258,12 +270,17 @@ pub mod prelude {
 /// without notice, in step with `sansio-macros` (which `sansio` pins exactly).
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::bus::{
+        Answers, Bus, BusInput, BusOf, BusTypes, BusWrap, Incoming, NoBus, NoBusType, Request,
+        TaskBusInput, Unanswerable,
+    };
     pub use crate::group::Group;
     pub use crate::id::RawId;
     pub use crate::net::NetInput;
     pub use crate::task::TaskDecl;
     pub use crate::worker::{Groups, WorkerCx};
-    pub use crate::{Ctx, Handles, Member, Task, TaskId, Worker};
+    pub use crate::{Ctx, Handles, Member, RpcError, Task, TaskId, Worker};
+    pub use core::any::{Any, TypeId};
     pub use core::clone::Clone;
     pub use core::cmp::{Eq, PartialEq};
     pub use core::convert::From;
@@ -274,6 +291,7 @@ pub mod __private {
     pub use core::option::Option;
     pub use core::time::Duration;
     pub use core::unreachable;
+    pub use std::boxed::Box;
     pub use std::time::Instant;
     pub use std::vec::Vec;
 }

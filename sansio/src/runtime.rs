@@ -11,13 +11,15 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError};
 
 use crate::backend::{Backend, Notifier, Poller};
+use crate::bus::{Answers, Incoming, Peer, Request, Responder, Route};
 use crate::error::{Error, Result, SendError, SpawnError};
 use crate::id::lock;
 use crate::stats::{RuntimeStats, Sampler, WorkerStats};
 use crate::worker::{
-    Control, Envelope, Member, SHUTDOWN_GRACE, Worker, WorkerExit, WorkerLoop, WorkerShared,
+    Control, Envelope, Member, SHUTDOWN_GRACE, Worker, WorkerExit, WorkerLoop, WorkerSetup,
+    WorkerShared,
 };
-use crate::{Handles, TaskId};
+use crate::{Handles, RpcError, TaskId};
 
 /// What happened on the workers, as `Runtime::next_event` reports it.
 #[non_exhaustive]
@@ -270,29 +272,36 @@ impl<W: Worker> Builder<W> {
             samplers: Mutex::new(Vec::with_capacity(workers)),
             exits: Mutex::new(Vec::new()),
         };
-        let start: fn(WorkerConfig<W>) -> Result<WorkerHandle<W>> = match self.backend {
+        let prepare: fn(WorkerConfig<W>) -> Result<Prepared<W>> = match self.backend {
             #[cfg(feature = "mio")]
-            Backend::Mio => start::<W, crate::backend::mio::MioPoller>,
+            Backend::Mio => prepare::<W, crate::backend::mio::MioPoller>,
             #[cfg(feature = "mio")]
-            Backend::BusyPoll => start::<W, crate::backend::busy_poll::BusyPoller>,
+            Backend::BusyPoll => prepare::<W, crate::backend::busy_poll::BusyPoller>,
             #[cfg(feature = "polling")]
-            Backend::Polling => start::<W, crate::backend::polling::PollingPoller>,
+            Backend::Polling => prepare::<W, crate::backend::polling::PollingPoller>,
             #[allow(unreachable_patterns)]
             backend => return Err(Error::BackendUnavailable { backend }),
         };
+        let mut prepared = Vec::with_capacity(workers);
         for index in 0..workers {
             let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
-            // On failure `runtime` is dropped, shutting down the workers
-            // already started.
-            let worker = start(WorkerConfig {
+            prepared.push(prepare(WorkerConfig {
                 name: format!("{}{index}", self.thread_name),
                 index,
                 capacity: self.queue_capacity,
                 events: events_tx.clone(),
                 core,
                 spin: self.spin,
-            })?;
-            runtime.workers.push(worker);
+            })?);
+        }
+        // Every worker reaches every other through its bus inbox.
+        let peers: Arc<[Peer<W>]> = prepared.iter().map(|worker| worker.peer.clone()).collect();
+        for worker in prepared {
+            let mut handle = worker.handle;
+            // On failure `runtime` is dropped, shutting down the workers
+            // already started.
+            handle.thread = Some((worker.launch)(Arc::clone(&peers))?);
+            runtime.workers.push(handle);
             lock(&runtime.samplers).push(Sampler::new(Instant::now()));
         }
         Ok(runtime)
@@ -309,8 +318,19 @@ struct WorkerConfig<W: Worker> {
     spin: Duration,
 }
 
-/// Starts a worker on the poller `P`.
-fn start<W: Worker, P: Poller>(config: WorkerConfig<W>) -> Result<WorkerHandle<W>> {
+/// A worker made but not started: its handle, how the others reach it,
+/// and how to start its thread once every worker's bus inbox exists.
+struct Prepared<W: Worker> {
+    handle: WorkerHandle<W>,
+    peer: Peer<W>,
+    launch: Launch<W>,
+}
+
+/// Starts a prepared worker's thread, given every worker's bus inbox.
+type Launch<W> = Box<dyn FnOnce(Arc<[Peer<W>]>) -> Result<JoinHandle<()>>>;
+
+/// Makes a worker on the poller `P`: its poller, queues and shared state.
+fn prepare<W: Worker, P: Poller>(config: WorkerConfig<W>) -> Result<Prepared<W>> {
     let WorkerConfig {
         name,
         index,
@@ -319,37 +339,51 @@ fn start<W: Worker, P: Poller>(config: WorkerConfig<W>) -> Result<WorkerHandle<W
         core,
         spin,
     } = config;
-    let io = |context: &str| {
+    let io = move |context: &str| {
         let context = format!("worker {index}: {context}");
         move |source| Error::Io { context, source }
     };
     let (poller, waker) = P::new().map_err(io("creating the poller"))?;
+    let registry = poller
+        .registry()
+        .map_err(io("creating the poller's registry"))?;
     let shared = Arc::new(WorkerShared::new(Notifier::new(waker), W::TASK_TYPES.len()));
     let (inbox_tx, inbox_rx) = crossbeam_channel::bounded(capacity);
-    let worker_loop = WorkerLoop::<W, P>::new(
-        u16::try_from(index).expect("the builder caps workers at u16::MAX"),
+    let (bus_tx, bus_rx) = crossbeam_channel::bounded(capacity);
+    let setup = WorkerSetup {
+        index: u16::try_from(index).expect("the builder caps workers at u16::MAX"),
         poller,
-        inbox_rx,
+        registry,
+        inbox: inbox_rx,
+        bus_inbox: bus_rx,
         events,
-        Arc::clone(&shared),
+        shared: Arc::clone(&shared),
         capacity,
         spin,
-    )
-    .map_err(io("creating the poller's registry"))?;
-    let thread = std::thread::Builder::new()
-        .name(name)
-        .spawn(move || {
-            if let Some(core) = core {
-                // Best effort: an unpinned worker still works.
-                core_affinity::set_for_current(core);
-            }
-            worker_loop.run();
-        })
-        .map_err(io("spawning the thread"))?;
-    Ok(WorkerHandle {
-        inbox: inbox_tx,
-        shared,
-        thread: Some(thread),
+    };
+    let launch = move |peers: Arc<[Peer<W>]>| {
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || {
+                if let Some(core) = core {
+                    // Best effort: an unpinned worker still works.
+                    core_affinity::set_for_current(core);
+                }
+                WorkerLoop::new(setup, peers).run();
+            })
+            .map_err(io("spawning the thread"))
+    };
+    Ok(Prepared {
+        peer: Peer {
+            bus: bus_tx,
+            shared: Arc::clone(&shared),
+        },
+        handle: WorkerHandle {
+            inbox: inbox_tx,
+            shared,
+            thread: None,
+        },
+        launch: Box::new(launch),
     })
 }
 
@@ -492,15 +526,34 @@ impl<W: Worker> Runtime<W> {
     where
         T: Member<W> + Handles<M>,
     {
+        self.send_input(id, T::wrap(message), timeout)
+            .map_err(|error| {
+                let back =
+                    |input| T::unwrap(input).expect("the input was built from `message` above");
+                match error {
+                    SendError::Full(input) => SendError::Full(back(input)),
+                    SendError::TaskGone(input) => SendError::TaskGone(back(input)),
+                    SendError::Stopped(input) => SendError::Stopped(back(input)),
+                }
+            })
+    }
+
+    /// Sends the task `id` its input, the way `send` and `call` do.
+    fn send_input<T: Member<W>>(
+        &self,
+        id: TaskId<T>,
+        input: T::Input,
+        timeout: Option<Duration>,
+    ) -> Result<(), SendError<T::Input>> {
         let Some(handle) = self.workers.get(id.worker()) else {
-            return Err(SendError::TaskGone(message));
+            return Err(SendError::TaskGone(input));
         };
         if !handle.shared.slots[usize::from(T::GROUP)].is_live(id.slot(), id.generation()) {
-            return Err(SendError::TaskGone(message));
+            return Err(SendError::TaskGone(input));
         }
         let control = Control::Deliver {
             id: T::id(id),
-            input: T::input(T::wrap(message)),
+            input: T::input(input),
         };
         let result =
             match timeout {
@@ -523,20 +576,55 @@ impl<W: Worker> Runtime<W> {
             Err(TrySendError::Full(control)) => (true, control),
             Err(TrySendError::Disconnected(control)) => (false, control),
         };
-        let message = match control {
-            Control::Deliver { input, .. } => T::from_input(input).and_then(T::unwrap),
+        let input = match control {
+            Control::Deliver { input, .. } => T::from_input(input),
             Control::Spawn { .. } => None,
         }
-        .expect("the control message was built from `message` above");
+        .expect("the control message was built from `input` above");
         if full {
             handle
                 .shared
                 .counters
                 .sends_rejected
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Err(SendError::Full(message))
+            Err(SendError::Full(input))
         } else {
-            Err(SendError::Stopped(message))
+            Err(SendError::Stopped(input))
+        }
+    }
+
+    /// Asks the task `id` with `request` and waits up to `timeout` for the
+    /// answer of its `#[on_request]` handler. The calling thread sleeps and
+    /// is woken as soon as the answer arrives.
+    ///
+    /// Fails with `RpcError::TaskGone` when the task has ended, `Full` when
+    /// its worker's inbox is full, `Timeout`, or `Dropped` when the task let
+    /// the request go unanswered.
+    pub fn call<T, R>(
+        &self,
+        id: TaskId<T>,
+        request: R,
+        timeout: Duration,
+    ) -> Result<R::Response, RpcError>
+    where
+        T: Member<W> + Answers<R>,
+        R: Request,
+    {
+        let deadline = Instant::now() + timeout;
+        let (answer_tx, answer_rx) = crossbeam_channel::bounded(1);
+        let input = T::wrap_request(Incoming {
+            request,
+            responder: Responder::new(Route::Controller(answer_tx)),
+        });
+        match self.send_input(id, input, Some(timeout)) {
+            Ok(()) => {}
+            Err(SendError::Full(_)) => return Err(RpcError::Full),
+            Err(_) => return Err(RpcError::TaskGone),
+        }
+        match answer_rx.recv_deadline(deadline) {
+            Ok(answer) => answer,
+            Err(RecvTimeoutError::Timeout) => Err(RpcError::Timeout),
+            Err(RecvTimeoutError::Disconnected) => Err(RpcError::Dropped),
         }
     }
 
@@ -623,6 +711,13 @@ impl<W: Worker> Runtime<W> {
                     tun_truncated: counters.tun_truncated,
                     tun_send_errors: counters.tun_send_errors,
                     tun_recv_errors: counters.tun_recv_errors,
+                    bus_published: counters.bus_published,
+                    bus_delivered: counters.bus_delivered,
+                    bus_overflow: counters.bus_overflow,
+                    bus_undelivered: counters.bus_undelivered,
+                    rpc_timeouts: counters.rpc_timeouts,
+                    bus_channels: counters.bus_channels,
+                    bus_remote_interest: counters.bus_remote_interest,
                 }
             })
             .collect();

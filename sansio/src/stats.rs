@@ -92,6 +92,22 @@ counters! {
     tun_send_errors,
     /// Errors reading a device.
     tun_recv_errors,
+    /// Events published (and broadcast) by this worker's tasks.
+    bus_published,
+    /// Bus events delivered to this worker's tasks.
+    bus_delivered,
+    /// Worker deliveries of published events missed because a worker's bus
+    /// inbox was full; each reported to its publisher.
+    bus_overflow,
+    /// Direct messages and requests that could not be delivered (target gone,
+    /// inbox full); each reported to its sender.
+    bus_undelivered,
+    /// Requests of this worker's tasks that timed out.
+    rpc_timeouts,
+    /// Channels with subscribers on this worker.
+    bus_channels,
+    /// (Channel, other worker) pairs this worker knows have subscribers.
+    bus_remote_interest,
 }
 
 /// The shortest window rates and utilization are measured over.
@@ -223,6 +239,24 @@ pub struct WorkerStats {
     pub tun_send_errors: u64,
     /// Errors reading a device, each reported to its task.
     pub tun_recv_errors: u64,
+    /// Events published and broadcast by the worker's tasks.
+    pub bus_published: u64,
+    /// Bus events delivered to the worker's tasks.
+    pub bus_delivered: u64,
+    /// Published events a worker missed because its bus inbox was full,
+    /// each reported to the publisher (`BusInput::Overflow`).
+    pub bus_overflow: u64,
+    /// Direct messages and requests not delivered (target gone, inbox full),
+    /// each reported to the sender.
+    pub bus_undelivered: u64,
+    /// Requests of the worker's tasks that timed out.
+    pub rpc_timeouts: u64,
+    /// Bus channels with subscribers on this worker.
+    pub bus_channels: u64,
+    /// (Channel, other worker) pairs this worker knows have subscribers:
+    /// where its publishes go. A subscription made elsewhere counts here
+    /// once this worker has heard of it.
+    pub bus_remote_interest: u64,
 }
 
 impl WorkerStats {
@@ -256,7 +290,7 @@ impl fmt::Display for RuntimeStats {
                 .collect();
             writeln!(
                 f,
-                "worker {}: util {:5.1}% | in {:>10.0}/s out {:>10.0}/s | loops {} | inbox {}/{} | tasks [{}] | timers {} | rejected {} dropped {} undelivered {} panics {} | udp sockets {} rx {} tx {} truncated {} errors {} | tcp sockets {} in {} B out {} B errors {}",
+                "worker {}: util {:5.1}% | in {:>10.0}/s out {:>10.0}/s | loops {} | inbox {}/{} | tasks [{}] | timers {} | rejected {} dropped {} undelivered {} panics {} | udp sockets {} rx {} tx {} truncated {} errors {} | tcp sockets {} in {} B out {} B errors {} | bus channels {} published {} delivered {} overflow {} undelivered {} rpc timeouts {}",
                 worker.worker,
                 worker.utilization * 100.0,
                 worker.inputs_per_sec,
@@ -279,6 +313,12 @@ impl fmt::Display for RuntimeStats {
                 worker.tcp_bytes_read,
                 worker.tcp_bytes_written,
                 worker.tcp_errors,
+                worker.bus_channels,
+                worker.bus_published,
+                worker.bus_delivered,
+                worker.bus_overflow,
+                worker.bus_undelivered,
+                worker.rpc_timeouts,
             )?;
         }
         write!(

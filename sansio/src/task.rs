@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::Ctx;
+use crate::bus::{BusInput, BusTypes};
 
 /// A sans-I/O task: a plain state machine driven by a sansio worker.
 ///
@@ -72,6 +73,20 @@ pub trait Task: Sized + 'static {
     /// `None` when the task has no tick handler.
     const TICK_INTERVAL: Option<Duration> = None;
 
+    /// The task's bus types, from `channel = .., event = ..` on its struct
+    /// (`NoBus` when it declares none).
+    #[doc(hidden)]
+    type Bus: BusTypes;
+
+    /// A bus delivery as the task's input (`None` for a task without a bus).
+    #[doc(hidden)]
+    fn bus_input(
+        input: BusInput<<Self::Bus as BusTypes>::Channel, <Self::Bus as BusTypes>::Event>,
+    ) -> Option<Self::Input> {
+        let _ = input;
+        None
+    }
+
     /// Called once, when the task is placed on a worker, before any input.
     fn on_start(&mut self, ctx: &mut Ctx<Self>) {
         let _ = ctx;
@@ -112,11 +127,13 @@ pub trait Task: Sized + 'static {
 )]
 pub trait Handles<M>: Task {
     /// Wraps `message` in the task's input enum.
+    #[doc(hidden)]
     fn wrap(message: M) -> Self::Input;
 
     /// Takes a message of type `M` back out of the input enum (`None` for
     /// another variant); how a message the runtime could not queue is handed
     /// back to its sender.
+    #[doc(hidden)]
     fn unwrap(input: Self::Input) -> Option<M>;
 }
 
@@ -137,4 +154,6 @@ pub trait TaskDecl {
     type Output: Send + 'static;
     /// The struct's name.
     const NAME: &'static str;
+    /// The task's bus types.
+    type Bus: BusTypes;
 }

@@ -25,6 +25,8 @@ pub(crate) enum Due {
         slot: u32,
         generation: u32,
     },
+    /// The timeout of request `id` of the task `owner`.
+    Reply { owner: crate::id::RawId, id: u64 },
 }
 
 /// The worker's deadlines.

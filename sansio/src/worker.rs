@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TryRecvError, TrySendError};
 
 use crate::backend::{Notifier, Poller, Readiness};
+use crate::bus::{BusEnvelope, BusHub, BusInput, BusTypes, Chan, Delivery, Ev, Peer};
+use crate::error::RpcError;
 use crate::id::{RawId, Slots};
 use crate::net::{Net, NetInput, Source};
 use crate::runtime::Event;
@@ -43,6 +45,9 @@ pub trait Worker: Sized + Send + 'static {
     /// What tasks of this worker emit: the generated `<Worker>Output`, one
     /// variant per task type, or the type set with `output = Type`.
     type Output: Send + 'static;
+    /// The worker's bus types, from `channel = .., event = ..`.
+    #[doc(hidden)]
+    type Bus: BusTypes;
     /// The task groups of one worker thread.
     #[doc(hidden)]
     type Groups: Groups<Self>;
@@ -51,6 +56,11 @@ pub trait Worker: Sized + Send + 'static {
     const NAME: &'static str;
     /// The names of its task types, in variant order.
     const TASK_TYPES: &'static [&'static str];
+
+    /// The index of the task type with this `TypeId`, if it is one of this
+    /// worker's.
+    #[doc(hidden)]
+    fn group_of(task_type: std::any::TypeId) -> Option<u16>;
 }
 
 /// `Self` is one of the task types of the worker `W`; implemented by
@@ -82,6 +92,15 @@ pub trait Member<W: Worker>: Task + Send {
     /// The task's output as the worker's output.
     #[doc(hidden)]
     fn output(output: Self::Output) -> W::Output;
+    /// A worker-level bus delivery as the task's input, if it takes it.
+    #[doc(hidden)]
+    fn bus_accept(input: BusInput<Chan<W>, Ev<W>>) -> Option<Self::Input>;
+    /// The task's bus channel as the worker's.
+    #[doc(hidden)]
+    fn lift_channel(channel: <Self::Bus as BusTypes>::Channel) -> Chan<W>;
+    /// The task's bus event as the worker's.
+    #[doc(hidden)]
+    fn lift_event(event: <Self::Bus as BusTypes>::Event) -> Ev<W>;
 }
 
 /// The task groups of one worker thread, one [`Group`](crate::group::Group)
@@ -99,6 +118,28 @@ pub trait Groups<W: Worker>: Send + 'static {
     fn tick(&mut self, cx: &mut WorkerCx<W>, group: u16);
     /// Delivers a network event to the task `owner`.
     fn net(&mut self, cx: &mut WorkerCx<W>, owner: RawId, input: NetInput);
+    /// Delivers a bus event to the task `owner`.
+    fn bus(&mut self, cx: &mut WorkerCx<W>, owner: RawId, input: BusInput<Chan<W>, Ev<W>>);
+    /// Delivers a broadcast to every task with a bus.
+    fn broadcast(&mut self, cx: &mut WorkerCx<W>, event: &Ev<W>);
+    /// Delivers a type-erased message (the task's input) to one task.
+    fn deliver_erased(
+        &mut self,
+        cx: &mut WorkerCx<W>,
+        group: u16,
+        slot: u32,
+        generation: u32,
+        payload: Box<dyn std::any::Any + Send>,
+    );
+    /// Delivers the answer to request `id` of the task `owner`; returns
+    /// whether it was still waiting for one.
+    fn reply(
+        &mut self,
+        cx: &mut WorkerCx<W>,
+        owner: RawId,
+        id: u64,
+        result: Result<Box<dyn std::any::Any + Send>, RpcError>,
+    ) -> bool;
     /// Fires a task's timer entry.
     fn timer(
         &mut self,
@@ -171,6 +212,7 @@ pub struct WorkerCx<W: Worker> {
     pub(crate) sink: EventSink<W>,
     pub(crate) counters: Counters,
     pub(crate) net: Net,
+    pub(crate) bus: BusHub<W>,
     /// Set once shutdown has begun; tasks finishing then are counted.
     pub(crate) shutting_down: bool,
     pub(crate) finished_during_shutdown: usize,
@@ -349,6 +391,7 @@ const RETRY_HELD: Duration = Duration::from_millis(1);
 pub(crate) struct WorkerLoop<W: Worker, P: Poller> {
     poller: P,
     inbox: Receiver<Control<W>>,
+    bus_inbox: Receiver<BusEnvelope<W>>,
     groups: W::Groups,
     cx: WorkerCx<W>,
     ready: Vec<Readiness>,
@@ -356,36 +399,44 @@ pub(crate) struct WorkerLoop<W: Worker, P: Poller> {
     spin: Duration,
 }
 
+/// Everything a worker loop is made of, but the other workers' inboxes.
+pub(crate) struct WorkerSetup<W: Worker, P: Poller> {
+    pub(crate) index: u16,
+    pub(crate) poller: P,
+    pub(crate) registry: Box<dyn crate::backend::Registry>,
+    pub(crate) inbox: Receiver<Control<W>>,
+    pub(crate) bus_inbox: Receiver<BusEnvelope<W>>,
+    pub(crate) events: Sender<Envelope<W>>,
+    pub(crate) shared: Arc<WorkerShared>,
+    pub(crate) capacity: usize,
+    pub(crate) spin: Duration,
+}
+
 impl<W: Worker, P: Poller> WorkerLoop<W, P> {
-    pub(crate) fn new(
-        index: u16,
-        poller: P,
-        inbox: Receiver<Control<W>>,
-        events: Sender<Envelope<W>>,
-        shared: Arc<WorkerShared>,
-        capacity: usize,
-        spin: Duration,
-    ) -> std::io::Result<Self> {
+    /// The loop of one worker, given every worker's bus inbox (its own
+    /// included) as `peers`.
+    pub(crate) fn new(setup: WorkerSetup<W, P>, peers: Arc<[Peer<W>]>) -> Self {
         let now = Instant::now();
-        let net = Net::new(poller.registry()?);
-        Ok(WorkerLoop {
-            poller,
-            inbox,
+        WorkerLoop {
+            poller: setup.poller,
+            inbox: setup.inbox,
+            bus_inbox: setup.bus_inbox,
             groups: W::Groups::new(),
             cx: WorkerCx {
                 now,
-                index,
-                shared,
+                index: setup.index,
+                shared: setup.shared,
                 timers: Timers::new(now, W::TASK_TYPES.len()),
-                sink: EventSink::new(events, capacity),
+                sink: EventSink::new(setup.events, setup.capacity),
                 counters: Counters::default(),
-                net,
+                net: Net::new(setup.registry),
+                bus: BusHub::new(setup.index, peers),
                 shutting_down: false,
                 finished_during_shutdown: 0,
             },
             ready: Vec::new(),
-            spin,
-        })
+            spin: setup.spin,
+        }
     }
 
     /// Runs until shutdown, then reports to the controller. A panic outside
@@ -448,6 +499,18 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
 
             self.settle();
 
+            for _ in 0..BATCH {
+                match self.bus_inbox.try_recv() {
+                    Ok(envelope) => self.handle_bus(envelope),
+                    Err(_) => {
+                        break;
+                    }
+                }
+            }
+            let bus_empty = self.bus_inbox.is_empty();
+            self.cx.bus.retry();
+            self.settle();
+
             if shutdown_deadline.is_none()
                 && let Some(&deadline) = self.cx.shared.shutdown.get()
             {
@@ -467,8 +530,17 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
                     } => self
                         .groups
                         .timer(&mut self.cx, group, slot, generation, deadline),
+                    Due::Reply { owner, id } => {
+                        let waiting =
+                            self.groups
+                                .reply(&mut self.cx, owner, id, Err(RpcError::Timeout));
+                        if waiting {
+                            self.cx.counters.rpc_timeouts += 1;
+                        }
+                    }
                 }
             }
+            self.settle();
 
             self.settle();
 
@@ -484,6 +556,7 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
             self.cx.counters.timers = self.cx.timers.len() as u64;
 
             if !inbox_empty
+                || !bus_empty
                 || !self.cx.net.udp.unread.is_empty()
                 || !self.cx.net.tcp.unserved.is_empty()
                 || !self.cx.net.tun.unread.is_empty()
@@ -505,6 +578,7 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
             }
             self.cx.shared.notifier.prepare_to_sleep();
             let work_arrived = !self.inbox.is_empty()
+                || !self.bus_inbox.is_empty()
                 || (shutdown_deadline.is_none() && self.cx.shared.shutdown.get().is_some());
             self.account_busy(woke);
             if !work_arrived && let Err(error) = self.poller.wait(deadline, &mut self.ready) {
@@ -636,11 +710,75 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
             while let Some((owner, input)) = self.cx.net.local.pop_front() {
                 self.groups.net(&mut self.cx, owner, input);
             }
+            while let Some(delivery) = self.cx.bus.local.pop_front() {
+                self.deliver(delivery);
+            }
             if self.cx.net.has_dirty() {
                 self.cx.net.flush(&mut self.cx.counters);
             }
-            if self.cx.net.local.is_empty() {
+            if self.cx.net.local.is_empty() && self.cx.bus.local.is_empty() {
                 return;
+            }
+        }
+    }
+
+    /// Delivers what the bus produced for this worker's tasks.
+    fn deliver(&mut self, delivery: Delivery<W>) {
+        let cx = &mut self.cx;
+        match delivery {
+            Delivery::ToTask(owner, input) => {
+                // Overflow and failure reports go back to a sender: they are
+                // not deliveries of events.
+                if matches!(input, BusInput::Event { .. }) {
+                    cx.counters.bus_delivered += 1;
+                }
+                self.groups.bus(cx, owner, input);
+            }
+            Delivery::ToAll(event) => self.groups.broadcast(cx, &event),
+            Delivery::Erased {
+                group,
+                slot,
+                generation,
+                payload,
+            } => self
+                .groups
+                .deliver_erased(cx, group, slot, generation, payload),
+            Delivery::Reply { owner, id, result } => {
+                self.groups.reply(cx, owner, id, result);
+            }
+        }
+    }
+
+    /// Handles what another worker (or an answering task) sent this one.
+    fn handle_bus(&mut self, envelope: BusEnvelope<W>) {
+        let cx = &mut self.cx;
+        match envelope {
+            BusEnvelope::Publish { channel, event } => {
+                for subscriber in cx.bus.subscribers(&channel) {
+                    cx.counters.bus_delivered += 1;
+                    let input = BusInput::Event {
+                        channel: Some(channel.clone()),
+                        event: event.clone(),
+                    };
+                    self.groups.bus(cx, subscriber, input);
+                }
+            }
+            BusEnvelope::Broadcast { event } => self.groups.broadcast(cx, &event),
+            BusEnvelope::Interest {
+                channel,
+                worker,
+                interested,
+            } => cx.bus.note_interest(channel, worker, interested),
+            BusEnvelope::Deliver {
+                group,
+                slot,
+                generation,
+                payload,
+            } => self
+                .groups
+                .deliver_erased(cx, group, slot, generation, payload),
+            BusEnvelope::Reply { owner, id, result } => {
+                self.groups.reply(cx, owner, id, result);
             }
         }
     }
@@ -665,6 +803,10 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
     }
 
     fn account_busy(&mut self, woke: Instant) {
+        (
+            self.cx.counters.bus_channels,
+            self.cx.counters.bus_remote_interest,
+        ) = self.cx.bus.sizes();
         let busy = Instant::now().saturating_duration_since(woke);
         self.cx.counters.busy_nanos += u64::try_from(busy.as_nanos()).unwrap_or(u64::MAX);
         self.cx.shared.counters.publish(&self.cx.counters);

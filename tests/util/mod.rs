@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use sansio::prelude::*;
 
+pub mod bus;
 pub mod tasks;
 pub mod tcp;
 pub mod udp;

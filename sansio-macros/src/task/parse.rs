@@ -14,24 +14,27 @@ use syn::{
 
 use crate::errors::Errors;
 use crate::symbol::{
-    CRATE, EVERY, EVERY_MS, ON_INPUT, ON_SHUTDOWN, ON_START, ON_TICK, ON_TIMER, OUTPUT,
+    CRATE, EVERY, EVERY_MS, ON_INPUT, ON_REQUEST, ON_SHUTDOWN, ON_START, ON_TICK, ON_TIMER, OUTPUT,
 };
 use crate::{args, duration};
 
-/// `#[sansio::task(output = .., crate = ..)] struct Name { .. }`.
+/// `#[sansio::task(output = .., crate = .., channel = .., event = ..)] struct Name { .. }`.
 pub(crate) struct StructDecl {
     pub(crate) item: ItemStruct,
     pub(crate) output: Option<Type>,
     pub(crate) krate: Option<Path>,
+    /// The bus `(channel, event)` types, when declared.
+    pub(crate) bus: Option<(Type, Type)>,
 }
 
 impl StructDecl {
     pub(crate) fn from_syn(args: TokenStream, item: ItemStruct, errors: &Errors) -> Self {
-        let (output, krate) = args::output_and_crate(args, "#[sansio::task] on a struct", errors);
+        let args = args::decl_args(args, "#[sansio::task] on a struct", errors);
         StructDecl {
             item,
-            output,
-            krate,
+            output: args.output,
+            krate: args.krate,
+            bus: args.bus,
         }
     }
 }
@@ -111,15 +114,17 @@ impl TaskImpl {
 pub(crate) enum Kind {
     Start,
     Input,
+    Request,
     Tick,
     Timer,
     Shutdown,
 }
 
 impl Kind {
-    const ALL: [Kind; 5] = [
+    const ALL: [Kind; 6] = [
         Kind::Start,
         Kind::Input,
+        Kind::Request,
         Kind::Tick,
         Kind::Timer,
         Kind::Shutdown,
@@ -130,6 +135,7 @@ impl Kind {
         match self {
             Kind::Start => ON_START,
             Kind::Input => ON_INPUT,
+            Kind::Request => ON_REQUEST,
             Kind::Tick => ON_TICK,
             Kind::Timer => ON_TIMER,
             Kind::Shutdown => ON_SHUTDOWN,
@@ -140,6 +146,9 @@ impl Kind {
     pub(crate) fn signature(self) -> &'static str {
         match self {
             Kind::Input => "(&mut self, ctx: &mut Ctx<Self>, input: T)",
+            Kind::Request => {
+                "(&mut self, ctx: &mut Ctx<Self>, request: R) -> R::Response, or (&mut self, ctx: &mut Ctx<Self>, request: R, responder: Responder<R>)"
+            }
             _ => "(&mut self, ctx: &mut Ctx<Self>)",
         }
     }
@@ -233,6 +242,13 @@ impl Handler {
     /// not a `&mut` (the context). Lenient on purpose, so that a handler whose parameters are
     /// in the wrong order still names its input in the stand-in expansion.
     pub(crate) fn input_ty(&self) -> Option<&Type> {
+        if self.kind == Kind::Request {
+            // The request: the first parameter that is not the context.
+            return self
+                .params()
+                .find(|param| !matches!(&*param.ty, Type::Reference(reference) if reference.mutability.is_some()))
+                .map(|param| &*param.ty);
+        }
         if self.kind != Kind::Input {
             return None;
         }

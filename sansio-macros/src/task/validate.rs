@@ -87,17 +87,42 @@ fn signature(handler: &Handler, errors: &Errors) {
             "handlers cannot be generic: each input of a task is one concrete type",
         );
     }
-    if let ReturnType::Type(_, ty) = &sig.output
-        && !matches!(&**ty, Type::Tuple(unit) if unit.elems.is_empty())
-    {
-        errors.at(
+    let params: Vec<_> = handler.params().collect();
+    let returns = match &sig.output {
+        ReturnType::Type(_, ty) if !matches!(&**ty, Type::Tuple(unit) if unit.elems.is_empty()) => {
+            Some(ty)
+        }
+        _ => None,
+    };
+    // An `#[on_request]` handler returns its answer, or takes a responder
+    // (a third parameter) to answer later.
+    let answers_later = kind == Kind::Request && params.len() == 3;
+    match (kind, returns) {
+        (Kind::Request, None) if !answers_later => errors.push(syn::Error::new(
+            sig.paren_token.span.join(),
+            format_args!(
+                "an `#[on_request]` handler returns the answer (`-> <R as Request>::Response`), \
+                 or takes a `Responder<R>` as a third parameter to answer later: `{expected}`"
+            ),
+        )),
+        (Kind::Request, Some(ty)) if answers_later => errors.at(
+            ty,
+            "a handler that takes a `Responder` answers through it and returns nothing",
+        ),
+        (Kind::Request, _) => {}
+        (_, Some(ty)) => errors.at(
             ty,
             "handlers return nothing: queue outputs on the context, as in `ctx.emit(..)`",
-        );
+        ),
+        (_, None) => {}
     }
-    let params: Vec<_> = handler.params().collect();
-    let wanted = if kind == Kind::Input { 2 } else { 1 };
-    if kind == Kind::Input
+    let wanted = match kind {
+        Kind::Input => 2,
+        Kind::Request if answers_later => 3,
+        Kind::Request => 2,
+        _ => 1,
+    };
+    if matches!(kind, Kind::Input | Kind::Request)
         && params.len() == 2
         && !is_mut_ref(&params[0].ty)
         && is_mut_ref(&params[1].ty)
@@ -119,7 +144,7 @@ fn signature(handler: &Handler, errors: &Errors) {
         return;
     }
     if params.len() < wanted {
-        let missing = if kind == Kind::Input && params.len() == 1 {
+        let missing = if matches!(kind, Kind::Input | Kind::Request) && params.len() == 1 {
             "the input parameter is missing"
         } else {
             "parameters are missing"
@@ -136,7 +161,7 @@ fn signature(handler: &Handler, errors: &Errors) {
             format_args!("the context parameter is `&mut Ctx<Self>`; `#[{attribute}]` handlers take `{expected}`"),
         );
     }
-    if kind == Kind::Input
+    if matches!(kind, Kind::Input | Kind::Request)
         && let Some(problem) = input_problem(&params[1].ty)
     {
         errors.at(&params[1].ty, problem);
@@ -167,7 +192,7 @@ pub(crate) fn input_problem(ty: &Type) -> Option<&'static str> {
 /// At most one handler for each hook other than `#[on_input]`.
 fn one_of_each_hook(handlers: &[Handler], errors: &Errors) {
     for (index, handler) in handlers.iter().enumerate() {
-        if handler.kind == Kind::Input {
+        if matches!(handler.kind, Kind::Input | Kind::Request) {
             continue;
         }
         if let Some(first) = handlers[..index]
@@ -191,16 +216,17 @@ fn one_of_each_hook(handlers: &[Handler], errors: &Errors) {
 fn one_handler_per_input(handlers: &[Handler], errors: &Errors) {
     let inputs: Vec<&Handler> = handlers
         .iter()
-        .filter(|handler| handler.kind == Kind::Input)
+        .filter(|handler| matches!(handler.kind, Kind::Input | Kind::Request))
         .collect();
     for (index, handler) in inputs.iter().enumerate() {
         let earlier = &inputs[..index];
         if let Some(ty) = handler.input_ty() {
             let key = ty.to_token_stream().to_string();
             let same_type = |earlier: &&&Handler| {
-                earlier
-                    .input_ty()
-                    .is_some_and(|other| other.to_token_stream().to_string() == key)
+                earlier.kind == handler.kind
+                    && earlier
+                        .input_ty()
+                        .is_some_and(|other| other.to_token_stream().to_string() == key)
             };
             if let Some(first) = earlier.iter().find(same_type) {
                 errors.at(

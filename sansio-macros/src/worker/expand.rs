@@ -106,6 +106,25 @@ pub(crate) fn worker(worker: &WorkerEnum) -> TokenStream {
         }
     };
 
+    let bus_type = match &worker.bus {
+        Some((channel, event)) => quote!(#private::Bus<#channel, #event>),
+        None => quote!(#private::NoBus),
+    };
+    let bus_channel = quote!(<#bus_type as #private::BusTypes>::Channel);
+    let bus_event = quote!(<#bus_type as #private::BusTypes>::Event);
+    // Each task's bus types must fit the worker's: checked at the variant's
+    // task type, so the error points there.
+    let bus_checks: Vec<TokenStream> = worker
+        .variants
+        .iter()
+        .map(|variant| {
+            let task = &variant.task;
+            quote_spanned! {task.span()=>
+                fn fits<T: #private::BusOf<B>, B: #private::BusTypes>() {}
+                fits::<<#task as #private::Task>::Bus, #bus_type>();
+            }
+        })
+        .collect();
     let input_debug_arms = variants.iter().map(|variant| {
         let text = format!("{input_enum}::{variant}(..)");
         quote!(#input_enum::#variant(_) => f.write_str(#text),)
@@ -210,6 +229,49 @@ pub(crate) fn worker(worker: &WorkerEnum) -> TokenStream {
                     }
                 }
 
+                fn bus(
+                    &mut self,
+                    cx: &mut #private::WorkerCx<#name>,
+                    owner: #private::RawId,
+                    input: #private::BusInput<#bus_channel, #bus_event>,
+                ) {
+                    match owner.group {
+                        #(#indexes => self.#groups.bus(cx, owner.slot, owner.generation, input),)*
+                        _ => {}
+                    }
+                }
+
+                fn broadcast(&mut self, cx: &mut #private::WorkerCx<#name>, event: &#bus_event) {
+                    #(self.#groups.broadcast(cx, event);)*
+                }
+
+                fn deliver_erased(
+                    &mut self,
+                    cx: &mut #private::WorkerCx<#name>,
+                    group: u16,
+                    slot: u32,
+                    generation: u32,
+                    payload: #private::Box<dyn #private::Any + Send>,
+                ) {
+                    match group {
+                        #(#indexes => self.#groups.deliver_erased(cx, slot, generation, payload),)*
+                        _ => {}
+                    }
+                }
+
+                fn reply(
+                    &mut self,
+                    cx: &mut #private::WorkerCx<#name>,
+                    owner: #private::RawId,
+                    id: u64,
+                    result: ::core::result::Result<#private::Box<dyn #private::Any + Send>, #private::RpcError>,
+                ) -> bool {
+                    match owner.group {
+                        #(#indexes => self.#groups.reply(cx, owner.slot, owner.generation, id, result),)*
+                        _ => false,
+                    }
+                }
+
                 fn tick(&mut self, cx: &mut #private::WorkerCx<#name>, group: u16) {
                     match group {
                         #(#indexes => self.#groups.tick(cx),)*
@@ -254,9 +316,19 @@ pub(crate) fn worker(worker: &WorkerEnum) -> TokenStream {
                 type Input = #input_enum;
                 type Output = #output_type;
                 type Groups = Groups;
+                type Bus = #bus_type;
 
                 const NAME: &'static str = #name_text;
                 const TASK_TYPES: &'static [&'static str] = &[#(<#tasks as #private::Task>::NAME,)*];
+
+                fn group_of(task_type: #private::TypeId) -> #private::Option<u16> {
+                    #(
+                        if task_type == #private::TypeId::of::<#tasks>() {
+                            return #private::Option::Some(#indexes);
+                        }
+                    )*
+                    #private::Option::None
+                }
             }
 
             #(
@@ -300,6 +372,29 @@ pub(crate) fn worker(worker: &WorkerEnum) -> TokenStream {
                     #[inline]
                     fn output(output: <Self as #private::Task>::Output) -> #output_type {
                         #output_conversion
+                    }
+
+                    #[inline]
+                    fn bus_accept(
+                        input: #private::BusInput<#bus_channel, #bus_event>,
+                    ) -> #private::Option<<Self as #private::Task>::Input> {
+                        #bus_checks
+                        <<Self as #private::Task>::Bus as #private::BusOf<#bus_type>>::accept(input)
+                            .and_then(<Self as #private::Task>::bus_input)
+                    }
+
+                    #[inline]
+                    fn lift_channel(
+                        channel: <<Self as #private::Task>::Bus as #private::BusTypes>::Channel,
+                    ) -> #bus_channel {
+                        <<Self as #private::Task>::Bus as #private::BusOf<#bus_type>>::lift_channel(channel)
+                    }
+
+                    #[inline]
+                    fn lift_event(
+                        event: <<Self as #private::Task>::Bus as #private::BusTypes>::Event,
+                    ) -> #bus_event {
+                        <<Self as #private::Task>::Bus as #private::BusOf<#bus_type>>::lift_event(event)
                     }
                 }
             )*

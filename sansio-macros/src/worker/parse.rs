@@ -14,6 +14,8 @@ pub(crate) struct WorkerEnum {
     pub(crate) item: ItemEnum,
     pub(crate) output: Option<Type>,
     pub(crate) krate: Option<Path>,
+    /// The bus `(channel, event)` types, when declared.
+    pub(crate) bus: Option<(Type, Type)>,
     /// The variants that follow the rules, in order.
     pub(crate) variants: Vec<TaskVariant>,
     /// Whether every variant of the enum is in `variants`.
@@ -28,7 +30,8 @@ pub(crate) struct TaskVariant {
 
 impl WorkerEnum {
     pub(crate) fn from_syn(args: TokenStream, item: ItemEnum, errors: &Errors) -> Self {
-        let (output, krate) = args::output_and_crate(args, "#[sansio::worker]", errors);
+        let args::DeclArgs { output, krate, bus } =
+            args::decl_args(args, "#[sansio::worker]", errors);
         let generics = &item.generics;
         if !generics.params.is_empty() || generics.where_clause.is_some() {
             errors.at(
@@ -109,6 +112,7 @@ impl WorkerEnum {
             item,
             output,
             krate,
+            bus,
             variants,
             complete,
         }

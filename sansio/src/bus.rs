@@ -1,0 +1,677 @@
+//! The cross-task bus: pub/sub channels, broadcast, direct messages between
+//! tasks and request/response, across workers.
+//!
+//! A worker kind declares its bus types once —
+//! `#[sansio::worker(channel = RoomId, event = MediaEvent)]` — and every task
+//! of it that uses the bus declares the same on its struct —
+//! `#[sansio::task(channel = RoomId, event = MediaEvent)]`; the compiler
+//! checks they agree. Such a task gets bus events through an `#[on_input]`
+//! handler for [`BusInput<RoomId, MediaEvent>`](BusInput).
+//!
+//! Delivery: a publish reaches the subscribers on the publisher's own worker
+//! directly, and each other worker that has subscribers once, through that
+//! worker's bounded bus inbox, to be fanned out there. Every worker keeps its
+//! own copy of which workers want which channel (updated by messages when
+//! that changes), so publishing takes no lock. Messages from one task on one
+//! channel arrive in order at every subscriber. A subscription is seen at once
+//! on its own worker, and by the others as soon as they hear of it.
+
+use std::any::Any;
+use std::fmt;
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+/// The type of a bus channel or event for a task without a bus: it has no
+/// values, so such a task can neither publish nor receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NoBusType {}
+
+/// A task's or worker's bus types.
+#[doc(hidden)]
+pub trait BusTypes: Send + 'static {
+    /// Channels are named by this.
+    type Channel: Clone + Eq + Hash + fmt::Debug + Send + Sync + 'static;
+    /// What is published.
+    type Event: Clone + Send + 'static;
+}
+
+/// No bus: the default for tasks and workers that declare none.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct NoBus;
+
+impl BusTypes for NoBus {
+    type Channel = NoBusType;
+    type Event = NoBusType;
+}
+
+/// A bus with channels named by `C` carrying events `E`.
+#[doc(hidden)]
+pub struct Bus<C, E>(PhantomData<fn() -> (C, E)>);
+
+impl<C, E> fmt::Debug for Bus<C, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Bus")
+    }
+}
+
+impl<C, E> BusTypes for Bus<C, E>
+where
+    C: Clone + Eq + Hash + fmt::Debug + Send + Sync + 'static,
+    E: Clone + Send + 'static,
+{
+    type Channel = C;
+    type Event = E;
+}
+
+/// What the bus delivers to the task `T`, in `T`'s bus types.
+#[doc(hidden)]
+pub type TaskBusInput<T> = BusInput<
+    <<T as crate::Task>::Bus as BusTypes>::Channel,
+    <<T as crate::Task>::Bus as BusTypes>::Event,
+>;
+
+/// Turns a bus delivery into the task `T`'s input: never for a task without
+/// a bus; through its `BusInput` handler for a task with one.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "task `{T}` declares a bus but has no #[on_input] handler for its bus events",
+    label = "`{T}` cannot take these bus events",
+    note = "add `#[on_input] fn bus(&mut self, ctx: &mut Ctx<Self>, input: BusInput<Channel, Event>)` with the `channel` and `event` types of `{T}`'s `#[sansio::task(..)]`"
+)]
+pub trait BusWrap<T: crate::Task>: BusTypes {
+    /// The input, when the task takes bus events.
+    fn wrap(input: BusInput<Self::Channel, Self::Event>) -> Option<T::Input>;
+}
+
+impl<T: crate::Task> BusWrap<T> for NoBus {
+    fn wrap(_: BusInput<NoBusType, NoBusType>) -> Option<T::Input> {
+        None
+    }
+}
+
+impl<T, C, E> BusWrap<T> for Bus<C, E>
+where
+    Bus<C, E>: BusTypes<Channel = C, Event = E>,
+    T: crate::Handles<BusInput<C, E>>,
+{
+    fn wrap(input: BusInput<C, E>) -> Option<T::Input> {
+        Some(T::wrap(input))
+    }
+}
+
+/// A task's bus types `Self` fit the worker's `B`: the same types, or none.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "a task's bus types `{Self}` differ from its worker's `{B}`",
+    label = "the bus types of this task do not match its worker's",
+    note = "declare the same `channel = ..` and `event = ..` on the task's `#[sansio::task]` and on the `#[sansio::worker]`, or none on the task"
+)]
+pub trait BusOf<B: BusTypes>: BusTypes {
+    /// A worker-level event as the task's, when the task takes bus events.
+    fn accept(
+        input: BusInput<B::Channel, B::Event>,
+    ) -> Option<BusInput<Self::Channel, Self::Event>>;
+    /// A task-level channel as the worker's.
+    fn lift_channel(channel: Self::Channel) -> B::Channel;
+    /// A task-level event as the worker's.
+    fn lift_event(event: Self::Event) -> B::Event;
+}
+
+impl<B: BusTypes> BusOf<B> for NoBus {
+    fn accept(_: BusInput<B::Channel, B::Event>) -> Option<BusInput<NoBusType, NoBusType>> {
+        None
+    }
+
+    fn lift_channel(channel: NoBusType) -> B::Channel {
+        match channel {}
+    }
+
+    fn lift_event(event: NoBusType) -> B::Event {
+        match event {}
+    }
+}
+
+impl<C, E> BusOf<Bus<C, E>> for Bus<C, E>
+where
+    Bus<C, E>: BusTypes<Channel = C, Event = E>,
+{
+    fn accept(input: BusInput<C, E>) -> Option<BusInput<C, E>> {
+        Some(input)
+    }
+
+    fn lift_channel(channel: C) -> C {
+        channel
+    }
+
+    fn lift_event(event: E) -> E {
+        event
+    }
+}
+
+/// What the bus delivers to a task (through an `#[on_input]` handler for
+/// this type).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum BusInput<C, E> {
+    /// An event published on a channel the task subscribes to
+    /// (`Some(channel)`), or broadcast to every task with a bus (`None`).
+    Event {
+        /// The channel it was published on; `None` for a broadcast.
+        channel: Option<C>,
+        /// The event.
+        event: E,
+    },
+    /// This task's publish (or broadcast) did not reach `workers` workers:
+    /// their bus inboxes were full. The event is handed back; it was
+    /// counted in the stats.
+    Overflow {
+        /// The channel; `None` for a broadcast.
+        channel: Option<C>,
+        /// The event.
+        event: E,
+        /// How many workers missed it.
+        workers: usize,
+    },
+    /// A direct message this task sent (`Ctx::send_to`) was not delivered:
+    /// the target had ended, or its worker's bus inbox was full. Counted in
+    /// the stats; the message is dropped (its type is the target's).
+    SendFailed {
+        /// Why.
+        error: crate::error::RpcError,
+    },
+}
+
+/// A request type: what a task answers with `#[on_request]`, and the type of
+/// its answer.
+///
+/// ```
+/// use std::time::Duration;
+/// use sansio::prelude::*;
+///
+/// pub struct GetInfo;
+/// pub struct Info { pub members: usize }
+///
+/// impl Request for GetInfo {
+///     type Response = Info;
+/// }
+///
+/// #[sansio::task]
+/// pub struct Room { members: usize }
+///
+/// #[sansio::task]
+/// impl Room {
+///     #[on_request]
+///     fn info(&mut self, _: &mut Ctx<Self>, _: GetInfo) -> Info {
+///         Info { members: self.members }
+///     }
+/// }
+///
+/// #[sansio::worker]
+/// pub enum Chat { Room(Room) }
+///
+/// # fn main() -> sansio::Result<()> {
+/// let runtime = Runtime::<Chat>::builder().workers(1).build()?;
+/// let room = runtime.spawn(Room { members: 3 }).expect("room to spawn");
+/// let info = runtime.call(room, GetInfo, Duration::from_secs(5)).expect("an answer");
+/// assert_eq!(info.members, 3);
+/// runtime.shutdown(Duration::from_secs(5))?;
+/// # Ok(())
+/// # }
+/// ```
+pub trait Request: Send + 'static {
+    /// The answer's type.
+    type Response: Send + 'static;
+}
+
+/// `Self` has an `#[on_request]` handler for requests of type `R`.
+#[diagnostic::on_unimplemented(
+    message = "task `{Self}` has no #[on_request] handler for `{R}`",
+    label = "`{Self}` cannot answer `{R}`",
+    note = "add `#[on_request] fn name(&mut self, ctx: &mut Ctx<Self>, request: {R}) -> <{R} as Request>::Response` to the `#[sansio::task]` impl of `{Self}`"
+)]
+pub trait Answers<R: Request>: crate::Task {
+    /// Wraps a request in the task's input enum.
+    #[doc(hidden)]
+    fn wrap_request(incoming: Incoming<R>) -> Self::Input;
+}
+
+/// A request no task answers (it has no values). Every task "answers" it,
+/// so that the compiler never guesses which request a call means from a
+/// task's one `#[on_request]`: asking for an unanswered type says so.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum Unanswerable {}
+
+impl Request for Unanswerable {
+    type Response = Unanswerable;
+}
+
+/// A request as the answering task receives it: the request, and the
+/// [`Responder`] that carries the answer back. The `#[on_request]` handlers
+/// take it apart for you.
+#[derive(Debug)]
+pub struct Incoming<R: Request> {
+    /// The request.
+    pub request: R,
+    /// Where the answer goes.
+    pub responder: Responder<R>,
+}
+
+/// The id of a request a task made with `Ctx::request`, repeated in its
+/// [`Reply`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(pub(crate) u64);
+
+/// The answer to a task's request (through an `#[on_input]` handler for
+/// `Reply<R>`): the response, or why there is none.
+#[derive(Debug)]
+pub struct Reply<R: Request> {
+    /// The id `Ctx::request` returned.
+    pub id: RequestId,
+    /// The response, or `Timeout`, `TaskGone`, `Full`, `Dropped`.
+    pub result: Result<R::Response, crate::error::RpcError>,
+}
+
+/// Sends a task's answer back to whoever asked: to the asking task's worker,
+/// or to the controller blocked in `Runtime::call`.
+#[doc(hidden)]
+pub trait ReplySink: Send + Sync + 'static {
+    /// Delivers `result` for request `id` of the task `owner`.
+    fn reply(
+        &self,
+        owner: crate::id::RawId,
+        id: u64,
+        result: Result<Box<dyn Any + Send>, crate::error::RpcError>,
+    );
+}
+
+pub(crate) enum Route<R: Request> {
+    /// To a task, through its worker.
+    Task {
+        sink: std::sync::Arc<dyn ReplySink>,
+        owner: crate::id::RawId,
+        id: u64,
+    },
+    /// To the controller, blocked in `Runtime::call`.
+    Controller(crossbeam_channel::Sender<Result<R::Response, crate::error::RpcError>>),
+    /// Answered already.
+    Done,
+}
+
+/// Carries the answer to one request back to whoever asked.
+///
+/// An `#[on_request]` handler that returns its answer uses one without your
+/// seeing it. A handler that takes a `Responder<R>` as its last parameter
+/// keeps it and answers later, from any handler, with
+/// [`Responder::respond`]. Dropped unanswered (the task ended, or let it
+/// go), it tells the asker: `RpcError::Dropped`.
+pub struct Responder<R: Request> {
+    route: Route<R>,
+}
+
+impl<R: Request> Responder<R> {
+    pub(crate) fn new(route: Route<R>) -> Self {
+        Responder { route }
+    }
+
+    /// Answers: the response goes back once the current handler returns, in
+    /// order with the task's other actions.
+    pub fn respond<T: crate::Task>(mut self, ctx: &mut crate::Ctx<T>, response: R::Response) {
+        let route = std::mem::replace(&mut self.route, Route::Done);
+        ctx.reply(Box::new(move || deliver(route, Ok(response))));
+    }
+}
+
+/// Sends `result` along `route`.
+fn deliver<R: Request>(route: Route<R>, result: Result<R::Response, crate::error::RpcError>) {
+    match route {
+        Route::Task { sink, owner, id } => {
+            sink.reply(
+                owner,
+                id,
+                result.map(|response| Box::new(response) as Box<dyn Any + Send>),
+            );
+        }
+        // The caller may have given up (timed out): nobody is listening.
+        Route::Controller(sender) => drop(sender.try_send(result)),
+        Route::Done => {}
+    }
+}
+
+impl<R: Request> Drop for Responder<R> {
+    fn drop(&mut self) {
+        let route = std::mem::replace(&mut self.route, Route::Done);
+        deliver(route, Err(crate::error::RpcError::Dropped));
+    }
+}
+
+impl<R: Request> fmt::Debug for Responder<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let to = match &self.route {
+            Route::Task { .. } => "task",
+            Route::Controller(_) => "controller",
+            Route::Done => "answered",
+        };
+        f.debug_struct("Responder").field("to", &to).finish()
+    }
+}
+
+/// The default time a request waits for its answer.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The channel type of worker `W`'s bus.
+pub(crate) type Chan<W> = <<W as crate::Worker>::Bus as BusTypes>::Channel;
+/// The event type of worker `W`'s bus.
+pub(crate) type Ev<W> = <<W as crate::Worker>::Bus as BusTypes>::Event;
+
+/// What travels between workers on the bus.
+pub(crate) enum BusEnvelope<W: crate::Worker> {
+    /// An event for this worker's subscribers of `channel`.
+    Publish { channel: Chan<W>, event: Ev<W> },
+    /// An event for every task with a bus on this worker.
+    Broadcast { event: Ev<W> },
+    /// Worker `worker` now has (or no longer has) subscribers of `channel`.
+    Interest {
+        channel: Chan<W>,
+        worker: u16,
+        interested: bool,
+    },
+    /// A direct message or request for one task, type-erased.
+    Deliver {
+        group: u16,
+        slot: u32,
+        generation: u32,
+        payload: Box<dyn Any + Send>,
+    },
+    /// The answer to request `id` of the task `owner`.
+    Reply {
+        owner: crate::id::RawId,
+        id: u64,
+        result: Result<Box<dyn Any + Send>, crate::error::RpcError>,
+    },
+}
+
+/// Something for this worker's tasks that the bus produced while a handler
+/// ran, delivered once it has returned.
+pub(crate) enum Delivery<W: crate::Worker> {
+    ToTask(crate::id::RawId, BusInput<Chan<W>, Ev<W>>),
+    ToAll(Ev<W>),
+    Erased {
+        group: u16,
+        slot: u32,
+        generation: u32,
+        payload: Box<dyn Any + Send>,
+    },
+    Reply {
+        owner: crate::id::RawId,
+        id: u64,
+        result: Result<Box<dyn Any + Send>, crate::error::RpcError>,
+    },
+}
+
+/// One worker as the others see it: its bus inbox and what it shares.
+pub(crate) struct Peer<W: crate::Worker> {
+    pub(crate) bus: crossbeam_channel::Sender<BusEnvelope<W>>,
+    pub(crate) shared: std::sync::Arc<crate::worker::WorkerShared>,
+}
+
+impl<W: crate::Worker> Clone for Peer<W> {
+    fn clone(&self) -> Self {
+        Peer {
+            bus: self.bus.clone(),
+            shared: std::sync::Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<W: crate::Worker> Peer<W> {
+    /// Queues `envelope` for this worker and wakes it; hands it back when
+    /// the inbox is full (or the worker has stopped).
+    pub(crate) fn send(&self, envelope: BusEnvelope<W>) -> Result<(), BusEnvelope<W>> {
+        match self.bus.try_send(envelope) {
+            Ok(()) => {
+                self.shared.notifier.notify();
+                Ok(())
+            }
+            Err(error) => Err(error.into_inner()),
+        }
+    }
+}
+
+/// A worker's way for answers to reach it: through its own bus inbox.
+pub(crate) struct WorkerSink<W: crate::Worker> {
+    pub(crate) peer: Peer<W>,
+}
+
+impl<W: crate::Worker> ReplySink for WorkerSink<W> {
+    fn reply(
+        &self,
+        owner: crate::id::RawId,
+        id: u64,
+        result: Result<Box<dyn Any + Send>, crate::error::RpcError>,
+    ) {
+        // A full inbox drops the answer; the asker's timeout reports it.
+        let _ = self.peer.send(BusEnvelope::Reply { owner, id, result });
+    }
+}
+
+/// One worker's side of the bus: its subscribers, which other workers want
+/// which channel, and what the bus produced for its tasks.
+pub(crate) struct BusHub<W: crate::Worker> {
+    pub(crate) me: u16,
+    pub(crate) peers: std::sync::Arc<[Peer<W>]>,
+    pub(crate) sink: std::sync::Arc<dyn ReplySink>,
+    /// Local subscribers per channel.
+    subscribers: std::collections::HashMap<Chan<W>, Vec<crate::id::RawId>>,
+    /// Channels per local subscriber, to unsubscribe a task that ends.
+    subscriptions: std::collections::HashMap<crate::id::RawId, Vec<Chan<W>>>,
+    /// Other workers with subscribers, per channel.
+    interest: std::collections::HashMap<Chan<W>, Vec<u16>>,
+    /// Deliveries for this worker's tasks, in order.
+    pub(crate) local: std::collections::VecDeque<Delivery<W>>,
+    /// Interest updates that found a peer's inbox full, retried each turn.
+    retry: std::collections::VecDeque<(u16, BusEnvelope<W>)>,
+}
+
+impl<W: crate::Worker> BusHub<W> {
+    pub(crate) fn new(me: u16, peers: std::sync::Arc<[Peer<W>]>) -> Self {
+        let sink = std::sync::Arc::new(WorkerSink {
+            peer: peers[usize::from(me)].clone(),
+        });
+        BusHub {
+            me,
+            peers,
+            sink,
+            subscribers: std::collections::HashMap::new(),
+            subscriptions: std::collections::HashMap::new(),
+            interest: std::collections::HashMap::new(),
+            local: std::collections::VecDeque::new(),
+            retry: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Channels with local subscribers, and known (channel, worker)
+    /// interests elsewhere.
+    pub(crate) fn sizes(&self) -> (u64, u64) {
+        let remote = self.interest.values().map(Vec::len).sum::<usize>();
+        (self.subscribers.len() as u64, remote as u64)
+    }
+
+    /// The local subscribers of `channel`.
+    pub(crate) fn subscribers(&self, channel: &Chan<W>) -> Vec<crate::id::RawId> {
+        self.subscribers.get(channel).cloned().unwrap_or_default()
+    }
+
+    pub(crate) fn subscribe(&mut self, owner: crate::id::RawId, channel: Chan<W>) {
+        let subscribers = self.subscribers.entry(channel.clone()).or_default();
+        if subscribers.contains(&owner) {
+            return;
+        }
+        subscribers.push(owner);
+        let first = subscribers.len() == 1;
+        self.subscriptions
+            .entry(owner)
+            .or_default()
+            .push(channel.clone());
+        if first {
+            self.announce(channel, true);
+        }
+    }
+
+    pub(crate) fn unsubscribe(&mut self, owner: crate::id::RawId, channel: &Chan<W>) {
+        let Some(subscribers) = self.subscribers.get_mut(channel) else {
+            return;
+        };
+        let before = subscribers.len();
+        subscribers.retain(|subscriber| *subscriber != owner);
+        if subscribers.len() == before {
+            return;
+        }
+        if let Some(channels) = self.subscriptions.get_mut(&owner) {
+            channels.retain(|subscribed| subscribed != channel);
+        }
+        if subscribers.is_empty() {
+            self.subscribers.remove(channel);
+            self.announce(channel.clone(), false);
+        }
+    }
+
+    /// Unsubscribes a task that ended from everything.
+    pub(crate) fn forget(&mut self, owner: crate::id::RawId) {
+        for channel in self.subscriptions.remove(&owner).unwrap_or_default() {
+            self.unsubscribe(owner, &channel);
+        }
+    }
+
+    /// Tells the other workers whether this one has subscribers of `channel`.
+    fn announce(&mut self, channel: Chan<W>, interested: bool) {
+        for worker in 0..self.peers.len() as u16 {
+            if worker != self.me {
+                let update = BusEnvelope::Interest {
+                    channel: channel.clone(),
+                    worker: self.me,
+                    interested,
+                };
+                if let Err(update) = self.peers[usize::from(worker)].send(update) {
+                    self.retry.push_back((worker, update));
+                }
+            }
+        }
+    }
+
+    /// Another worker's subscribers of `channel` came or went.
+    pub(crate) fn note_interest(&mut self, channel: Chan<W>, worker: u16, interested: bool) {
+        let workers = self.interest.entry(channel.clone()).or_default();
+        workers.retain(|known| *known != worker);
+        if interested {
+            workers.push(worker);
+        } else if workers.is_empty() {
+            self.interest.remove(&channel);
+        }
+    }
+
+    /// Publishes: local subscribers get it once the handler returns, each
+    /// interested worker once through its inbox. Returns how many workers
+    /// missed it (full inboxes).
+    pub(crate) fn publish(&mut self, channel: Chan<W>, event: Ev<W>) -> usize {
+        for subscriber in self.subscribers(&channel) {
+            self.local.push_back(Delivery::ToTask(
+                subscriber,
+                BusInput::Event {
+                    channel: Some(channel.clone()),
+                    event: event.clone(),
+                },
+            ));
+        }
+        let workers = self.interest.get(&channel).cloned().unwrap_or_default();
+        let mut missed = 0;
+        for worker in workers {
+            let publish = BusEnvelope::Publish {
+                channel: channel.clone(),
+                event: event.clone(),
+            };
+            if self.peers[usize::from(worker)].send(publish).is_err() {
+                missed += 1;
+            }
+        }
+        missed
+    }
+
+    /// Broadcasts to every worker, this one included. Returns how many
+    /// workers missed it.
+    pub(crate) fn broadcast(&mut self, event: Ev<W>) -> usize {
+        let mut missed = 0;
+        for worker in 0..self.peers.len() as u16 {
+            if worker == self.me {
+                continue;
+            }
+            let broadcast = BusEnvelope::Broadcast {
+                event: event.clone(),
+            };
+            if self.peers[usize::from(worker)].send(broadcast).is_err() {
+                missed += 1;
+            }
+        }
+        self.local.push_back(Delivery::ToAll(event));
+        missed
+    }
+
+    /// Where a message for `to` goes: its group index, once checked that the
+    /// task is one of this worker kind's and alive.
+    pub(crate) fn check(
+        &self,
+        to: &crate::ctx::ErasedTarget,
+    ) -> Result<u16, crate::error::RpcError> {
+        let gone = crate::error::RpcError::TaskGone;
+        let group = W::group_of(to.task_type).ok_or(gone)?;
+        let peer = self.peers.get(usize::from(to.worker)).ok_or(gone)?;
+        if peer.shared.slots[usize::from(group)].is_live(to.slot, to.generation) {
+            Ok(group)
+        } else {
+            Err(gone)
+        }
+    }
+
+    /// Sends a type-erased message to a task (checked by `check`).
+    pub(crate) fn deliver(
+        &mut self,
+        to: &crate::ctx::ErasedTarget,
+        group: u16,
+        payload: Box<dyn Any + Send>,
+    ) -> Result<(), crate::error::RpcError> {
+        if to.worker == self.me {
+            self.local.push_back(Delivery::Erased {
+                group,
+                slot: to.slot,
+                generation: to.generation,
+                payload,
+            });
+            return Ok(());
+        }
+        let deliver = BusEnvelope::Deliver {
+            group,
+            slot: to.slot,
+            generation: to.generation,
+            payload,
+        };
+        // The payload may hold a Responder: dropping it answers `Dropped`
+        // to an asker that already hears `Full` from here, which it ignores.
+        self.peers[usize::from(to.worker)]
+            .send(deliver)
+            .map_err(|_| crate::error::RpcError::Full)
+    }
+
+    /// Sends interest updates that found an inbox full before.
+    pub(crate) fn retry(&mut self) {
+        for _ in 0..self.retry.len() {
+            let Some((worker, update)) = self.retry.pop_front() else {
+                break;
+            };
+            if let Err(update) = self.peers[usize::from(worker)].send(update) {
+                self.retry.push_back((worker, update));
+            }
+        }
+    }
+}

@@ -1,0 +1,21 @@
+use sansio::prelude::*;
+
+pub struct GetCount;
+
+impl Request for GetCount {
+    type Response = u64;
+}
+
+#[sansio::task]
+pub struct Counter;
+
+#[sansio::task]
+impl Counter {
+    #[on_request]
+    fn count(&mut self, ctx: &mut Ctx<Self>, _: GetCount) -> String {
+        let _ = ctx;
+        "seven".to_owned()
+    }
+}
+
+fn main() {}
