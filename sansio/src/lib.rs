@@ -150,6 +150,11 @@
 //!   `#[on_shutdown]`, collects every event until the tasks finish or the
 //!   deadline passes, and joins the worker threads.
 //!
+//! Tasks reach sockets through their `Ctx` (`udp_bind`, `tcp_listen`,
+//! `tun_open`, …) and each other through the [`bus`]: pub/sub channels,
+//! broadcast, direct messages ([`Ctx::send_to`]) and request/response
+//! (`#[on_request]`, [`Ctx::request`], [`Runtime::call`]).
+//!
 //! Ticks run on a schedule shared by all tasks of a type on a worker, fixed
 //! to the worker's start, so they never drift; the first tick of a new task
 //! comes within one interval. A worker that falls behind skips the ticks it
