@@ -586,36 +586,34 @@ impl<W: crate::Worker> BusHub<W> {
             ));
         }
         let workers = self.interest.get(&channel).cloned().unwrap_or_default();
-        let mut missed = 0;
-        for worker in workers {
-            let publish = BusEnvelope::Publish {
-                channel: channel.clone(),
-                event: event.clone(),
-            };
-            if self.peers[usize::from(worker)].send(publish).is_err() {
-                missed += 1;
-            }
-        }
-        missed
+        self.send_to_workers(workers, || BusEnvelope::Publish {
+            channel: channel.clone(),
+            event: event.clone(),
+        })
     }
 
     /// Broadcasts to every worker, this one included. Returns how many
     /// workers missed it.
     pub(crate) fn broadcast(&mut self, event: Ev<W>) -> usize {
-        let mut missed = 0;
-        for worker in 0..self.peers.len() as u16 {
-            if worker == self.me {
-                continue;
-            }
-            let broadcast = BusEnvelope::Broadcast {
-                event: event.clone(),
-            };
-            if self.peers[usize::from(worker)].send(broadcast).is_err() {
-                missed += 1;
-            }
-        }
+        let others = (0..self.peers.len() as u16).filter(|worker| *worker != self.me);
+        let missed = self.send_to_workers(others, || BusEnvelope::Broadcast {
+            event: event.clone(),
+        });
         self.local.push_back(Delivery::ToAll(event));
         missed
+    }
+
+    /// Sends an envelope made by `make` to each of `workers`; returns how
+    /// many had a full inbox.
+    fn send_to_workers(
+        &self,
+        workers: impl IntoIterator<Item = u16>,
+        make: impl Fn() -> BusEnvelope<W>,
+    ) -> usize {
+        workers
+            .into_iter()
+            .filter(|worker| self.peers[usize::from(*worker)].send(make()).is_err())
+            .count()
     }
 
     /// Where a message for `to` goes: its group index, once checked that the

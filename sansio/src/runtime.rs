@@ -393,6 +393,16 @@ struct WorkerHandle<W: Worker> {
     thread: Option<JoinHandle<()>>,
 }
 
+impl<W: Worker> WorkerHandle<W> {
+    /// Counts a send or spawn refused because the inbox was full.
+    fn count_rejected(&self) {
+        self.shared
+            .counters
+            .sends_rejected
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// The controller's handle on a set of worker threads running tasks of the
 /// worker kind `W`.
 ///
@@ -476,11 +486,7 @@ impl<W: Worker> Runtime<W> {
                 let task =
                     taken_back(control).expect("the control message was built from `task` above");
                 if full {
-                    handle
-                        .shared
-                        .counters
-                        .sends_rejected
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    handle.count_rejected();
                     Err(SpawnError::Full(task))
                 } else {
                     Err(SpawnError::Stopped(task))
@@ -582,11 +588,7 @@ impl<W: Worker> Runtime<W> {
         }
         .expect("the control message was built from `input` above");
         if full {
-            handle
-                .shared
-                .counters
-                .sends_rejected
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            handle.count_rejected();
             Err(SendError::Full(input))
         } else {
             Err(SendError::Stopped(input))

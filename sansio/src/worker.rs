@@ -640,20 +640,26 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
     /// Reads a TUN/TAP device for its turn, delivering each packet; one that
     /// still has packets is read again next turn.
     fn read_tun(&mut self, index: usize) {
-        let mut packets = std::mem::take(&mut self.cx.net.inbound);
-        let more = self
-            .cx
-            .net
-            .tun
-            .receive(index, &mut packets, &mut self.cx.counters);
-        for (owner, input) in packets.drain(..) {
-            self.groups.net(&mut self.cx, owner, input);
-        }
-        self.cx.net.inbound = packets;
+        let more = self.receive(|net, packets, counters| net.tun.receive(index, packets, counters));
         if more {
             self.cx.net.tun.unread.push(index);
         }
         self.settle();
+    }
+
+    /// Runs `receive`, which reads network events into a batch, and
+    /// delivers the batch to the tasks; returns what `receive` returned.
+    fn receive<R>(
+        &mut self,
+        receive: impl FnOnce(&mut Net, &mut Vec<(RawId, NetInput)>, &mut Counters) -> R,
+    ) -> R {
+        let mut batch = std::mem::take(&mut self.cx.net.inbound);
+        let result = receive(&mut self.cx.net, &mut batch, &mut self.cx.counters);
+        for (owner, input) in batch.drain(..) {
+            self.groups.net(&mut self.cx, owner, input);
+        }
+        self.cx.net.inbound = batch;
+        result
     }
 
     /// Serves a TCP listener or connection, delivering what it produced;
@@ -674,16 +680,8 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
     /// before reading the next and flushing what the tasks sent in reply.
     fn read_udp(&mut self, index: usize) {
         for _ in 0..READS_PER_TURN {
-            let mut packets = std::mem::take(&mut self.cx.net.inbound);
-            let result = self
-                .cx
-                .net
-                .udp
-                .receive(index, &mut packets, &mut self.cx.counters);
-            for (owner, input) in packets.drain(..) {
-                self.groups.net(&mut self.cx, owner, input);
-            }
-            self.cx.net.inbound = packets;
+            let result =
+                self.receive(|net, packets, counters| net.udp.receive(index, packets, counters));
             match result {
                 Ok(true) => self.settle(),
                 Ok(false) => {

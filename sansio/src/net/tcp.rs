@@ -374,16 +374,7 @@ impl TcpSockets {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => {
-                    counters.tcp_errors += 1;
-                    let (id, owner) = (conn.id, conn.owner);
-                    self.remove(index, registry);
-                    out.push_back(event(
-                        owner,
-                        TcpEvent::Closed {
-                            conn: id,
-                            error: Some(error),
-                        },
-                    ));
+                    self.fail(index, error, registry, out, counters);
                     return false;
                 }
             }
@@ -531,30 +522,14 @@ impl TcpSockets {
             }
             let (id, owner) = (conn.id, conn.owner);
             if let Some(error) = failed {
-                counters.tcp_errors += 1;
-                self.remove(index, registry);
-                out.push_back(event(
-                    owner,
-                    TcpEvent::Closed {
-                        conn: id,
-                        error: Some(error),
-                    },
-                ));
+                self.fail(index, error, registry, out, counters);
                 continue;
             }
             let fd = conn.stream.as_raw_fd();
             let was_blocked = conn.blocked;
             let token = Source::TcpConn(index).token();
             if let Err(error) = watch_writable(registry, fd, token, blocked, &mut conn.blocked) {
-                counters.tcp_errors += 1;
-                self.remove(index, registry);
-                out.push_back(event(
-                    owner,
-                    TcpEvent::Closed {
-                        conn: id,
-                        error: Some(error),
-                    },
-                ));
+                self.fail(index, error, registry, out, counters);
                 continue;
             }
             if blocked && !was_blocked {
@@ -590,6 +565,31 @@ impl TcpSockets {
         dirty.clear();
         dirty.append(&mut self.dirty);
         self.dirty = dirty;
+    }
+
+    /// A connection failed: it is removed, its task told (`Closed` with the
+    /// error), and the error counted.
+    fn fail(
+        &mut self,
+        index: usize,
+        error: io::Error,
+        registry: &mut dyn Registry,
+        out: &mut Outbox,
+        counters: &mut Counters,
+    ) {
+        let Some(Some(conn)) = self.conns.get(index) else {
+            return;
+        };
+        let (conn, owner) = (conn.id, conn.owner);
+        counters.tcp_errors += 1;
+        self.remove(index, registry);
+        out.push_back(event(
+            owner,
+            TcpEvent::Closed {
+                conn,
+                error: Some(error),
+            },
+        ));
     }
 
     fn remove(&mut self, index: usize, registry: &mut dyn Registry) {
