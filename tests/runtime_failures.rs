@@ -10,7 +10,29 @@ use util::tasks::{
 };
 use util::{events_until, next};
 
+/// The shape DESIGN.md shows: `?` on spawn and send in a function returning
+/// `sansio::Result`, the failure readable as an `Error`.
+fn spawn_and_send_with_question_marks(
+    runtime: &Runtime<Media>,
+    id: TaskId<Echo>,
+) -> sansio::Result<()> {
+    let fresh = runtime.spawn(Echo::default())?;
+    runtime.send(fresh, Ping(1))?;
+    runtime.send(id, Ping(2))?;
+    Ok(())
+}
+
 all_backend_tests! {
+    fn send_and_spawn_errors_work_with_the_question_mark(backend: Backend) {
+        let runtime = Runtime::<Media>::builder().workers(1).backend(backend).build().unwrap();
+        let gone = runtime.spawn(Echo::default()).unwrap();
+        runtime.send(gone, Quit).unwrap();
+        util::events_until(&runtime, |event| matches!(event, Event::Finished { .. }));
+        let error = spawn_and_send_with_question_marks(&runtime, gone).unwrap_err();
+        assert!(matches!(error, sansio::Error::Send(_)), "{error:?}");
+        assert_eq!(error.to_string(), "message not sent: the task has ended");
+    }
+
     fn a_panicking_task_is_reported_and_the_others_keep_answering(backend: Backend) {
         let runtime = Runtime::<Media>::builder().workers(1).backend(backend).build().unwrap();
         let doomed = runtime.spawn(Echo::default()).unwrap();
