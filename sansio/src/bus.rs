@@ -469,6 +469,9 @@ pub(crate) struct BusHub<W: crate::Worker> {
     subscriptions: std::collections::HashMap<crate::id::RawId, Vec<Chan<W>>>,
     /// Other workers with subscribers, per channel.
     interest: std::collections::HashMap<Chan<W>, Vec<u16>>,
+    /// The (channel, worker) pairs in `interest`, counted as they change (the
+    /// stats read it every loop iteration).
+    remote_interest: usize,
     /// Deliveries for this worker's tasks, in order.
     pub(crate) local: std::collections::VecDeque<Delivery<W>>,
     /// Interest updates that found a peer's inbox full, retried each turn.
@@ -487,6 +490,7 @@ impl<W: crate::Worker> BusHub<W> {
             subscribers: std::collections::HashMap::new(),
             subscriptions: std::collections::HashMap::new(),
             interest: std::collections::HashMap::new(),
+            remote_interest: 0,
             local: std::collections::VecDeque::new(),
             retry: std::collections::VecDeque::new(),
         }
@@ -495,8 +499,7 @@ impl<W: crate::Worker> BusHub<W> {
     /// Channels with local subscribers, and known (channel, worker)
     /// interests elsewhere.
     pub(crate) fn sizes(&self) -> (u64, u64) {
-        let remote = self.interest.values().map(Vec::len).sum::<usize>();
-        (self.subscribers.len() as u64, remote as u64)
+        (self.subscribers.len() as u64, self.remote_interest as u64)
     }
 
     /// The local subscribers of `channel`.
@@ -564,10 +567,13 @@ impl<W: crate::Worker> BusHub<W> {
     /// Another worker's subscribers of `channel` came or went.
     pub(crate) fn note_interest(&mut self, channel: Chan<W>, worker: u16, interested: bool) {
         let workers = self.interest.entry(channel.clone()).or_default();
+        let before = workers.len();
         workers.retain(|known| *known != worker);
         if interested {
             workers.push(worker);
-        } else if workers.is_empty() {
+        }
+        self.remote_interest = self.remote_interest + workers.len() - before;
+        if workers.is_empty() {
             self.interest.remove(&channel);
         }
     }
@@ -576,17 +582,19 @@ impl<W: crate::Worker> BusHub<W> {
     /// interested worker once through its inbox. Returns how many workers
     /// missed it (full inboxes).
     pub(crate) fn publish(&mut self, channel: Chan<W>, event: Ev<W>) -> usize {
-        for subscriber in self.subscribers(&channel) {
-            self.local.push_back(Delivery::ToTask(
-                subscriber,
-                BusInput::Event {
-                    channel: Some(channel.clone()),
-                    event: event.clone(),
-                },
-            ));
-        }
-        let workers = self.interest.get(&channel).cloned().unwrap_or_default();
-        self.send_to_workers(workers, || BusEnvelope::Publish {
+        let subscribers = self
+            .subscribers
+            .get(&channel)
+            .map_or(&[][..], Vec::as_slice);
+        self.local.extend(subscribers.iter().map(|subscriber| {
+            let input = BusInput::Event {
+                channel: Some(channel.clone()),
+                event: event.clone(),
+            };
+            Delivery::ToTask(*subscriber, input)
+        }));
+        let workers = self.interest.get(&channel).map_or(&[][..], Vec::as_slice);
+        self.send_to_workers(workers.iter().copied(), || BusEnvelope::Publish {
             channel: channel.clone(),
             event: event.clone(),
         })
