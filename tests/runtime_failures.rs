@@ -29,7 +29,7 @@ all_backend_tests! {
         runtime.send(gone, Quit).unwrap();
         util::events_until(&runtime, |event| matches!(event, Event::Finished { .. }));
         let error = spawn_and_send_with_question_marks(&runtime, gone).unwrap_err();
-        assert!(matches!(error, sansio::Error::Send(_)), "{error:?}");
+        assert!(matches!(error, sansio::Error::SendFailed(_)), "{error:?}");
         assert_eq!(error.to_string(), "message not sent: the task has ended");
     }
 

@@ -41,25 +41,25 @@ pub enum Error {
     /// A send failed and was turned into an `Error` with `?`; the message
     /// itself is gone (match on [`SendError`] to keep it).
     #[error("{0}")]
-    Send(String),
+    SendFailed(String),
     /// A spawn failed and was turned into an `Error` with `?`; the task
     /// itself is gone (match on [`SpawnError`] to keep it).
     #[error("{0}")]
-    Spawn(String),
+    SpawnFailed(String),
     /// A call failed and was turned into an `Error` with `?`.
     #[error("call failed: {0}")]
-    Call(#[from] RpcError),
+    CallFailed(#[from] RpcError),
 }
 
 impl<M> From<SendError<M>> for Error {
     fn from(error: SendError<M>) -> Self {
-        Error::Send(error.to_string())
+        Error::SendFailed(error.to_string())
     }
 }
 
 impl<T> From<SpawnError<T>> for Error {
     fn from(error: SpawnError<T>) -> Self {
-        Error::Spawn(error.to_string())
+        Error::SpawnFailed(error.to_string())
     }
 }
 
