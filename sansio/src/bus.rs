@@ -174,9 +174,11 @@ pub enum BusInput<C, E> {
         /// How many workers missed it.
         workers: usize,
     },
-    /// A direct message this task sent (`Ctx::send_to`) was not delivered:
-    /// the target had ended, or its worker's bus inbox was full. Counted in
-    /// the stats; the message is dropped (its type is the target's).
+    /// A direct message this task sent (`Ctx::send_to`) could not be sent:
+    /// the target had already ended, or its worker's bus inbox was full.
+    /// Counted in the stats; the message is dropped (its type is the
+    /// target's). A message whose target ends while it is on its way is
+    /// dropped and counted (`bus_undelivered`) without this report.
     SendFailed {
         /// Why.
         error: crate::error::RpcError,
