@@ -252,6 +252,14 @@ impl<T: Task> Group<T> {
         self.live
     }
 
+    /// The task in `slot`, if it is still the one of `generation`.
+    fn entry(&mut self, slot: u32, generation: u32) -> Option<&mut Entry<T>> {
+        self.entries
+            .get_mut(slot as usize)?
+            .as_mut()
+            .filter(|entry| entry.generation == generation)
+    }
+
     /// Places `task` in `slot` (handed out by the controller) and starts it.
     pub fn spawn<W: Worker>(&mut self, cx: &mut WorkerCx<W>, task: T, slot: u32, generation: u32)
     where
@@ -286,11 +294,7 @@ impl<T: Task> Group<T> {
     where
         T: Member<W>,
     {
-        let live = matches!(
-            self.entries.get(id.slot() as usize),
-            Some(Some(entry)) if entry.generation == id.generation()
-        );
-        if !live {
+        if self.entry(id.slot(), id.generation()).is_none() {
             cx.undelivered(T::id(id), T::input(input));
             return;
         }
@@ -309,14 +313,10 @@ impl<T: Task> Group<T> {
     ) where
         T: Member<W>,
     {
-        let Some(Some(entry)) = self.entries.get_mut(slot as usize) else {
+        let Some(entry) = self.entry(slot, generation) else {
             cx.counters.net_dropped += 1;
             return;
         };
-        if entry.generation != generation {
-            cx.counters.net_dropped += 1;
-            return;
-        }
         entry.track(&input);
         match input.into_input::<T>(&entry.wraps) {
             Ok(input) => {
@@ -339,10 +339,7 @@ impl<T: Task> Group<T> {
     ) where
         T: Member<W>,
     {
-        let live = matches!(
-            self.entries.get(slot as usize),
-            Some(Some(entry)) if entry.generation == generation
-        );
+        let live = self.entry(slot, generation).is_some();
         if let (true, Some(input)) = (live, T::bus_accept(input)) {
             cx.counters.inputs += 1;
             self.run(cx, slot, |task, ctx| task.on_input(ctx, input));
@@ -386,10 +383,7 @@ impl<T: Task> Group<T> {
     ) where
         T: Member<W>,
     {
-        let live = matches!(
-            self.entries.get(slot as usize),
-            Some(Some(entry)) if entry.generation == generation
-        );
+        let live = self.entry(slot, generation).is_some();
         match payload.downcast::<T::Input>() {
             Ok(input) if live => {
                 cx.counters.inputs += 1;
@@ -414,12 +408,9 @@ impl<T: Task> Group<T> {
     where
         T: Member<W>,
     {
-        let Some(Some(entry)) = self.entries.get_mut(slot as usize) else {
+        let Some(entry) = self.entry(slot, generation) else {
             return false;
         };
-        if entry.generation != generation {
-            return false;
-        }
         let Some(reply) = entry.pending.remove(&id) else {
             return false;
         };
@@ -459,10 +450,10 @@ impl<T: Task> Group<T> {
     ) where
         T: Member<W>,
     {
-        let Some(Some(entry)) = self.entries.get_mut(slot as usize) else {
+        let Some(entry) = self.entry(slot, generation) else {
             return;
         };
-        if entry.generation != generation || entry.armed != Some(deadline) {
+        if entry.armed != Some(deadline) {
             return;
         }
         entry.armed = None;
