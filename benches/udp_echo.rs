@@ -1,16 +1,22 @@
 //! Side-by-side UDP echo: the same load generator against, one after
-//! another, a sansio echo on one worker, a tokio `current_thread` echo, and a
+//! another, a sansio echo on one worker (mio with GSO, the default; mio with
+//! GSO off; mio with GRO on; busy-poll), a tokio `current_thread` echo, and a
 //! plain blocking `recvmmsg`/`sendmmsg` loop; prints a table of packets/s
 //! and round-trip percentiles, and sansio's ratios to the others.
 //!
 //! ```text
-//! cargo bench --bench udp_echo                 # 3 s per run
-//! SANSIO_BENCH_SECONDS=10 cargo bench --bench udp_echo
+//! cargo bench --bench udp_echo                 # 3 rounds, 2 s per run
+//! SANSIO_BENCH_ROUNDS=5 SANSIO_BENCH_SECONDS=3 cargo bench --bench udp_echo
 //! ```
 //!
-//! Two loads: 1,200-byte datagrams with a saturating window (4 sockets × 64
-//! in flight), and 64-byte datagrams with 8 in flight (latency at light
-//! load). Every server and every run is bounded in time and stops by itself.
+//! Three loads: 1,200-byte datagrams with a saturating window (4 sockets ×
+//! 64 in flight); the same with clients that send each batch as GSO
+//! messages (what GRO is for); and 64-byte datagrams with 8 in flight
+//! (latency at light load). A round runs every server under every load, one
+//! server at a time; rounds repeat that, so that a slow spell of the machine
+//! hits every server alike. The table gives each figure's median over the
+//! rounds, and the ratios are given per round. Every server and every run is
+//! bounded in time and stops by itself.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -21,6 +27,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use sansio::Backend;
+use sansio::prelude::UdpOptions;
 use sansio_suite::echo;
 use sansio_suite::loadgen::{self, Load, Report};
 
@@ -44,8 +51,9 @@ fn bound_socket() -> io::Result<UdpSocket> {
     Ok(socket.into())
 }
 
-fn sansio(name: &'static str, backend: Backend) -> Server {
-    let (runtime, addr) = echo::start(loopback(), 1, backend).expect("start the sansio echo");
+fn sansio(name: &'static str, backend: Backend, options: UdpOptions) -> Server {
+    let (runtime, addr) =
+        echo::start_with(loopback(), 1, backend, options).expect("start the sansio echo");
     Server {
         name,
         addr,
@@ -56,11 +64,19 @@ fn sansio(name: &'static str, backend: Backend) -> Server {
 }
 
 fn sansio_server() -> Server {
-    sansio(SANSIO, Backend::Mio)
+    sansio(SANSIO, Backend::Mio, echo::options())
+}
+
+fn sansio_no_gso_server() -> Server {
+    sansio(SANSIO_NO_GSO, Backend::Mio, echo::options().gso(false))
+}
+
+fn sansio_gro_server() -> Server {
+    sansio(SANSIO_GRO, Backend::Mio, echo::options().gro(true))
 }
 
 fn sansio_busy_server() -> Server {
-    sansio("sansio (1 worker, busy-poll)", Backend::BusyPoll)
+    sansio(SANSIO_BUSY, Backend::BusyPoll, echo::options())
 }
 
 /// Runs `serve` on a thread with a stop flag; `serve` must check the flag at
@@ -176,83 +192,147 @@ fn raw_server() -> Server {
 }
 
 const SANSIO: &str = "sansio (1 worker, mio)";
+const SANSIO_NO_GSO: &str = "sansio (1 worker, mio, GSO off)";
+const SANSIO_GRO: &str = "sansio (1 worker, mio, GRO on)";
+const SANSIO_BUSY: &str = "sansio (1 worker, busy-poll)";
 const TOKIO: &str = "tokio current_thread";
 const RAW: &str = "raw recvmmsg/sendmmsg";
 
-fn measure(
-    server: &Server,
-    sockets: usize,
-    window: usize,
-    size: usize,
-    duration: Duration,
-) -> Report {
+/// A load: its name, client sockets, window per socket, datagram size,
+/// and whether the clients send with GSO.
+type LoadSpec = (&'static str, usize, usize, usize, bool);
+
+/// One round's measurements: (server, load, report).
+type Round = Vec<(&'static str, &'static str, Report)>;
+
+fn measure(server: &Server, load: LoadSpec, duration: Duration) -> Report {
+    let (_, sockets, window, size, gso) = load;
     loadgen::run(Load {
         server: server.addr,
         sockets,
         window,
         size,
         duration,
+        gso,
     })
     .expect("the load generator")
 }
 
-fn main() {
-    let seconds: f64 = std::env::var("SANSIO_BENCH_SECONDS")
+fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
         .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3.0);
-    let duration = Duration::from_secs_f64(seconds);
-    let loads: [(&str, usize, usize, usize); 2] = [
-        ("1200 B, 4 sockets × 64 in flight", 4, 64, 1200),
-        ("64 B, 8 in flight", 1, 8, 64),
-    ];
-    let starts: [fn() -> Server; 4] = [sansio_server, sansio_busy_server, tokio_server, raw_server];
-    let mut rows = Vec::new();
-    for start in starts {
-        let server = start();
-        for (load, sockets, window, size) in loads {
-            let report = measure(&server, sockets, window, size, duration);
-            println!("{:<24} {load:<34} {report}", server.name);
-            rows.push((server.name, load, report));
-        }
-        (server.stop)();
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
     }
+}
+
+fn micros(report: &Report, quantile: f64) -> f64 {
+    report
+        .histogram
+        .quantile(quantile)
+        .map_or(f64::NAN, |rtt| rtt.as_secs_f64() * 1e6)
+}
+
+fn main() {
+    let rounds: usize = env("SANSIO_BENCH_ROUNDS", 3usize).clamp(1, 50);
+    let seconds: f64 = env("SANSIO_BENCH_SECONDS", 2.0f64).clamp(0.1, 60.0);
+    let duration = Duration::from_secs_f64(seconds);
+    let loads: [LoadSpec; 3] = [
+        (HEAVY, 4, 64, 1200, false),
+        (HEAVY_GSO, 4, 64, 1200, true),
+        (LIGHT, 1, 8, 64, false),
+    ];
+    let servers: [fn() -> Server; 6] = [
+        sansio_server,
+        sansio_no_gso_server,
+        sansio_gro_server,
+        sansio_busy_server,
+        tokio_server,
+        raw_server,
+    ];
+    let names = [SANSIO, SANSIO_NO_GSO, SANSIO_GRO, SANSIO_BUSY, TOKIO, RAW];
+    let mut runs: Vec<Round> = Vec::new();
+    for round in 1..=rounds {
+        println!("round {round} of {rounds}");
+        let mut row = Vec::new();
+        for start in servers {
+            let server = start();
+            for load in loads {
+                let report = measure(&server, load, duration);
+                println!("  {:<31} {:<42} {report}", server.name, load.0);
+                row.push((server.name, load.0, report));
+            }
+            (server.stop)();
+        }
+        runs.push(row);
+    }
+    let find = |round: &Round, server: &str, load: &str| -> Report {
+        round
+            .iter()
+            .find(|(s, l, _)| *s == server && *l == load)
+            .map(|(_, _, report)| report.clone())
+            .expect("measured")
+    };
+    println!();
+    println!("Medians over {rounds} round(s) of {seconds} s per run:");
     println!();
     println!("| server | load | packets/s | Mbit/s | p50 | p99 |");
     println!("| ------ | ---- | --------- | ------ | --- | --- |");
-    for (server, load, report) in &rows {
-        println!(
-            "| {server} | {load} | {:.0} | {:.1} | {} | {} |",
-            report.packets_per_sec(),
-            report.mbit_per_sec(),
-            report.quantile(0.5),
-            report.quantile(0.99)
-        );
+    for server in names {
+        for (load, ..) in loads {
+            let reports: Vec<Report> = runs.iter().map(|round| find(round, server, load)).collect();
+            let of = |figure: fn(&Report) -> f64| median(reports.iter().map(figure).collect());
+            println!(
+                "| {server} | {load} | {:.0} | {:.1} | {:.0} µs | {:.0} µs |",
+                of(Report::packets_per_sec),
+                of(Report::mbit_per_sec),
+                of(|report| micros(report, 0.5)),
+                of(|report| micros(report, 0.99)),
+            );
+        }
     }
-    let find = |server: &str, load: &str| {
-        rows.iter()
-            .find(|(s, l, _)| *s == server && *l == load)
-            .map(|(_, _, report)| report)
-            .expect("measured")
+    let ratios = |name: String, figure: &dyn Fn(&Round) -> f64| {
+        let each: Vec<f64> = runs.iter().map(figure).collect();
+        let listed: Vec<String> = each.iter().map(|ratio| format!("{ratio:.2}")).collect();
+        println!(
+            "{name}: median {:.2}× (rounds: {})",
+            median(each.clone()),
+            listed.join(", ")
+        );
     };
-    let (heavy, light) = (loads[0].0, loads[1].0);
-    let p50 = |report: &Report| {
-        report
-            .histogram
-            .quantile(0.5)
-            .map_or(f64::NAN, |d| d.as_secs_f64())
-    };
+    let pps = |round: &Round, server: &str, load: &str| find(round, server, load).packets_per_sec();
     println!();
-    println!(
-        "sansio / raw packets/s at {heavy}: {:.2}×",
-        find(SANSIO, heavy).packets_per_sec() / find(RAW, heavy).packets_per_sec()
+    ratios(format!("sansio / raw packets/s at {HEAVY}"), &|round| {
+        pps(round, SANSIO, HEAVY) / pps(round, RAW, HEAVY)
+    });
+    ratios(format!("sansio / tokio packets/s at {HEAVY}"), &|round| {
+        pps(round, SANSIO, HEAVY) / pps(round, TOKIO, HEAVY)
+    });
+    ratios(
+        format!("sansio GSO on / off packets/s at {HEAVY}"),
+        &|round| pps(round, SANSIO, HEAVY) / pps(round, SANSIO_NO_GSO, HEAVY),
     );
-    println!(
-        "sansio / tokio packets/s at {heavy}: {:.2}×",
-        find(SANSIO, heavy).packets_per_sec() / find(TOKIO, heavy).packets_per_sec()
+    ratios(
+        format!("sansio GRO on / off packets/s at {HEAVY_GSO}"),
+        &|round| pps(round, SANSIO_GRO, HEAVY_GSO) / pps(round, SANSIO, HEAVY_GSO),
     );
-    println!(
-        "sansio / raw p50 at {light}: {:.2}×",
-        p50(find(SANSIO, light)) / p50(find(RAW, light))
+    ratios(
+        format!("sansio GRO on / off packets/s at {HEAVY}"),
+        &|round| pps(round, SANSIO_GRO, HEAVY) / pps(round, SANSIO, HEAVY),
     );
+    ratios(format!("sansio / raw p50 at {LIGHT}"), &|round| {
+        micros(&find(round, SANSIO, LIGHT), 0.5) / micros(&find(round, RAW, LIGHT), 0.5)
+    });
 }
+
+const HEAVY: &str = "1200 B, 4 sockets × 64 in flight";
+const HEAVY_GSO: &str = "1200 B, 4 sockets × 64 in flight, client GSO";
+const LIGHT: &str = "64 B, 8 in flight";

@@ -38,6 +38,7 @@ fn main() -> ExitCode {
             window,
             size,
             duration: Duration::from_secs(2),
+            gso: false,
         };
         match loadgen::run(load) {
             Ok(report) => println!("  {name:>24}: {report}"),

@@ -1,6 +1,8 @@
 //! A UDP echo load generator: `--sockets` client sockets, each keeping
 //! `--window` datagrams of `--size` bytes in flight to `--server`, for
 //! `--seconds`; prints packets/s, Mbit/s and the round-trip percentiles.
+//! `--gso true` sends each batch as GSO messages (bursts a GRO server
+//! receives whole).
 //!
 //! ```text
 //! cargo run --release --example udp_echo_client -- --server 127.0.0.1:10001 --sockets 4 --window 64 --size 1200 --seconds 5
@@ -18,6 +20,7 @@ fn main() -> ExitCode {
         window: 8,
         size: 64,
         duration: Duration::from_secs(5),
+        gso: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -30,6 +33,7 @@ fn main() -> ExitCode {
             "--sockets" => value.parse().map(|n| load.sockets = n).is_ok(),
             "--window" => value.parse().map(|n| load.window = n).is_ok(),
             "--size" => value.parse().map(|n| load.size = n).is_ok(),
+            "--gso" => value.parse().map(|on| load.gso = on).is_ok(),
             "--seconds" => value
                 .parse::<f64>()
                 .ok()
@@ -38,7 +42,7 @@ fn main() -> ExitCode {
                 .is_some(),
             _ => {
                 eprintln!(
-                    "unknown option {flag}; options: --server --sockets --window --size --seconds"
+                    "unknown option {flag}; options: --server --sockets --window --size --seconds --gso"
                 );
                 return ExitCode::FAILURE;
             }
@@ -49,8 +53,13 @@ fn main() -> ExitCode {
         }
     }
     println!(
-        "udp_echo_client: {} socket(s) × {} in flight × {} B to {} for {:?}",
-        load.sockets, load.window, load.size, load.server, load.duration
+        "udp_echo_client: {} socket(s) × {} in flight × {} B to {} for {:?}{}",
+        load.sockets,
+        load.window,
+        load.size,
+        load.server,
+        load.duration,
+        if load.gso { ", GSO" } else { "" }
     );
     match loadgen::run(load) {
         Ok(report) => {

@@ -62,12 +62,32 @@ pub enum EchoWorker {
     Echo(UdpEcho),
 }
 
+/// The echo's socket options: `SO_REUSEPORT`, 4 MiB kernel buffers, and
+/// the defaults otherwise (GSO on where the kernel has it).
+pub fn options() -> UdpOptions {
+    UdpOptions::default()
+        .reuse_port(true)
+        .recv_buffer(4 << 20)
+        .send_buffer(4 << 20)
+}
+
 /// Starts an echo runtime: `workers` workers, one echo each, all bound to
-/// `addr` with `SO_REUSEPORT`; returns the runtime and the bound address.
+/// `addr` with [`options`]; returns the runtime and the bound address.
 pub fn start(
     addr: SocketAddr,
     workers: usize,
     backend: Backend,
+) -> Result<(Runtime<EchoWorker>, SocketAddr), String> {
+    start_with(addr, workers, backend, options())
+}
+
+/// [`start`] with these socket `options` (`reuse_port` is needed for more
+/// than one worker).
+pub fn start_with(
+    addr: SocketAddr,
+    workers: usize,
+    backend: Backend,
+    options: UdpOptions,
 ) -> Result<(Runtime<EchoWorker>, SocketAddr), String> {
     let runtime = Runtime::<EchoWorker>::builder()
         .workers(workers)
@@ -75,10 +95,6 @@ pub fn start(
         .thread_name("echo-w")
         .build()
         .map_err(|error| error.to_string())?;
-    let options = UdpOptions::default()
-        .reuse_port(true)
-        .recv_buffer(4 << 20)
-        .send_buffer(4 << 20);
     let mut bound = addr;
     for worker in 0..workers {
         runtime

@@ -9,6 +9,7 @@
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,10 @@ pub struct Load {
     pub size: usize,
     /// How long to measure, after a short warm-up.
     pub duration: Duration,
+    /// Send each batch as GSO messages (`UDP_SEGMENT`): the kernel carries
+    /// a burst to the server as one unit, which a server with GRO on
+    /// receives as one message. Off, every datagram travels alone.
+    pub gso: bool,
 }
 
 /// Round trips in 1 µs buckets up to 100 ms, and a count above.
@@ -142,16 +147,19 @@ impl std::fmt::Display for Report {
     }
 }
 
+/// The largest datagram (over IPv4).
+const MAX_SIZE: usize = 65_507;
+
 /// Warm-up before measuring.
 const WARM_UP: Duration = Duration::from_millis(300);
 
 /// Runs `load` and reports what it measured. Bounded: returns after
 /// `load.duration` plus the warm-up and at most one [`STALL`].
 pub fn run(load: Load) -> io::Result<Report> {
-    if load.size < 16 || load.window == 0 || load.sockets == 0 {
+    if !(16..=MAX_SIZE).contains(&load.size) || load.window == 0 || load.sockets == 0 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            "size must be at least 16 bytes, window and sockets at least 1",
+            format!("size must be 16 to {MAX_SIZE} bytes, window and sockets at least 1"),
         ));
     }
     let epoch = Instant::now();
@@ -188,7 +196,13 @@ pub fn run(load: Load) -> io::Result<Report> {
     Ok(report)
 }
 
-/// One client socket's loop.
+/// Datagrams per system call of a client.
+const BATCH: usize = 64;
+
+/// One client socket's loop: receives whatever replies are waiting (at least
+/// one, up to [`BATCH`]) in one `recvmmsg`, times them, and sends as many new
+/// datagrams in one `sendmmsg`, so that the generator spends a system call
+/// per batch rather than per datagram and can outrun the servers it measures.
 fn client(
     socket: UdpSocket,
     load: Load,
@@ -196,41 +210,50 @@ fn client(
     start: Instant,
     end: Instant,
 ) -> io::Result<(u64, u64, Histogram)> {
-    let mut out = vec![0u8; load.size];
-    let mut buf = vec![0u8; load.size.max(2048)];
+    let mut batch = mmsg::Batch::new(load.size, load.size.max(2048));
     let mut histogram = Histogram::default();
     let (mut packets, mut lost, mut sequence) = (0u64, 0u64, 0u64);
-    let mut send = |socket: &UdpSocket, sequence: &mut u64| -> io::Result<()> {
-        let sent = epoch.elapsed().as_nanos() as u64;
-        out[..8].copy_from_slice(&sent.to_le_bytes());
-        out[8..16].copy_from_slice(&sequence.to_le_bytes());
-        *sequence += 1;
-        socket.send(&out).map(drop)
+    let fd = socket.as_raw_fd();
+    let mut send = |batch: &mut mmsg::Batch, count: usize| -> io::Result<()> {
+        let mut left = count;
+        while left > 0 {
+            let stamp = epoch.elapsed().as_nanos() as u64;
+            let now = left.min(BATCH);
+            for out in batch.outgoing(now) {
+                out[..8].copy_from_slice(&stamp.to_le_bytes());
+                out[8..16].copy_from_slice(&sequence.to_le_bytes());
+                sequence += 1;
+            }
+            left -= batch.send(fd, now, load.gso)?;
+        }
+        Ok(())
     };
-    for _ in 0..load.window {
-        send(&socket, &mut sequence)?;
-    }
+    send(&mut batch, load.window)?;
     let mut outstanding = load.window;
     loop {
-        let now = Instant::now();
-        if now >= end {
+        if Instant::now() >= end {
             return Ok((packets, lost, histogram));
         }
-        match socket.recv(&mut buf) {
-            Ok(len) if len >= 16 => {
-                let sent = u64::from_le_bytes(buf[..8].try_into().expect("8 bytes"));
+        match batch.recv(fd, load.window.min(BATCH)) {
+            Ok(got) => {
                 let received = Instant::now();
-                if received >= start && received < end {
-                    packets += 1;
-                    let rtt =
-                        (received.duration_since(epoch).as_nanos() as u64).saturating_sub(sent);
-                    histogram.record(Duration::from_nanos(rtt));
+                let now = received.duration_since(epoch).as_nanos() as u64;
+                let mut answered = 0;
+                for reply in batch.received(got) {
+                    if reply.len() < 16 {
+                        continue; // Not one of ours: ignore.
+                    }
+                    answered += 1;
+                    if received >= start && received < end {
+                        let sent = u64::from_le_bytes(reply[..8].try_into().expect("8 bytes"));
+                        packets += 1;
+                        histogram.record(Duration::from_nanos(now.saturating_sub(sent)));
+                    }
                 }
-                outstanding -= 1;
-                send(&socket, &mut sequence)?;
-                outstanding += 1;
+                outstanding -= answered.min(outstanding);
+                send(&mut batch, load.window - outstanding)?;
+                outstanding = load.window;
             }
-            Ok(_) => {} // Not one of ours: ignore.
             Err(error)
                 if matches!(
                     error.kind(),
@@ -239,21 +262,181 @@ fn client(
             {
                 // The whole window stalled: count it lost and refill it.
                 lost += outstanding as u64;
-                for _ in 0..load.window {
-                    send(&socket, &mut sequence)?;
-                }
+                send(&mut batch, load.window)?;
                 outstanding = load.window;
             }
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
             Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => {
                 // No server (yet): wait and retry, within the bounded run.
                 thread::sleep(Duration::from_millis(10));
                 lost += outstanding as u64;
-                for _ in 0..load.window {
-                    send(&socket, &mut sequence)?;
-                }
+                send(&mut batch, load.window)?;
                 outstanding = load.window;
             }
             Err(error) => return Err(error),
+        }
+    }
+}
+
+/// `recvmmsg`/`sendmmsg` on a connected socket, with buffers of their own.
+mod mmsg {
+    use std::io;
+    use std::mem::MaybeUninit;
+    use std::os::fd::RawFd;
+    use std::ptr;
+
+    use super::BATCH;
+
+    /// Payload bytes per GSO message at most.
+    const MAX_GSO_BYTES: usize = 65_000;
+
+    /// `CMSG_SPACE(2)`: a control message carrying a segment size.
+    // SAFETY: `CMSG_SPACE` only computes a length.
+    const CONTROL: usize = unsafe { libc::CMSG_SPACE(2) } as usize;
+
+    #[repr(C, align(8))]
+    #[derive(Clone, Copy)]
+    struct Control([u8; CONTROL]);
+
+    pub(super) struct Batch {
+        outgoing: Vec<Vec<u8>>,
+        incoming: Vec<Vec<u8>>,
+        iovecs: Vec<libc::iovec>,
+        headers: Vec<libc::mmsghdr>,
+        controls: Vec<Control>,
+    }
+
+    impl Batch {
+        /// Buffers for datagrams of `size` bytes out and up to `capacity` in.
+        pub(super) fn new(size: usize, capacity: usize) -> Self {
+            // SAFETY: all zeroes (null pointers, zero lengths) is a valid
+            // `mmsghdr`.
+            let header: libc::mmsghdr = unsafe { MaybeUninit::zeroed().assume_init() };
+            let iovec = libc::iovec {
+                iov_base: ptr::null_mut(),
+                iov_len: 0,
+            };
+            Batch {
+                outgoing: vec![vec![0; size]; BATCH],
+                incoming: vec![vec![0; capacity]; BATCH],
+                iovecs: vec![iovec; BATCH],
+                headers: vec![header; BATCH],
+                controls: vec![Control([0; CONTROL]); BATCH],
+            }
+        }
+
+        /// The first `count` (at most [`BATCH`]) outgoing datagrams, to fill.
+        pub(super) fn outgoing(&mut self, count: usize) -> impl Iterator<Item = &mut Vec<u8>> {
+            self.outgoing.iter_mut().take(count)
+        }
+
+        /// The first `count` received datagrams.
+        pub(super) fn received(&self, count: usize) -> impl Iterator<Item = &[u8]> {
+            self.headers
+                .iter()
+                .zip(&self.incoming)
+                .take(count)
+                .map(|(header, buf)| &buf[..(header.msg_len as usize).min(buf.len())])
+        }
+
+        fn point(&mut self, count: usize, incoming: bool) {
+            let bufs = if incoming {
+                &mut self.incoming
+            } else {
+                &mut self.outgoing
+            };
+            for (index, buf) in bufs.iter_mut().take(count).enumerate() {
+                self.iovecs[index] = libc::iovec {
+                    iov_base: buf.as_mut_ptr().cast(),
+                    iov_len: buf.len(),
+                };
+                let header = &mut self.headers[index];
+                // SAFETY: all zeroes is a valid `msghdr`; the fields that
+                // matter are set next.
+                header.msg_hdr = unsafe { MaybeUninit::zeroed().assume_init() };
+                header.msg_hdr.msg_iov = &mut self.iovecs[index];
+                header.msg_hdr.msg_iovlen = 1;
+                header.msg_len = 0;
+            }
+        }
+
+        /// Sends the first `count` outgoing datagrams, with `gso` as few
+        /// messages the kernel segments; returns how many datagrams the
+        /// kernel took (at least one, or an error).
+        pub(super) fn send(&mut self, fd: RawFd, count: usize, gso: bool) -> io::Result<usize> {
+            let count = count.min(BATCH);
+            let size = self.outgoing[0].len();
+            self.point(count, false);
+            // With GSO, message `m` carries datagrams `m * per..` of one size.
+            let per = if gso {
+                (MAX_GSO_BYTES / size.max(1)).clamp(1, BATCH)
+            } else {
+                1
+            };
+            let messages = count.div_ceil(per);
+            for message in 0..messages {
+                let first = message * per;
+                let segments = per.min(count - first);
+                let header = &mut self.headers[message];
+                header.msg_hdr.msg_iov = &mut self.iovecs[first];
+                header.msg_hdr.msg_iovlen = segments as _;
+                header.msg_hdr.msg_control = std::ptr::null_mut();
+                header.msg_hdr.msg_controllen = 0;
+                if segments > 1 {
+                    let control = &mut self.controls[message];
+                    header.msg_hdr.msg_control = control.0.as_mut_ptr().cast();
+                    header.msg_hdr.msg_controllen = CONTROL as _;
+                    // SAFETY: `control` is an aligned buffer of `CONTROL`
+                    // bytes, room for one header and a u16.
+                    unsafe {
+                        let cmsg = libc::CMSG_FIRSTHDR(&header.msg_hdr);
+                        (*cmsg).cmsg_level = libc::SOL_UDP;
+                        (*cmsg).cmsg_type = libc::UDP_SEGMENT;
+                        (*cmsg).cmsg_len = libc::CMSG_LEN(2) as _;
+                        ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), size as u16);
+                    }
+                }
+            }
+            loop {
+                // SAFETY: the first `messages` headers point at live iovecs,
+                // control buffers and buffers owned by `self`; the kernel
+                // only reads them.
+                let sent =
+                    unsafe { libc::sendmmsg(fd, self.headers.as_mut_ptr(), messages as u32, 0) };
+                match sent {
+                    n if n > 0 => return Ok((n as usize * per).min(count)),
+                    0 => return Err(io::Error::other("sendmmsg sent nothing")),
+                    _ => {
+                        let error = io::Error::last_os_error();
+                        if error.kind() != io::ErrorKind::Interrupted {
+                            return Err(error);
+                        }
+                    }
+                }
+            }
+        }
+
+        /// Waits for at least one datagram (up to the socket's read timeout)
+        /// and receives up to `count` that are waiting.
+        pub(super) fn recv(&mut self, fd: RawFd, count: usize) -> io::Result<usize> {
+            let count = count.clamp(1, BATCH);
+            self.point(count, true);
+            // SAFETY: the first `count` headers point at live iovecs and
+            // buffers owned exclusively by `self`, each iovec as long as its
+            // buffer.
+            let got = unsafe {
+                libc::recvmmsg(
+                    fd,
+                    self.headers.as_mut_ptr(),
+                    count as u32,
+                    libc::MSG_WAITFORONE,
+                    ptr::null_mut(),
+                )
+            };
+            if got < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(got as usize)
         }
     }
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use sansio::prelude::*;
 use util::next;
-use util::udp::{Command, Net, NetOutput, UdpOut, UdpTask, any_port, client, recv, silent};
+use util::udp::{
+    Command, Net, NetOutput, UdpOut, UdpTask, any_port, client, offload_supported, recv, silent,
+};
 
 /// Spawns `task` and returns its id and the address it bound.
 fn spawn_bound(runtime: &Runtime<Net>, task: UdpTask) -> (TaskId<UdpTask>, SocketAddr) {
@@ -106,6 +108,75 @@ all_backend_tests! {
         }
         util::eventually("the oversized datagram is counted", || {
             runtime.stats().workers.iter().map(|w| w.udp_truncated).sum::<u64>() == 1
+        });
+    }
+
+    fn a_run_to_one_peer_leaves_in_gso_messages_and_arrives_whole(backend: Backend) {
+        if !offload_supported() {
+            return;
+        }
+        let runtime = runtime(backend);
+        let (task, _) = spawn_bound(&runtime, UdpTask::listener(any_port(), UdpOptions::default()));
+        let client = client();
+        let to = client.local_addr().unwrap();
+        runtime.send(task, Command::Run { to, count: 100, size: 400 }).unwrap();
+        for n in 0..100u8 {
+            assert_eq!(recv(&client).0, vec![n; 400], "datagram {n}");
+        }
+        util::eventually("100 datagrams counted as sent in GSO runs", || {
+            let stats = runtime.stats();
+            let sent: u64 = stats.workers.iter().map(|w| w.udp_sent).sum();
+            let segmented: u64 = stats.workers.iter().map(|w| w.udp_sent_segmented).sum();
+            (sent, segmented) == (100, 100)
+        });
+        // With GSO off, the same run goes datagram by datagram.
+        let options = UdpOptions::default().gso(false);
+        let (plain, _) = spawn_bound(&runtime, UdpTask::listener(any_port(), options));
+        runtime.send(plain, Command::Run { to, count: 100, size: 400 }).unwrap();
+        for n in 0..100u8 {
+            assert_eq!(recv(&client).0, vec![n; 400], "datagram {n}");
+        }
+        util::eventually("200 sent, still 100 in GSO runs", || {
+            let stats = runtime.stats();
+            let sent: u64 = stats.workers.iter().map(|w| w.udp_sent).sum();
+            let segmented: u64 = stats.workers.iter().map(|w| w.udp_sent_segmented).sum();
+            (sent, segmented) == (200, 100)
+        });
+    }
+
+    fn gro_splits_coalesced_bursts_into_the_datagrams_sent(backend: Backend) {
+        if !offload_supported() {
+            return;
+        }
+        let runtime = runtime(backend);
+        let options = UdpOptions::default().gro(true).max_datagram(1000);
+        let (_, receiver) = spawn_bound(&runtime, UdpTask::listener(any_port(), options));
+        let (sender, from) =
+            spawn_bound(&runtime, UdpTask::listener(any_port(), UdpOptions::default()));
+        // A GSO run reaches the GRO socket as one message, and comes out as
+        // 50 datagrams; a run of datagrams above max_datagram is counted
+        // and dropped, datagram by datagram; then a last small one.
+        runtime.send(sender, Command::Run { to: receiver, count: 50, size: 300 }).unwrap();
+        runtime.send(sender, Command::Run { to: receiver, count: 3, size: 1500 }).unwrap();
+        runtime.send(sender, Command::SendTo(receiver, b"last".to_vec())).unwrap();
+        let mut got = Vec::new();
+        while got.len() < 51 {
+            match next_out(&runtime) {
+                UdpOut::Packet { from: sent_from, data } => {
+                    assert_eq!(sent_from, from);
+                    got.push(data);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let mut expected: Vec<Vec<u8>> = (0..50u8).map(|n| vec![n; 300]).collect();
+        expected.push(b"last".to_vec());
+        assert_eq!(got, expected);
+        util::eventually("coalesced datagrams and the oversized ones counted", || {
+            let stats = runtime.stats();
+            let coalesced: u64 = stats.workers.iter().map(|w| w.udp_received_coalesced).sum();
+            let truncated: u64 = stats.workers.iter().map(|w| w.udp_truncated).sum();
+            coalesced >= 2 && truncated == 3
         });
     }
 

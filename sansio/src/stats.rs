@@ -55,6 +55,12 @@ counters! {
     udp_received,
     /// Datagrams the kernel took.
     udp_sent,
+    /// Of `udp_sent`, datagrams sent in GSO runs.
+    udp_sent_segmented,
+    /// Sockets that stopped using GSO after the kernel refused a run.
+    udp_gso_disabled,
+    /// Of `udp_received`, datagrams that arrived coalesced (GRO).
+    udp_received_coalesced,
     /// Datagrams cut by the kernel (larger than `max_datagram`) or without
     /// a sender address, dropped.
     udp_truncated,
@@ -202,8 +208,17 @@ pub struct WorkerStats {
     pub udp_sockets: u64,
     /// Datagrams received and delivered to tasks.
     pub udp_received: u64,
+    /// Of `udp_received`, datagrams that arrived coalesced with others from
+    /// the same sender and were split again (see `UdpOptions::gro`).
+    pub udp_received_coalesced: u64,
     /// Datagrams sent.
     pub udp_sent: u64,
+    /// Of `udp_sent`, datagrams sent in GSO runs (several datagrams to one
+    /// peer in one message the kernel segments; see `UdpOptions::gso`).
+    pub udp_sent_segmented: u64,
+    /// Sockets that stopped using GSO because the kernel or the device
+    /// refused a GSO run; they send one datagram per message since.
+    pub udp_gso_disabled: u64,
     /// Datagrams dropped because they were larger than the socket's
     /// `max_datagram` (or malformed).
     pub udp_truncated: u64,
@@ -290,7 +305,7 @@ impl fmt::Display for RuntimeStats {
                 .collect();
             writeln!(
                 f,
-                "worker {}: util {:5.1}% | in {:>10.0}/s out {:>10.0}/s | loops {} | inbox {}/{} | tasks [{}] | timers {} | rejected {} dropped {} undelivered {} panics {} | udp sockets {} rx {} tx {} truncated {} errors {} | tcp sockets {} in {} B out {} B errors {} | bus channels {} published {} delivered {} overflow {} undelivered {} rpc timeouts {}",
+                "worker {}: util {:5.1}% | in {:>10.0}/s out {:>10.0}/s | loops {} | inbox {}/{} | tasks [{}] | timers {} | rejected {} dropped {} undelivered {} panics {} | udp sockets {} rx {} (gro {}) tx {} (gso {}) truncated {} errors {} | tcp sockets {} in {} B out {} B errors {} | bus channels {} published {} delivered {} overflow {} undelivered {} rpc timeouts {}",
                 worker.worker,
                 worker.utilization * 100.0,
                 worker.inputs_per_sec,
@@ -306,7 +321,9 @@ impl fmt::Display for RuntimeStats {
                 worker.panics,
                 worker.udp_sockets,
                 worker.udp_received,
+                worker.udp_received_coalesced,
                 worker.udp_sent,
+                worker.udp_sent_segmented,
                 worker.udp_truncated,
                 worker.udp_send_errors + worker.udp_recv_errors,
                 worker.tcp_sockets,

@@ -34,6 +34,13 @@ pub enum Command {
     SendMany(Vec<SocketAddr>, Vec<u8>),
     /// Send `count` datagrams of one byte each to the address, in one go.
     Burst(SocketAddr, u8),
+    /// Send `count` datagrams of `size` bytes to the address, in one go:
+    /// datagram `n` is filled with the byte `n`.
+    Run {
+        to: SocketAddr,
+        count: u8,
+        size: usize,
+    },
     /// Close the socket (and keep running).
     Close,
     /// Finish the task.
@@ -119,6 +126,11 @@ impl UdpTask {
                     ctx.udp_send(socket, to, PacketBuf::copy_from(&[n]));
                 }
             }
+            Command::Run { to, count, size } => {
+                for n in 0..count {
+                    ctx.udp_send(socket, to, PacketBuf::copy_from(&vec![n; size]));
+                }
+            }
             Command::Close => ctx.udp_close(socket),
             Command::Quit => ctx.finish(),
         }
@@ -158,4 +170,39 @@ pub fn silent(socket: &UdpSocket, wait: Duration) -> bool {
     let silent = socket.recv_from(&mut buf).is_err();
     socket.set_read_timeout(Some(PATIENCE)).unwrap();
     silent
+}
+
+/// Whether this kernel has UDP GSO (`UDP_SEGMENT`) and GRO (`UDP_GRO`);
+/// prints why a test is skipped when it has not.
+pub fn offload_supported() -> bool {
+    use std::os::fd::AsRawFd;
+    let socket = UdpSocket::bind(any_port()).unwrap();
+    let fd = socket.as_raw_fd();
+    let mut value: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are valid for writes of their sizes.
+    let gso = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_UDP,
+            libc::UDP_SEGMENT,
+            (&raw mut value).cast(),
+            &mut len,
+        )
+    } == 0;
+    let on: libc::c_int = 1;
+    // SAFETY: `on` is valid for reads of its size.
+    let gro = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_UDP,
+            libc::UDP_GRO,
+            (&raw const on).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    } == 0;
+    if !(gso && gro) {
+        eprintln!("skipped: this kernel lacks UDP GSO or GRO (gso {gso}, gro {gro})");
+    }
+    gso && gro
 }

@@ -100,6 +100,24 @@ pub struct UdpOptions {
     /// taking them (default 4,096); a send beyond comes back as an
     /// [`UdpError`].
     pub send_queue: usize,
+    /// UDP generic segmentation offload (default on, where the kernel has
+    /// it): queued datagrams to one peer of one size (the last may be
+    /// shorter) leave as one message the kernel cuts into datagrams, one
+    /// trip through the network stack for up to 64 of them. Receivers see
+    /// ordinary datagrams. If the kernel or the device refuses a GSO send
+    /// (no checksum offload, a segment above the path MTU), the socket falls
+    /// back to one datagram per message by itself (counted in
+    /// `udp_gso_disabled`).
+    pub gso: bool,
+    /// UDP generic receive offload (default off): the kernel may hand over
+    /// several datagrams from one sender as one message, which the worker
+    /// splits into one `UdpPacket` per datagram again, copying each into a
+    /// buffer of its own. It pays when peers send bursts with GSO (or a
+    /// network card coalesces a fast flow): one trip through the stack per
+    /// burst instead of per datagram. For traffic that does not coalesce it
+    /// costs a copy per datagram and fewer datagrams per system call. Where
+    /// the kernel lacks it (before Linux 5.0) the socket receives as usual.
+    pub gro: bool,
 }
 
 impl Default for UdpOptions {
@@ -111,6 +129,8 @@ impl Default for UdpOptions {
             recv_buffer: None,
             send_buffer: None,
             send_queue: 4096,
+            gso: true,
+            gro: false,
         }
     }
 }
@@ -148,6 +168,20 @@ impl UdpOptions {
     #[must_use]
     pub fn send_buffer(mut self, bytes: usize) -> Self {
         self.send_buffer = Some(bytes);
+        self
+    }
+
+    /// Sets [`UdpOptions::gso`].
+    #[must_use]
+    pub fn gso(mut self, gso: bool) -> Self {
+        self.gso = gso;
+        self
+    }
+
+    /// Sets [`UdpOptions::gro`].
+    #[must_use]
+    pub fn gro(mut self, gro: bool) -> Self {
+        self.gro = gro;
         self
     }
 

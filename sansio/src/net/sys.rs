@@ -1,5 +1,6 @@
 //! Batched datagram system calls: `recvmmsg` and `sendmmsg`, one call for up
-//! to [`BATCH`] datagrams. The only unsafe code of the UDP path lives here.
+//! to [`BATCH`] messages, with UDP GSO on send where the kernel has it. The
+//! only unsafe code of the UDP path lives here.
 
 use std::io;
 use std::mem::{self, MaybeUninit};
@@ -11,8 +12,37 @@ use socket2::{SockAddr, SockAddrStorage};
 
 use crate::buf::PacketBuf;
 
-/// Datagrams per system call.
+/// Messages per system call.
 pub(crate) const BATCH: usize = 32;
+
+/// Datagrams in one GSO message at most (the kernel's `UDP_MAX_SEGMENTS`
+/// has been 64 since GSO came, and larger on recent kernels).
+pub(crate) const MAX_SEGMENTS: usize = 64;
+
+/// Payload bytes of one GSO message at most: it must fit one UDP datagram's
+/// length field, with room for headers.
+const MAX_GSO_BYTES: usize = 65_000;
+
+/// Datagrams per `sendmmsg` at most (each is one iovec).
+const IOVECS: usize = 256;
+
+/// `CMSG_SPACE(size_of::<u16>())`: a control message carrying a segment size.
+// SAFETY: `CMSG_SPACE` only computes a length.
+const SEGMENT_SPACE: usize = unsafe { libc::CMSG_SPACE(mem::size_of::<u16>() as u32) } as usize;
+const _: () = assert!(SEGMENT_SPACE <= mem::size_of::<Control>());
+// A received GRO segment size (an int) fits too; GRO receives use the first
+// headers of a batch.
+// SAFETY: as above.
+const _: () = assert!(
+    unsafe { libc::CMSG_SPACE(mem::size_of::<libc::c_int>() as u32) } as usize
+        <= mem::size_of::<Control>()
+);
+const _: () = assert!(GRO_MESSAGES <= BATCH);
+
+/// Room for one control message, aligned as `cmsghdr` needs.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct Control([u8; 32]);
 
 /// What one received datagram was.
 #[derive(Debug, Clone, Copy)]
@@ -22,14 +52,37 @@ pub(crate) struct Received {
     pub(crate) truncated: bool,
 }
 
+/// Messages per receive with `UDP_GRO` on.
+pub(crate) const GRO_MESSAGES: usize = 8;
+
+/// Bytes of each receive buffer with `UDP_GRO` on: room for the largest
+/// coalesced message.
+pub(crate) const GRO_BUFFER: usize = 65_536;
+
+/// What one message received with `UDP_GRO` on holds: `len` bytes, one
+/// datagram per `segment` bytes (the last may be shorter).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Coalesced {
+    pub(crate) from: Option<SocketAddr>,
+    pub(crate) len: usize,
+    pub(crate) segment: usize,
+    /// The kernel cut the message to fit the buffer (`MSG_TRUNC`).
+    pub(crate) truncated: bool,
+}
+
 /// Scratch space for [`BATCH`]-datagram system calls, reused across calls.
 pub(crate) struct Batch {
     headers: Vec<libc::mmsghdr>,
     iovecs: Vec<libc::iovec>,
     /// Where the kernel writes the senders of received datagrams.
     sources: Vec<libc::sockaddr_storage>,
-    /// Destinations of datagrams to send.
+    /// Destinations of messages to send.
     destinations: Vec<SockAddr>,
+    /// Datagrams in each message sent.
+    segments: [usize; BATCH],
+    /// Each message's control data: a sent GSO segment size, a received
+    /// GRO segment size.
+    controls: Vec<Control>,
 }
 
 // SAFETY: the raw pointers inside `headers` and `iovecs` are only set and
@@ -56,9 +109,11 @@ impl Batch {
         let storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
         Batch {
             headers: vec![header; BATCH],
-            iovecs: vec![iovec; BATCH],
+            iovecs: vec![iovec; IOVECS],
             sources: vec![storage; BATCH],
             destinations: (0..BATCH).map(|_| empty_address()).collect(),
+            segments: [0; BATCH],
+            controls: vec![Control([0; 32]); BATCH],
         }
     }
 
@@ -113,68 +168,270 @@ impl Batch {
             .enumerate()
         {
             buf.set_len(header.msg_len as usize);
-            let namelen = header.msg_hdr.msg_namelen;
-            let mut storage = SockAddrStorage::zeroed();
-            // SAFETY: `SockAddrStorage` is a transparent `sockaddr_storage`,
-            // and the kernel wrote a socket address of `namelen` bytes into
-            // `sources[index]`.
-            let from = unsafe {
-                *storage.view_as::<libc::sockaddr_storage>() = self.sources[index];
-                SockAddr::new(storage, namelen)
-            }
-            .as_socket();
             received.push(Received {
-                from,
+                from: self.source(index, header.msg_hdr.msg_namelen),
                 truncated: header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
             });
         }
         Ok(got)
     }
 
-    /// Sends up to [`BATCH`] datagrams (`(destination, payload)`) on the
-    /// non-blocking socket `fd`. Returns how many the kernel took, from the
-    /// first; an error is the first datagram's (the rest were not tried).
-    pub(crate) fn send<'a>(
+    /// Receives up to [`GRO_MESSAGES`] messages from the non-blocking socket
+    /// `fd`, which has `UDP_GRO` on, into `bufs` (each [`GRO_BUFFER`]
+    /// bytes): a message may be several datagrams from one sender that the
+    /// kernel coalesced, all of `segment` bytes but the last. Returns how
+    /// many messages arrived; `WouldBlock` when none was waiting.
+    pub(crate) fn recv_coalesced(
         &mut self,
         fd: RawFd,
-        datagrams: impl Iterator<Item = (&'a SocketAddr, &'a [u8])>,
+        bufs: &mut [Box<[u8]>],
+        received: &mut Vec<Coalesced>,
     ) -> io::Result<usize> {
-        let mut count = 0;
-        for (index, (to, payload)) in datagrams.take(BATCH).enumerate() {
-            self.destinations[index] = SockAddr::from(*to);
+        let count = bufs.len().min(GRO_MESSAGES);
+        for (index, buf) in bufs.iter_mut().take(count).enumerate() {
             self.iovecs[index] = libc::iovec {
-                iov_base: payload.as_ptr().cast_mut().cast(),
-                iov_len: payload.len(),
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
             };
             let header = &mut self.headers[index];
-            // SAFETY: see `new`.
+            // SAFETY: see `new`; every field is set below or left zero.
             header.msg_hdr = unsafe { MaybeUninit::zeroed().assume_init() };
-            // The kernel only reads the destination.
-            header.msg_hdr.msg_name = self.destinations[index].as_ptr().cast_mut().cast();
-            header.msg_hdr.msg_namelen = self.destinations[index].len();
+            header.msg_hdr.msg_name = (&raw mut self.sources[index]).cast();
+            header.msg_hdr.msg_namelen =
+                mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             header.msg_hdr.msg_iov = &mut self.iovecs[index];
             header.msg_hdr.msg_iovlen = 1;
+            header.msg_hdr.msg_control = self.controls[index].0.as_mut_ptr().cast();
+            header.msg_hdr.msg_controllen = mem::size_of::<Control>() as _;
             header.msg_len = 0;
-            count = index + 1;
         }
-        if count == 0 {
-            return Ok(0);
-        }
-        // SAFETY: `headers[..count]` point into `destinations`, `iovecs` and the
-        // payloads, which outlive this call; the kernel only reads payloads.
-        let sent = unsafe {
-            libc::sendmmsg(
+        // SAFETY: `headers[..count]` point into `iovecs`, `sources`,
+        // `controls` and `bufs`, all alive and exclusively borrowed for this
+        // call, each with its true length.
+        let got = unsafe {
+            libc::recvmmsg(
                 fd,
                 self.headers.as_mut_ptr(),
                 count as libc::c_uint,
                 libc::MSG_DONTWAIT,
+                ptr::null_mut(),
+            )
+        };
+        if got < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let got = got as usize;
+        received.clear();
+        for index in 0..got {
+            let header = &self.headers[index];
+            let len = header.msg_len as usize;
+            let mut segment = len;
+            // SAFETY: the kernel set `msg_control`/`msg_controllen` to the
+            // control messages it wrote into `controls[index]`, which the
+            // CMSG macros walk without leaving that length.
+            unsafe {
+                let mut cmsg = libc::CMSG_FIRSTHDR(&header.msg_hdr);
+                while !cmsg.is_null() {
+                    if (*cmsg).cmsg_level == libc::SOL_UDP && (*cmsg).cmsg_type == libc::UDP_GRO {
+                        let size = ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
+                        segment = usize::try_from(size).unwrap_or(len);
+                    }
+                    cmsg = libc::CMSG_NXTHDR(&header.msg_hdr, cmsg);
+                }
+            }
+            received.push(Coalesced {
+                from: self.source(index, header.msg_hdr.msg_namelen),
+                len,
+                segment: if segment == 0 { len } else { segment },
+                truncated: header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+            });
+        }
+        Ok(got)
+    }
+
+    /// The sender the kernel wrote for received message `index`.
+    fn source(&self, index: usize, namelen: libc::socklen_t) -> Option<SocketAddr> {
+        let mut storage = SockAddrStorage::zeroed();
+        // SAFETY: `SockAddrStorage` is a transparent `sockaddr_storage`, and
+        // the kernel wrote a socket address of `namelen` bytes into
+        // `sources[index]`.
+        unsafe {
+            *storage.view_as::<libc::sockaddr_storage>() = self.sources[index];
+            SockAddr::new(storage, namelen)
+        }
+        .as_socket()
+    }
+
+    /// Sends datagrams (`(destination, payload)`, in order) on the
+    /// non-blocking socket `fd`: up to [`BATCH`] messages in one `sendmmsg`.
+    ///
+    /// With `gso`, a run of datagrams to one destination, all of one size
+    /// but the last (which may be shorter), goes as one message the kernel
+    /// cuts into datagrams (`UDP_SEGMENT`): one trip through the stack for
+    /// up to [`MAX_SEGMENTS`] datagrams.
+    ///
+    /// Returns how many datagrams the kernel took, from the first, and how
+    /// many of those went in GSO runs. On an error nothing was sent; it is
+    /// the first message's, and says whether that message was a GSO run.
+    pub(crate) fn send<'a>(
+        &mut self,
+        fd: RawFd,
+        datagrams: impl Iterator<Item = (&'a SocketAddr, &'a [u8])>,
+        gso: bool,
+    ) -> Result<Sent, SendFailed> {
+        let mut datagrams = datagrams.peekable();
+        let mut messages = 0;
+        let mut used = 0; // iovecs
+        while messages < BATCH && used < IOVECS {
+            let Some((to, payload)) = datagrams.next() else {
+                break;
+            };
+            let first = used;
+            self.iovecs[used] = iovec(payload);
+            used += 1;
+            let segment = payload.len();
+            let mut total = segment;
+            if gso && segment > 0 {
+                // Extend the run while the next datagram can join it.
+                while used - first < MAX_SEGMENTS && used < IOVECS {
+                    let Some(&(next_to, next)) = datagrams.peek() else {
+                        break;
+                    };
+                    if next_to != to
+                        || next.is_empty()
+                        || next.len() > segment
+                        || total + next.len() > MAX_GSO_BYTES
+                    {
+                        break;
+                    }
+                    datagrams.next();
+                    self.iovecs[used] = iovec(next);
+                    used += 1;
+                    total += next.len();
+                    if next.len() < segment {
+                        break; // Only the last segment may be shorter.
+                    }
+                }
+            }
+            let segments = used - first;
+            self.segments[messages] = segments;
+            self.destinations[messages] = SockAddr::from(*to);
+            let header = &mut self.headers[messages];
+            // SAFETY: see `new`.
+            header.msg_hdr = unsafe { MaybeUninit::zeroed().assume_init() };
+            // The kernel only reads the destination.
+            header.msg_hdr.msg_name = self.destinations[messages].as_ptr().cast_mut().cast();
+            header.msg_hdr.msg_namelen = self.destinations[messages].len();
+            header.msg_hdr.msg_iov = &mut self.iovecs[first];
+            header.msg_hdr.msg_iovlen = segments as _;
+            header.msg_len = 0;
+            if segments > 1 {
+                let control = &mut self.controls[messages];
+                header.msg_hdr.msg_control = control.0.as_mut_ptr().cast();
+                header.msg_hdr.msg_controllen = SEGMENT_SPACE as _;
+                // SAFETY: `control` is a zeroed, aligned buffer of at least
+                // `CMSG_SPACE(size_of::<u16>())` bytes, and `msg_control`
+                // and `msg_controllen` describe it, so the first header fits.
+                unsafe {
+                    let cmsg = libc::CMSG_FIRSTHDR(&header.msg_hdr);
+                    (*cmsg).cmsg_level = libc::SOL_UDP;
+                    (*cmsg).cmsg_type = libc::UDP_SEGMENT;
+                    (*cmsg).cmsg_len = libc::CMSG_LEN(mem::size_of::<u16>() as u32) as _;
+                    ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), segment as u16);
+                }
+            }
+            messages += 1;
+        }
+        if messages == 0 {
+            return Ok(Sent::default());
+        }
+        // SAFETY: `headers[..messages]` point into `destinations`, `iovecs`,
+        // `controls` and the payloads, which outlive this call; the kernel
+        // only reads them.
+        let sent = unsafe {
+            libc::sendmmsg(
+                fd,
+                self.headers.as_mut_ptr(),
+                messages as libc::c_uint,
+                libc::MSG_DONTWAIT,
             )
         };
         if sent < 0 {
-            return Err(io::Error::last_os_error());
+            return Err(SendFailed {
+                error: io::Error::last_os_error(),
+                segmented: self.segments[0] > 1,
+            });
         }
-        Ok(sent as usize)
+        let segments = &self.segments[..sent as usize];
+        Ok(Sent {
+            datagrams: segments.iter().sum(),
+            segmented: segments.iter().filter(|&&n| n > 1).sum(),
+        })
     }
+}
+
+/// What one `sendmmsg` sent.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sent {
+    /// Datagrams the kernel took.
+    pub(crate) datagrams: usize,
+    /// Of those, datagrams that went in GSO runs.
+    pub(crate) segmented: usize,
+}
+
+/// A `sendmmsg` that sent nothing.
+#[derive(Debug)]
+pub(crate) struct SendFailed {
+    pub(crate) error: io::Error,
+    /// The first message was a GSO run: the error may be GSO's (a device
+    /// without checksum offload, a segment above the path MTU), and the same
+    /// datagrams may go through one by one.
+    pub(crate) segmented: bool,
+}
+
+fn iovec(payload: &[u8]) -> libc::iovec {
+    libc::iovec {
+        iov_base: payload.as_ptr().cast_mut().cast(),
+        iov_len: payload.len(),
+    }
+}
+
+/// Turns on `UDP_GRO` for `fd`: the kernel may then deliver several
+/// datagrams from one sender as one message (Linux 5.0).
+pub(crate) fn enable_gro(fd: RawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: `on` is valid for reads of the size given.
+    let result = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_UDP,
+            libc::UDP_GRO,
+            (&raw const on).cast(),
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Whether the kernel can segment UDP sends (`UDP_SEGMENT`, Linux 4.18).
+pub(crate) fn gso_supported(fd: RawFd) -> bool {
+    let mut value: libc::c_int = 0;
+    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are valid for writes of the sizes given.
+    let result = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_UDP,
+            libc::UDP_SEGMENT,
+            (&raw mut value).cast(),
+            &mut len,
+        )
+    };
+    result == 0
 }
 
 #[cfg(test)]
@@ -193,32 +450,50 @@ mod tests {
         (a, b)
     }
 
-    #[test]
-    fn sends_and_receives_batches() {
-        let (a, b) = pair();
-        let mut batch = Batch::new();
-        let to = b.local_addr().unwrap();
-        let payloads: Vec<Vec<u8>> = (0..40u8).map(|n| vec![n; usize::from(n) + 1]).collect();
-        let mut sent = 0;
-        while sent < payloads.len() {
-            sent += batch
+    /// Sends every payload to `to`, batch after batch; returns the totals.
+    fn send_all(
+        batch: &mut Batch,
+        from: &UdpSocket,
+        to: SocketAddr,
+        payloads: &[Vec<u8>],
+        gso: bool,
+    ) -> Sent {
+        let mut total = Sent::default();
+        while total.datagrams < payloads.len() {
+            let sent = batch
                 .send(
-                    a.as_raw_fd(),
-                    payloads[sent..].iter().map(|p| (&to, p.as_slice())),
+                    from.as_raw_fd(),
+                    payloads[total.datagrams..]
+                        .iter()
+                        .map(|p| (&to, p.as_slice())),
+                    gso,
                 )
+                .map_err(|failed| failed.error)
                 .unwrap();
+            total.datagrams += sent.datagrams;
+            total.segmented += sent.segmented;
         }
-        assert_eq!(sent, 40);
-        b.set_nonblocking(true).unwrap();
+        total
+    }
+
+    /// Receives `count` datagrams on `socket`, each checked to come from
+    /// `sender` whole.
+    fn recv_all(
+        batch: &mut Batch,
+        socket: &UdpSocket,
+        sender: SocketAddr,
+        count: usize,
+    ) -> Vec<Vec<u8>> {
+        socket.set_nonblocking(true).unwrap();
         let mut bufs: Vec<PacketBuf> = (0..BATCH).map(|_| PacketBuf::new()).collect();
         let mut received = Vec::new();
         let mut got = Vec::new();
         let give_up = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while got.len() < 40 && std::time::Instant::now() < give_up {
-            match batch.recv(b.as_raw_fd(), &mut bufs, &mut received) {
+        while got.len() < count && std::time::Instant::now() < give_up {
+            match batch.recv(socket.as_raw_fd(), &mut bufs, &mut received) {
                 Ok(n) => {
                     for (buf, meta) in bufs.iter().zip(&received).take(n) {
-                        assert_eq!(meta.from, Some(a.local_addr().unwrap()));
+                        assert_eq!(meta.from, Some(sender));
                         assert!(!meta.truncated);
                         got.push(buf.to_vec());
                     }
@@ -229,7 +504,134 @@ mod tests {
                 Err(error) => panic!("{error}"),
             }
         }
+        got
+    }
+
+    #[test]
+    fn sends_and_receives_batches() {
+        let (a, b) = pair();
+        let mut batch = Batch::new();
+        let payloads: Vec<Vec<u8>> = (0..40u8).map(|n| vec![n; usize::from(n) + 1]).collect();
+        let sent = send_all(&mut batch, &a, b.local_addr().unwrap(), &payloads, false);
+        assert_eq!(
+            sent,
+            Sent {
+                datagrams: 40,
+                segmented: 0
+            }
+        );
+        let got = recv_all(&mut batch, &b, a.local_addr().unwrap(), 40);
         assert_eq!(got, payloads);
+    }
+
+    #[test]
+    fn gso_runs_arrive_as_the_datagrams_that_were_queued() {
+        let (a, b) = pair();
+        if !gso_supported(a.as_raw_fd()) {
+            eprintln!("skipped: this kernel has no UDP_SEGMENT");
+            return;
+        }
+        let mut batch = Batch::new();
+        // A run longer than one GSO message, a shorter datagram ending a
+        // run, a larger one starting the next, an empty one (never part of
+        // a run), and sizes that change every datagram.
+        let mut payloads: Vec<Vec<u8>> = (0..150u32).map(|n| vec![n as u8; 100]).collect();
+        payloads.push(vec![1; 60]);
+        payloads.extend((0..3).map(|n| vec![n; 100]));
+        payloads.push(vec![2; 200]);
+        payloads.push(Vec::new());
+        payloads.extend((0..10u8).map(|n| vec![n; 10 + usize::from(n)]));
+        let sent = send_all(&mut batch, &a, b.local_addr().unwrap(), &payloads, true);
+        assert_eq!(sent.datagrams, payloads.len());
+        // 150 + 1 in runs of at most 64, then 3 (the 200-byte one is alone).
+        assert_eq!(sent.segmented, 154, "{sent:?}");
+        let got = recv_all(&mut batch, &b, a.local_addr().unwrap(), payloads.len());
+        assert_eq!(got.len(), payloads.len());
+        assert_eq!(got, payloads);
+    }
+
+    #[test]
+    fn gso_runs_never_mix_destinations() {
+        let (a, b) = pair();
+        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+        if !gso_supported(a.as_raw_fd()) {
+            eprintln!("skipped: this kernel has no UDP_SEGMENT");
+            return;
+        }
+        let (to_b, to_c) = (b.local_addr().unwrap(), c.local_addr().unwrap());
+        // Runs of 5 to each peer in turn, all 300 bytes.
+        let queue: Vec<(SocketAddr, Vec<u8>)> = (0..60u8)
+            .map(|n| (if (n / 5) % 2 == 0 { to_b } else { to_c }, vec![n; 300]))
+            .collect();
+        let mut batch = Batch::new();
+        let mut sent = 0;
+        while sent < queue.len() {
+            sent += batch
+                .send(
+                    a.as_raw_fd(),
+                    queue[sent..].iter().map(|(to, p)| (to, p.as_slice())),
+                    true,
+                )
+                .map_err(|failed| failed.error)
+                .unwrap()
+                .datagrams;
+        }
+        let expect = |peer| -> Vec<Vec<u8>> {
+            queue
+                .iter()
+                .filter(|(to, _)| *to == peer)
+                .map(|(_, p)| p.clone())
+                .collect()
+        };
+        let from = a.local_addr().unwrap();
+        assert_eq!(recv_all(&mut batch, &b, from, 30), expect(to_b));
+        assert_eq!(recv_all(&mut batch, &c, from, 30), expect(to_c));
+    }
+
+    #[test]
+    fn gro_delivers_a_gso_run_as_one_message_that_splits_back() {
+        let (a, b) = pair();
+        if !gso_supported(a.as_raw_fd()) || enable_gro(b.as_raw_fd()).is_err() {
+            eprintln!("skipped: this kernel has no UDP_SEGMENT or UDP_GRO");
+            return;
+        }
+        let mut payloads: Vec<Vec<u8>> = (0..20u8).map(|n| vec![n; 300]).collect();
+        payloads.push(vec![99; 100]);
+        payloads.push(vec![7; 50]); // Alone: shorter than the run's last.
+        let mut batch = Batch::new();
+        let sent = send_all(&mut batch, &a, b.local_addr().unwrap(), &payloads, true);
+        assert_eq!(sent.segmented, 21);
+        b.set_nonblocking(true).unwrap();
+        let mut bufs: Vec<Box<[u8]>> = (0..GRO_MESSAGES)
+            .map(|_| vec![0; GRO_BUFFER].into_boxed_slice())
+            .collect();
+        let mut received = Vec::new();
+        let (mut got, mut coalesced) = (Vec::new(), 0);
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while got.len() < payloads.len() && std::time::Instant::now() < give_up {
+            match batch.recv_coalesced(b.as_raw_fd(), &mut bufs, &mut received) {
+                Ok(n) => {
+                    for (buf, message) in bufs.iter().zip(&received).take(n) {
+                        assert_eq!(message.from, Some(a.local_addr().unwrap()));
+                        assert!(!message.truncated);
+                        if message.len > message.segment {
+                            coalesced += 1;
+                        }
+                        got.extend(
+                            buf[..message.len]
+                                .chunks(message.segment)
+                                .map(<[u8]>::to_vec),
+                        );
+                    }
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::yield_now();
+                }
+                Err(error) => panic!("{error}"),
+            }
+        }
+        assert_eq!(got, payloads);
+        assert!(coalesced >= 1, "the run arrived datagram by datagram");
     }
 
     #[test]

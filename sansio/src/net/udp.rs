@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::sys::{BATCH, Batch, Received};
+use super::sys::{self, BATCH, Batch, Coalesced, GRO_BUFFER, GRO_MESSAGES, Received, SendFailed};
 use super::{NetInput, UdpError, UdpOptions, UdpPacket, UdpSocketId};
 use crate::backend::{Interest, Registry, watch_writable};
 use crate::buf::PacketBuf;
@@ -45,6 +45,64 @@ impl Payload {
                 Arc::try_unwrap(shared).unwrap_or_else(|shared| (*shared).clone())
             }
         }
+    }
+}
+
+/// Hands a received datagram to the task that owns its socket.
+fn deliver(
+    entry: &Entry,
+    from: SocketAddr,
+    data: PacketBuf,
+    packets: &mut Vec<(RawId, NetInput)>,
+    counters: &mut Counters,
+) {
+    counters.udp_received += 1;
+    packets.push((
+        entry.owner,
+        NetInput::UdpPacket(UdpPacket {
+            socket: entry.id,
+            from,
+            data,
+        }),
+    ));
+}
+
+/// Delivers the datagrams of one message received with GRO on, each copied
+/// into a buffer of its own; those above `max_datagram` are counted as
+/// truncated and dropped, as they would have been without GRO.
+fn split(
+    entry: &Entry,
+    data: &[u8],
+    message: &Coalesced,
+    packets: &mut Vec<(RawId, NetInput)>,
+    counters: &mut Counters,
+) {
+    let Some(from) = message.from.filter(|_| !message.truncated) else {
+        counters.udp_truncated += 1;
+        return;
+    };
+    if data.is_empty() {
+        deliver(
+            entry,
+            from,
+            PacketBuf::with_capacity(entry.max_datagram),
+            packets,
+            counters,
+        );
+        return;
+    }
+    let segments = data.chunks(message.segment);
+    if data.len() > message.segment {
+        counters.udp_received_coalesced += segments.len() as u64;
+    }
+    for segment in segments {
+        if segment.len() > entry.max_datagram {
+            counters.udp_truncated += 1;
+            continue;
+        }
+        let mut buf = PacketBuf::with_capacity(entry.max_datagram);
+        buf.extend_from_slice(segment);
+        deliver(entry, from, buf, packets, counters);
     }
 }
 
@@ -77,6 +135,11 @@ struct Entry {
     max_datagram: usize,
     queue_limit: usize,
     queue: VecDeque<(SocketAddr, Payload)>,
+    /// Send runs to one peer as GSO messages: asked for, the kernel has it,
+    /// and no GSO send has failed on this socket yet.
+    gso: bool,
+    /// `UDP_GRO` is on: receive coalesced messages and split them.
+    gro: bool,
     /// Listed in `UdpSockets::dirty`.
     dirty: bool,
     /// Registered for writability, waiting for room to send.
@@ -90,6 +153,9 @@ pub(crate) struct UdpSockets {
     by_id: HashMap<UdpSocketId, usize>,
     batch: Batch,
     received: Vec<Received>,
+    /// Receive buffers for sockets with GRO on, allocated for the first.
+    gro_bufs: Vec<Box<[u8]>>,
+    coalesced: Vec<Coalesced>,
     /// Sockets with queued sends, flushed by `flush`.
     dirty: Vec<usize>,
     /// Sockets left readable when the worker stopped reading them to be
@@ -105,6 +171,8 @@ impl UdpSockets {
             by_id: HashMap::new(),
             batch: Batch::new(),
             received: Vec::with_capacity(BATCH),
+            gro_bufs: Vec::new(),
+            coalesced: Vec::with_capacity(GRO_MESSAGES),
             dirty: Vec::new(),
             unread: Vec::new(),
         }
@@ -150,6 +218,14 @@ impl UdpSockets {
         socket.bind(&addr.into())?;
         let socket: UdpSocket = socket.into();
         let local = socket.local_addr()?;
+        let gso = options.gso && sys::gso_supported(socket.as_raw_fd());
+        // Without kernel support, receive datagram by datagram as usual.
+        let gro = options.gro && sys::enable_gro(socket.as_raw_fd()).is_ok();
+        if gro && self.gro_bufs.is_empty() {
+            self.gro_bufs = (0..GRO_MESSAGES)
+                .map(|_| vec![0; GRO_BUFFER].into_boxed_slice())
+                .collect();
+        }
         let index = self.free.pop().unwrap_or(self.entries.len());
         registry.register(socket.as_raw_fd(), token(index), Interest::READ)?;
         let entry = Entry {
@@ -159,6 +235,8 @@ impl UdpSockets {
             max_datagram: options.max_datagram,
             queue_limit: options.send_queue,
             queue: VecDeque::new(),
+            gso,
+            gro,
             dirty: false,
             blocked: false,
         };
@@ -262,17 +340,30 @@ impl UdpSockets {
                     .queue
                     .iter()
                     .map(|(to, payload)| (to, payload.bytes()));
-                match self.batch.send(fd, datagrams) {
+                match self.batch.send(fd, datagrams, entry.gso) {
                     Ok(sent) => {
-                        counters.udp_sent += sent as u64;
-                        entry.queue.drain(..sent);
+                        counters.udp_sent += sent.datagrams as u64;
+                        counters.udp_sent_segmented += sent.segmented as u64;
+                        entry.queue.drain(..sent.datagrams);
                     }
-                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    Err(SendFailed { error, .. }) if error.kind() == io::ErrorKind::WouldBlock => {
                         blocked = true;
                         break;
                     }
-                    Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                    Err(error) => {
+                    Err(SendFailed { error, .. }) if error.kind() == io::ErrorKind::Interrupted => {
+                    }
+                    Err(SendFailed {
+                        segmented: true, ..
+                    }) => {
+                        // The kernel or the device refused a GSO run (no
+                        // checksum offload, a segment above the path MTU…):
+                        // send one datagram per message on this socket from
+                        // now on; the run goes again that way, so an error
+                        // that was not GSO's comes back for its datagram.
+                        entry.gso = false;
+                        counters.udp_gso_disabled += 1;
+                    }
+                    Err(SendFailed { error, .. }) => {
                         // The first datagram failed (refused, too big, no
                         // buffer space…): hand it back and go on with the rest.
                         counters.udp_send_errors += 1;
@@ -324,34 +415,36 @@ impl UdpSockets {
         let Some(Some(entry)) = self.entries.get(index) else {
             return Ok(false);
         };
-        let mut bufs: [PacketBuf; BATCH] =
-            std::array::from_fn(|_| PacketBuf::with_capacity(entry.max_datagram));
-        match self
-            .batch
-            .recv(entry.socket.as_raw_fd(), &mut bufs, &mut self.received)
-        {
-            Ok(got) => {
-                for (buf, meta) in bufs.into_iter().zip(&self.received).take(got) {
-                    match meta.from {
-                        _ if meta.truncated => counters.udp_truncated += 1,
-                        Some(from) => {
-                            counters.udp_received += 1;
-                            packets.push((
-                                entry.owner,
-                                NetInput::UdpPacket(UdpPacket {
-                                    socket: entry.id,
-                                    from,
-                                    data: buf,
-                                }),
-                            ));
-                        }
-                        // A datagram without a sender address cannot be
-                        // answered or attributed: count it as malformed.
-                        None => counters.udp_truncated += 1,
+        let fd = entry.socket.as_raw_fd();
+        let read = if entry.gro {
+            self.batch
+                .recv_coalesced(fd, &mut self.gro_bufs, &mut self.coalesced)
+                .map(|got| {
+                    for (buf, message) in self.gro_bufs.iter().zip(&self.coalesced).take(got) {
+                        split(entry, &buf[..message.len], message, packets, counters);
                     }
-                }
-                Ok(got == BATCH)
-            }
+                    got == GRO_MESSAGES
+                })
+        } else {
+            let mut bufs: [PacketBuf; BATCH] =
+                std::array::from_fn(|_| PacketBuf::with_capacity(entry.max_datagram));
+            self.batch
+                .recv(fd, &mut bufs, &mut self.received)
+                .map(|got| {
+                    for (buf, meta) in bufs.into_iter().zip(&self.received).take(got) {
+                        match meta.from {
+                            _ if meta.truncated => counters.udp_truncated += 1,
+                            Some(from) => deliver(entry, from, buf, packets, counters),
+                            // A datagram without a sender address cannot be
+                            // answered or attributed: count it as malformed.
+                            None => counters.udp_truncated += 1,
+                        }
+                    }
+                    got == BATCH
+                })
+        };
+        match read {
+            Ok(more) => Ok(more),
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(false),
             Err(error) if error.kind() == io::ErrorKind::Interrupted => Ok(true),
             Err(error) => {
@@ -372,5 +465,110 @@ impl UdpSockets {
     /// Open sockets.
     pub(crate) fn len(&self) -> usize {
         self.by_id.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::backend::Poller;
+    use crate::backend::mio::MioPoller;
+
+    const OWNER: RawId = RawId {
+        group: 0,
+        slot: 0,
+        generation: 0,
+    };
+
+    /// A worker's UDP sockets with one socket bound on loopback, and a peer.
+    fn bound(options: &UdpOptions) -> (UdpSockets, Box<dyn Registry>, UdpSocketId, UdpSocket) {
+        let (poller, _waker) = MioPoller::new().unwrap();
+        let mut registry = poller.registry().unwrap();
+        let mut sockets = UdpSockets::new();
+        let id = UdpSocketId::new(OWNER, 0);
+        let addr = "127.0.0.1:0".parse().unwrap();
+        sockets
+            .bind(id, OWNER, addr, options, registry.as_mut(), |i| i)
+            .unwrap();
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        (sockets, registry, id, peer)
+    }
+
+    /// Queues `count` datagrams of 100 bytes to `peer`, flushes, and checks
+    /// they all arrive, in order, one by one.
+    fn send_run(
+        sockets: &mut UdpSockets,
+        registry: &mut dyn Registry,
+        id: UdpSocketId,
+        peer: &UdpSocket,
+        count: u8,
+    ) -> Counters {
+        let mut counters = Counters::default();
+        let mut errors = VecDeque::new();
+        let to = peer.local_addr().unwrap();
+        for n in 0..count {
+            let payload = Payload::Owned(PacketBuf::copy_from(&[n; 100]));
+            sockets.send(OWNER, id, to, payload, &mut errors, &mut counters);
+        }
+        let give_up = Instant::now() + Duration::from_secs(5);
+        while sockets.has_dirty() && Instant::now() < give_up {
+            sockets.flush(registry, |i| i, &mut errors, &mut counters);
+        }
+        assert!(errors.is_empty(), "{errors:?}");
+        let mut buf = [0u8; 2048];
+        for n in 0..count {
+            let len = peer.recv(&mut buf).unwrap();
+            assert_eq!(&buf[..len], &[n; 100]);
+        }
+        counters
+    }
+
+    #[test]
+    fn a_run_goes_out_in_gso_messages() {
+        let (mut sockets, mut registry, id, peer) = bound(&UdpOptions::default());
+        let gso = sockets.entries[0].as_ref().unwrap().gso;
+        let counters = send_run(&mut sockets, registry.as_mut(), id, &peer, 10);
+        assert_eq!(counters.udp_sent, 10);
+        assert_eq!(counters.udp_sent_segmented, if gso { 10 } else { 0 });
+        assert_eq!(counters.udp_gso_disabled, 0);
+    }
+
+    #[test]
+    fn a_refused_gso_run_goes_again_datagram_by_datagram() {
+        let (mut sockets, mut registry, id, peer) = bound(&UdpOptions::default());
+        let entry = sockets.entries[0].as_ref().unwrap();
+        if !entry.gso {
+            eprintln!("skipped: this kernel has no UDP_SEGMENT");
+            return;
+        }
+        // With checksums off (SO_NO_CHECK) the kernel refuses GSO sends
+        // (EINVAL) but still takes plain ones.
+        let on: libc::c_int = 1;
+        // SAFETY: `on` is valid for reads of the size given.
+        let set = unsafe {
+            libc::setsockopt(
+                entry.socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_NO_CHECK,
+                (&raw const on).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(set, 0, "{}", io::Error::last_os_error());
+        let counters = send_run(&mut sockets, registry.as_mut(), id, &peer, 10);
+        assert_eq!(counters.udp_gso_disabled, 1);
+        assert_eq!((counters.udp_sent, counters.udp_sent_segmented), (10, 0));
+        assert_eq!(counters.udp_send_errors, 0);
+        assert!(!sockets.entries[0].as_ref().unwrap().gso);
+    }
+
+    #[test]
+    fn gso_off_sends_one_datagram_per_message() {
+        let (mut sockets, mut registry, id, peer) = bound(&UdpOptions::default().gso(false));
+        let counters = send_run(&mut sockets, registry.as_mut(), id, &peer, 10);
+        assert_eq!((counters.udp_sent, counters.udp_sent_segmented), (10, 0));
     }
 }
