@@ -126,39 +126,8 @@ impl Batch {
         bufs: &mut [PacketBuf],
         received: &mut Vec<Received>,
     ) -> io::Result<usize> {
-        let count = bufs.len().min(BATCH);
-        for (index, buf) in bufs.iter_mut().take(count).enumerate() {
-            let area = buf.receive_area();
-            self.iovecs[index] = libc::iovec {
-                iov_base: area.as_mut_ptr().cast(),
-                iov_len: area.len(),
-            };
-            let header = &mut self.headers[index];
-            // SAFETY: see `new`; every field is set below or left zero.
-            header.msg_hdr = unsafe { MaybeUninit::zeroed().assume_init() };
-            header.msg_hdr.msg_name = (&raw mut self.sources[index]).cast();
-            header.msg_hdr.msg_namelen =
-                mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            header.msg_hdr.msg_iov = &mut self.iovecs[index];
-            header.msg_hdr.msg_iovlen = 1;
-            header.msg_len = 0;
-        }
-        // SAFETY: `headers[..count]` point into `iovecs`, `sources` and the
-        // buffers' receive areas, all alive and exclusively borrowed for this
-        // call; each iovec's length is its area's length.
-        let got = unsafe {
-            libc::recvmmsg(
-                fd,
-                self.headers.as_mut_ptr(),
-                count as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                ptr::null_mut(),
-            )
-        };
-        if got < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let got = got as usize;
+        let areas = bufs.iter_mut().take(BATCH).map(PacketBuf::receive_area);
+        let got = self.receive(fd, areas, false)?;
         received.clear();
         for (index, (header, buf)) in self
             .headers
@@ -187,40 +156,8 @@ impl Batch {
         bufs: &mut [Box<[u8]>],
         received: &mut Vec<Coalesced>,
     ) -> io::Result<usize> {
-        let count = bufs.len().min(GRO_MESSAGES);
-        for (index, buf) in bufs.iter_mut().take(count).enumerate() {
-            self.iovecs[index] = libc::iovec {
-                iov_base: buf.as_mut_ptr().cast(),
-                iov_len: buf.len(),
-            };
-            let header = &mut self.headers[index];
-            // SAFETY: see `new`; every field is set below or left zero.
-            header.msg_hdr = unsafe { MaybeUninit::zeroed().assume_init() };
-            header.msg_hdr.msg_name = (&raw mut self.sources[index]).cast();
-            header.msg_hdr.msg_namelen =
-                mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            header.msg_hdr.msg_iov = &mut self.iovecs[index];
-            header.msg_hdr.msg_iovlen = 1;
-            header.msg_hdr.msg_control = self.controls[index].0.as_mut_ptr().cast();
-            header.msg_hdr.msg_controllen = mem::size_of::<Control>() as _;
-            header.msg_len = 0;
-        }
-        // SAFETY: `headers[..count]` point into `iovecs`, `sources`,
-        // `controls` and `bufs`, all alive and exclusively borrowed for this
-        // call, each with its true length.
-        let got = unsafe {
-            libc::recvmmsg(
-                fd,
-                self.headers.as_mut_ptr(),
-                count as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                ptr::null_mut(),
-            )
-        };
-        if got < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let got = got as usize;
+        let areas = bufs.iter_mut().take(GRO_MESSAGES).map(|buf| &mut buf[..]);
+        let got = self.receive(fd, areas, true)?;
         received.clear();
         for index in 0..got {
             let header = &self.headers[index];
@@ -247,6 +184,55 @@ impl Batch {
             });
         }
         Ok(got)
+    }
+
+    /// One `recvmmsg` into `areas` (at most [`BATCH`]), each message with
+    /// room for its sender and, with `control`, for control messages.
+    /// Returns how many messages arrived.
+    fn receive<'a>(
+        &mut self,
+        fd: RawFd,
+        areas: impl Iterator<Item = &'a mut [u8]>,
+        control: bool,
+    ) -> io::Result<usize> {
+        let mut count = 0;
+        for (index, area) in areas.take(BATCH).enumerate() {
+            self.iovecs[index] = libc::iovec {
+                iov_base: area.as_mut_ptr().cast(),
+                iov_len: area.len(),
+            };
+            let header = &mut self.headers[index];
+            // SAFETY: see `new`; every field is set below or left zero.
+            header.msg_hdr = unsafe { MaybeUninit::zeroed().assume_init() };
+            header.msg_hdr.msg_name = (&raw mut self.sources[index]).cast();
+            header.msg_hdr.msg_namelen =
+                mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            header.msg_hdr.msg_iov = &mut self.iovecs[index];
+            header.msg_hdr.msg_iovlen = 1;
+            if control {
+                header.msg_hdr.msg_control = self.controls[index].0.as_mut_ptr().cast();
+                header.msg_hdr.msg_controllen = mem::size_of::<Control>() as _;
+            }
+            header.msg_len = 0;
+            count = index + 1;
+        }
+        // SAFETY: `headers[..count]` point into `iovecs`, `sources`,
+        // `controls` and the areas, which the caller borrows exclusively for
+        // this call (the areas' lifetime outlives it); each iovec's length
+        // is its area's length.
+        let got = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.headers.as_mut_ptr(),
+                count as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                ptr::null_mut(),
+            )
+        };
+        if got < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(got as usize)
     }
 
     /// The sender the kernel wrote for received message `index`.
