@@ -16,6 +16,8 @@ pub struct Responder {
     name: String,
     tun: Option<TunId>,
     ignored: u64,
+    /// Finish in the same handler that queues the first echo reply.
+    finish_after_reply: bool,
 }
 
 #[derive(Debug)]
@@ -42,6 +44,9 @@ impl Responder {
     fn packet(&mut self, ctx: &mut Ctx<Self>, mut packet: TunPacket) {
         if echo_reply_in_place(&mut packet.data) {
             ctx.tun_send(packet.tun, packet.data);
+            if self.finish_after_reply {
+                ctx.finish();
+            }
         } else {
             self.ignored += 1;
             ctx.emit(PingOut::Ignored(self.ignored));
@@ -143,6 +148,18 @@ impl Drop for Namespace {
     }
 }
 
+/// Moves the device into the namespace and gives it an address there: the
+/// ping and its packets stay inside the namespace and the device.
+fn move_into(device: &str, ns: &str) {
+    sh("ip", &["link", "set", "dev", device, "netns", ns]);
+    sh(
+        "ip",
+        &["-n", ns, "addr", "add", "10.213.0.1/24", "dev", device],
+    );
+    sh("ip", &["-n", ns, "link", "set", "dev", device, "up"]);
+    sh("ip", &["-n", ns, "link", "set", "dev", "lo", "up"]);
+}
+
 all_backend_tests! {
     fn ping_gets_five_replies_from_a_task_on_a_tun_device(backend: Backend) {
         if !std::path::Path::new("/dev/net/tun").exists() {
@@ -153,19 +170,19 @@ all_backend_tests! {
         let namespace = Namespace::new(format!("sansio-tun-{tag}"));
         let runtime = Runtime::<TunTest>::builder().workers(1).backend(backend).build().unwrap();
         let task = runtime
-            .spawn(Responder { name: format!("sntun{tag}"), tun: None, ignored: 0 })
+            .spawn(Responder {
+                name: format!("sntun{tag}"),
+                tun: None,
+                ignored: 0,
+                finish_after_reply: false,
+            })
             .unwrap();
         let device = match next(&runtime) {
             Event::Output { output: TunTestOutput::Responder(PingOut::Opened(Ok(name))), .. } => name,
             other => panic!("the device did not open: {other:?}"),
         };
-        // Move the device into the namespace and give it an address there:
-        // the ping and its packets stay inside the namespace and the device.
         let ns = namespace.0.as_str();
-        sh("ip", &["link", "set", "dev", &device, "netns", ns]);
-        sh("ip", &["-n", ns, "addr", "add", "10.213.0.1/24", "dev", &device]);
-        sh("ip", &["-n", ns, "link", "set", "dev", &device, "up"]);
-        sh("ip", &["-n", ns, "link", "set", "dev", "lo", "up"]);
+        move_into(&device, ns);
 
         // Garbage written to the device: refused or dropped, never a panic.
         runtime.send(task, vec![0xde, 0xad, 0xbe]).unwrap();
@@ -185,5 +202,40 @@ all_backend_tests! {
         let report = runtime.shutdown(std::time::Duration::from_secs(5)).unwrap();
         assert_eq!(report.finished, 1);
         drop(namespace);
+    }
+
+    fn a_reply_queued_by_a_finishing_task_is_written(backend: Backend) {
+        assert!(
+            std::path::Path::new("/dev/net/tun").exists(),
+            "/dev/net/tun is missing: load the tun module (modprobe tun)"
+        );
+        let tag = format!("{}{}f", std::process::id() % 100_000, &backend.to_string()[..1]);
+        let namespace = Namespace::new(format!("sansio-tun-{tag}"));
+        let runtime = Runtime::<TunTest>::builder().workers(1).backend(backend).build().unwrap();
+        runtime
+            .spawn(Responder {
+                name: format!("sntun{tag}"),
+                tun: None,
+                ignored: 0,
+                finish_after_reply: true,
+            })
+            .unwrap();
+        let device = match next(&runtime) {
+            Event::Output { output: TunTestOutput::Responder(PingOut::Opened(Ok(name))), .. } => name,
+            other => panic!("the device did not open: {other:?}"),
+        };
+        move_into(&device, &namespace.0);
+        let wait = PATIENCE.as_secs().to_string();
+        let report = sh(
+            "ip",
+            &["netns", "exec", &namespace.0, "ping", "-c", "1", "-W", &wait, "10.213.0.2"],
+        );
+        assert!(report.contains("1 packets transmitted, 1 received"), "{report}");
+        util::events_until(&runtime, |event| matches!(event, Event::Finished { .. }));
+        util::eventually("the device is closed once its reply is written", || {
+            let worker = &runtime.stats().workers[0];
+            worker.tun_devices == 0 && worker.tun_sent == 1
+        });
+        runtime.shutdown(std::time::Duration::from_secs(5)).unwrap();
     }
 }

@@ -336,6 +336,8 @@ pub struct Ctx<T: Task> {
     actions: VecDeque<Action<T>>,
     timer: Option<Instant>,
     finished: bool,
+    /// The worker the task runs on.
+    worker: u16,
     /// The task this context belongs to, for the ids of its sockets.
     owner: RawId,
     /// Sockets made so far, for the next socket id.
@@ -345,13 +347,14 @@ pub struct Ctx<T: Task> {
 }
 
 impl<T: Task> Ctx<T> {
-    /// A context whose clock reads `now`, for the task `owner`.
-    pub(crate) fn new(now: Instant, owner: RawId) -> Self {
+    /// A context whose clock reads `now`, for the task `owner` on `worker`.
+    pub(crate) fn new(now: Instant, worker: u16, owner: RawId) -> Self {
         Ctx {
             now,
             actions: VecDeque::new(),
             timer: None,
             finished: false,
+            worker,
             owner,
             sockets_made: 0,
             requests_made: 0,
@@ -363,6 +366,19 @@ impl<T: Task> Ctx<T> {
     #[must_use]
     pub fn now(&self) -> Instant {
         self.now
+    }
+
+    /// This task's own id, to tell other tasks how to reach it (in a bus
+    /// message, a request, a spawned task's constructor).
+    #[must_use]
+    pub fn id(&self) -> TaskId<T> {
+        TaskId::new(self.worker, self.owner.slot, self.owner.generation)
+    }
+
+    /// The index of the worker this task runs on.
+    #[must_use]
+    pub fn worker(&self) -> usize {
+        usize::from(self.worker)
     }
 
     /// Queues `output` for the controller (`Runtime::next_event` delivers it,
@@ -417,7 +433,7 @@ impl<T: Task> Ctx<T> {
     where
         T: Handles<UdpBound> + Handles<UdpPacket> + Handles<UdpError>,
     {
-        let socket = UdpSocketId::new(self.owner, self.next_socket_number());
+        let socket = UdpSocketId::new(self.worker, self.owner, self.next_socket_number());
         self.actions.push_back(Action::UdpBind {
             socket,
             addr,
@@ -469,7 +485,7 @@ impl<T: Task> Ctx<T> {
     where
         T: Handles<TcpEvent>,
     {
-        let listener = TcpListenerId::new(self.owner, self.next_socket_number());
+        let listener = TcpListenerId::new(self.worker, self.owner, self.next_socket_number());
         self.actions.push_back(Action::TcpListen {
             listener,
             addr,
@@ -486,7 +502,7 @@ impl<T: Task> Ctx<T> {
     where
         T: Handles<TcpEvent>,
     {
-        let conn = TcpConnId::new(self.owner, self.next_socket_number());
+        let conn = TcpConnId::new(self.worker, self.owner, self.next_socket_number());
         self.actions.push_back(Action::TcpConnect {
             conn,
             addr,
@@ -536,7 +552,7 @@ impl<T: Task> Ctx<T> {
     where
         T: Handles<TunOpened> + Handles<TunPacket> + Handles<TunError>,
     {
-        let tun = TunId::new(self.owner, self.next_socket_number());
+        let tun = TunId::new(self.worker, self.owner, self.next_socket_number());
         self.actions.push_back(Action::TunOpen {
             tun,
             name: name.to_owned(),
@@ -633,10 +649,9 @@ impl<T: Task> Ctx<T> {
         self.actions.push_back(Action::Reply(send));
     }
 
-    /// The number for this task's next socket id: ids from tasks stay below
-    /// 2³¹, apart from those the worker gives accepted connections.
+    /// The number for this task's next socket id.
     fn next_socket_number(&mut self) -> u32 {
-        self.sockets_made = (self.sockets_made + 1) & !(1 << 31);
+        self.sockets_made = self.sockets_made.wrapping_add(1);
         self.sockets_made
     }
 

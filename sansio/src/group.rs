@@ -84,7 +84,7 @@ impl<T: Task> Entry<T> {
                     cx.net.udp_send(owner, socket, to, payload, counters);
                 }
             }
-            Action::UdpClose { socket } => self.close(cx, Owned::Udp(socket)),
+            Action::UdpClose { socket } => self.close(cx, owner, Owned::Udp(socket)),
             Action::TcpListen {
                 listener,
                 addr,
@@ -106,14 +106,15 @@ impl<T: Task> Entry<T> {
                 cx.net.tcp_connect(conn, owner, addr, &options, counters);
             }
             Action::TcpSend { conn, data } => cx.net.tcp_send(owner, conn, data, counters),
-            Action::TcpShutdownWrite { conn } => cx.net.tcp.shutdown_write(conn),
-            Action::TcpClose { conn } => {
-                // Graceful: the worker closes it once its queue is sent, even
-                // if the task has ended by then.
-                self.owned.retain(|owned| *owned != Owned::TcpConn(conn));
-                cx.net.tcp.close(conn);
+            Action::TcpShutdownWrite { conn } => {
+                if cx.net.owns(owner, Owned::TcpConn(conn), counters) {
+                    cx.net.tcp.shutdown_write(conn);
+                }
             }
-            Action::TcpCloseListener { listener } => self.close(cx, Owned::TcpListener(listener)),
+            Action::TcpClose { conn } => self.close(cx, owner, Owned::TcpConn(conn)),
+            Action::TcpCloseListener { listener } => {
+                self.close(cx, owner, Owned::TcpListener(listener));
+            }
             Action::TunOpen {
                 tun,
                 name,
@@ -125,7 +126,7 @@ impl<T: Task> Entry<T> {
                 cx.net.tun_open(tun, owner, &name, &options, counters);
             }
             Action::TunSend { tun, data } => cx.net.tun_send(owner, tun, data, counters),
-            Action::TunClose { tun } => self.close(cx, Owned::Tun(tun)),
+            Action::TunClose { tun } => self.close(cx, owner, Owned::Tun(tun)),
             Action::Subscribe(channel) => cx.bus.subscribe(owner, T::lift_channel(channel)),
             Action::Unsubscribe(channel) => cx.bus.unsubscribe(owner, &T::lift_channel(channel)),
             Action::Publish { channel, event } => {
@@ -178,10 +179,13 @@ impl<T: Task> Entry<T> {
         }
     }
 
-    /// Closes a socket of this task at once.
-    fn close<W: Worker>(&mut self, cx: &mut WorkerCx<W>, socket: Owned) {
-        self.owned.retain(|owned| *owned != socket);
-        cx.net.close_owned(socket, &mut cx.counters);
+    /// Closes a socket at the task's request (what it queued still goes
+    /// out first), unless it belongs to another worker.
+    fn close<W: Worker>(&mut self, cx: &mut WorkerCx<W>, owner: RawId, socket: Owned) {
+        if cx.net.owns(owner, socket, &mut cx.counters) {
+            self.owned.retain(|owned| *owned != socket);
+            cx.net.close_owned(socket, &mut cx.counters);
+        }
     }
 
     /// Keeps the list of owned sockets up to date with what the worker says
@@ -272,7 +276,7 @@ impl<T: Task> Group<T> {
         self.entries[index] = Some(Entry {
             generation,
             task,
-            ctx: Ctx::new(cx.now, owner::<W, T>(slot, generation)),
+            ctx: Ctx::new(cx.now, cx.index, owner::<W, T>(slot, generation)),
             armed: None,
             wraps: Wraps::default(),
             owned: Vec::new(),

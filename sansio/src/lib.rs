@@ -208,9 +208,9 @@ pub use crate::ctx::{ErasedTarget, MakeRequest, ReplyInput};
 pub use crate::error::{Error, Result, RpcError, SendError, SpawnError};
 pub use crate::id::TaskId;
 pub use crate::net::{
-    TcpConnId, TcpEvent, TcpListenerId, TcpOptions, TcpWrap, TunError, TunId, TunMode, TunOpened,
-    TunOptions, TunPacket, TunWrap, UdpBound, UdpError, UdpOptions, UdpPacket, UdpSocketId,
-    UdpWrap,
+    TcpConnId, TcpEvent, TcpListenerId, TcpOptions, TcpSocket, TcpWrap, TunError, TunId, TunMode,
+    TunOpened, TunOptions, TunPacket, TunWrap, UdpBound, UdpError, UdpOptions, UdpPacket,
+    UdpSocketId, UdpWrap,
 };
 pub use crate::runtime::{
     Builder, DEFAULT_QUEUE_CAPACITY, DEFAULT_SHUTDOWN, Event, Runtime, ShutdownReport,
@@ -265,9 +265,9 @@ pub mod prelude {
     pub use crate::{
         Action, Backend, BusInput, Ctx, Event, Handles, Member, PacketBuf, Reply, Request,
         RequestId, Responder, RpcError, Runtime, Task, TaskId, TcpConnId, TcpEvent, TcpListenerId,
-        TcpOptions, TunError, TunId, TunOpened, TunOptions, TunPacket, UdpBound, UdpError,
-        UdpOptions, UdpPacket, UdpSocketId, Worker, on_input, on_request, on_shutdown, on_start,
-        on_tick, on_timer,
+        TcpOptions, TcpSocket, TunError, TunId, TunOpened, TunOptions, TunPacket, UdpBound,
+        UdpError, UdpOptions, UdpPacket, UdpSocketId, Worker, on_input, on_request, on_shutdown,
+        on_start, on_tick, on_timer,
     };
 }
 

@@ -85,7 +85,7 @@ impl<T: Task> TaskHarness<T> {
         let epoch = Instant::now();
         let mut harness = TaskHarness {
             task,
-            ctx: Ctx::new(epoch, RawId::default()),
+            ctx: Ctx::new(epoch, 0, RawId::default()),
             epoch,
             next_tick: T::TICK_INTERVAL.map(|every| epoch + every),
             shut_down: false,

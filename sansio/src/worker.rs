@@ -429,7 +429,7 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
                 timers: Timers::new(now, W::TASK_TYPES.len()),
                 sink: EventSink::new(setup.events, setup.capacity),
                 counters: Counters::default(),
-                net: Net::new(setup.registry),
+                net: Net::new(setup.registry, setup.index),
                 bus: BusHub::new(setup.index, peers),
                 shutting_down: false,
                 finished_during_shutdown: 0,

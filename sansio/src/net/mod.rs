@@ -20,20 +20,42 @@ pub(crate) mod tcp;
 pub(crate) mod tun;
 pub(crate) mod udp;
 
-/// Declares a socket id type: the task that made it and a number, unique
-/// on its worker.
+/// Declares a socket id type: the worker it lives on, the task that made it
+/// and a number, unique among that task's sockets (or, for accepted
+/// connections, among the worker's accepted connections).
 macro_rules! socket_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
         $(#[$doc])*
+        ///
+        /// An id is unique in the whole runtime: ids made on different
+        /// workers never compare equal, hash alike or print the same, so
+        /// they can key a map shared by tasks of several workers or travel
+        /// in bus messages. A socket can only be used on the worker that
+        /// owns it (`worker()`); a call with an id of another worker is
+        /// refused with an error input and never acted on.
         #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name {
+            worker: u16,
             owner: RawId,
             number: u32,
+            accepted: bool,
         }
 
         impl $name {
-            pub(crate) fn new(owner: RawId, number: u32) -> Self {
-                $name { owner, number }
+            pub(crate) fn new(worker: u16, owner: RawId, number: u32) -> Self {
+                $name { worker, owner, number, accepted: false }
+            }
+
+            #[allow(dead_code, reason = "only connections are accepted")]
+            pub(crate) fn accepted(worker: u16, owner: RawId, number: u32) -> Self {
+                $name { worker, owner, number, accepted: true }
+            }
+
+            /// The index of the worker that owns the socket: the only one
+            /// on which it can be used.
+            #[must_use]
+            pub fn worker(&self) -> usize {
+                usize::from(self.worker)
             }
         }
 
@@ -43,13 +65,20 @@ macro_rules! socket_id {
             }
         }
 
-        /// `<kind>#<type>.<slot>.<generation>/<n>`: the n-th socket of its task.
+        /// `<kind>#<worker>:<type>.<slot>.<generation>/<n>`: the n-th
+        /// socket made by its task on that worker; an accepted connection
+        /// prints `/a<n>`, the n-th connection its worker accepted.
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 write!(
                     f,
-                    concat!($prefix, "#{}.{}.{}/{}"),
-                    self.owner.group, self.owner.slot, self.owner.generation, self.number
+                    concat!($prefix, "#{}:{}.{}.{}/{}{}"),
+                    self.worker,
+                    self.owner.group,
+                    self.owner.slot,
+                    self.owner.generation,
+                    if self.accepted { "a" } else { "" },
+                    self.number
                 )
             }
         }
@@ -59,9 +88,8 @@ macro_rules! socket_id {
 socket_id!(
     /// A UDP socket of a task, from `Ctx::udp_bind`.
     ///
-    /// Ids are unique on their worker and never reused; any task on the same
-    /// worker may send through a socket, and what it receives goes to the task
-    /// that bound it.
+    /// Ids are never reused; any task on the owning worker may send through
+    /// a socket, and what it receives goes to the task that bound it.
     UdpSocketId,
     "udp"
 );
@@ -369,6 +397,45 @@ pub enum TcpEvent {
         /// What happened.
         error: Option<io::Error>,
     },
+    /// A call on a connection or listener (`tcp_close`,
+    /// `tcp_shutdown_write`, `tcp_close_listener`, a hand-over) was refused
+    /// and nothing was done: the id belongs to another worker, or names a
+    /// socket that is not open.
+    Refused {
+        /// The connection or listener named.
+        socket: TcpSocket,
+        /// Why.
+        error: io::Error,
+    },
+}
+
+/// A TCP listener or connection, as named in [`TcpEvent::Refused`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TcpSocket {
+    /// A listener.
+    Listener(TcpListenerId),
+    /// A connection.
+    Conn(TcpConnId),
+}
+
+impl fmt::Display for TcpSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TcpSocket::Listener(listener) => fmt::Display::fmt(listener, f),
+            TcpSocket::Conn(conn) => fmt::Display::fmt(conn, f),
+        }
+    }
+}
+
+/// The error for a socket id used on a worker that does not own it.
+fn foreign(id: &dyn fmt::Display, owner: usize, here: u16) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "{id} belongs to worker {owner}, and this task runs on worker {here}: \
+             a socket can only be used on the worker that owns it"
+        ),
+    )
 }
 
 /// How the worker turns network events into a task's input: captured by
@@ -700,6 +767,8 @@ impl Source {
 /// them, and the events the worker itself produced for its tasks.
 pub(crate) struct Net {
     registry: Box<dyn crate::backend::Registry>,
+    /// The worker this is, to refuse socket ids of other workers.
+    worker: u16,
     pub(crate) udp: udp::UdpSockets,
     pub(crate) tcp: tcp::TcpSockets,
     pub(crate) tun: tun::TunDevices,
@@ -711,11 +780,12 @@ pub(crate) struct Net {
 }
 
 impl Net {
-    pub(crate) fn new(registry: Box<dyn crate::backend::Registry>) -> Self {
+    pub(crate) fn new(registry: Box<dyn crate::backend::Registry>, worker: u16) -> Self {
         Net {
             registry,
+            worker,
             udp: udp::UdpSockets::new(),
-            tcp: tcp::TcpSockets::default(),
+            tcp: tcp::TcpSockets::new(worker),
             tun: tun::TunDevices::default(),
             local: std::collections::VecDeque::new(),
             inbound: Vec::new(),
@@ -753,6 +823,19 @@ impl Net {
         payload: udp::Payload,
         counters: &mut crate::stats::Counters,
     ) {
+        if socket.worker != self.worker {
+            counters.udp_send_errors += 1;
+            let error = foreign(&socket, socket.worker(), self.worker);
+            let data = Some(payload.into_buf());
+            let refused = UdpError {
+                socket,
+                peer: Some(to),
+                error,
+                data,
+            };
+            self.local.push_back((from, NetInput::UdpError(refused)));
+            return;
+        }
         self.udp
             .send(from, socket, to, payload, &mut self.local, counters);
     }
@@ -804,17 +887,80 @@ impl Net {
         data: PacketBuf,
         counters: &mut crate::stats::Counters,
     ) {
+        if conn.worker != self.worker {
+            counters.tcp_send_rejected += 1;
+            let error = foreign(&conn, conn.worker(), self.worker);
+            let failed = TcpEvent::SendFailed { conn, data, error };
+            self.local.push_back((from, NetInput::Tcp(failed)));
+            return;
+        }
         self.tcp.send(conn, data, from, &mut self.local, counters);
     }
 
-    /// Closes a socket a task owned, at once (the task ended or asked).
+    /// Whether `socket` (named by the task `from` in a close, a shutdown or
+    /// a hand-over) belongs to this worker; if not, the task is told, with
+    /// the input of the socket's kind, and nothing is done.
+    pub(crate) fn owns(
+        &mut self,
+        from: RawId,
+        socket: Owned,
+        counters: &mut crate::stats::Counters,
+    ) -> bool {
+        let (worker, name): (u16, &dyn fmt::Display) = match &socket {
+            Owned::Udp(id) => (id.worker, id),
+            Owned::TcpListener(id) => (id.worker, id),
+            Owned::TcpConn(id) => (id.worker, id),
+            Owned::Tun(id) => (id.worker, id),
+        };
+        if worker == self.worker {
+            return true;
+        }
+        let error = foreign(name, usize::from(worker), self.worker);
+        let input = match socket {
+            Owned::Udp(socket) => {
+                counters.udp_send_errors += 1;
+                NetInput::UdpError(UdpError {
+                    socket,
+                    peer: None,
+                    error,
+                    data: None,
+                })
+            }
+            Owned::TcpListener(listener) => {
+                counters.tcp_errors += 1;
+                let socket = TcpSocket::Listener(listener);
+                NetInput::Tcp(TcpEvent::Refused { socket, error })
+            }
+            Owned::TcpConn(conn) => {
+                counters.tcp_errors += 1;
+                let socket = TcpSocket::Conn(conn);
+                NetInput::Tcp(TcpEvent::Refused { socket, error })
+            }
+            Owned::Tun(tun) => {
+                counters.tun_send_errors += 1;
+                NetInput::TunError(TunError {
+                    tun,
+                    error,
+                    data: None,
+                })
+            }
+        };
+        self.local.push_back((from, input));
+        false
+    }
+
+    /// Closes a socket a task owned (the task ended or asked). What was
+    /// queued on it is sent first: a UDP socket or a device stops receiving
+    /// at once and goes when its queue is empty; a connection closes
+    /// gracefully, once its queued bytes are written; a listener stops at
+    /// once.
     pub(crate) fn close_owned(&mut self, owned: Owned, counters: &mut crate::stats::Counters) {
         match owned {
             Owned::Udp(socket) => self.udp.close(socket, self.registry.as_mut()),
             Owned::TcpListener(listener) => {
                 self.tcp.close_listener(listener, self.registry.as_mut())
             }
-            Owned::TcpConn(conn) => self.tcp.abort(conn, self.registry.as_mut()),
+            Owned::TcpConn(conn) => self.tcp.close(conn),
             Owned::Tun(tun) => self.tun.close(tun, self.registry.as_mut()),
         }
         counters.udp_sockets = self.udp.len() as u64;
@@ -847,6 +993,17 @@ impl Net {
         data: PacketBuf,
         counters: &mut crate::stats::Counters,
     ) {
+        if tun.worker != self.worker {
+            counters.tun_send_errors += 1;
+            let error = foreign(&tun, tun.worker(), self.worker);
+            let refused = TunError {
+                tun,
+                error,
+                data: Some(data),
+            };
+            self.local.push_back((from, NetInput::TunError(refused)));
+            return;
+        }
         self.tun.send(from, tun, data, &mut self.local, counters);
     }
 

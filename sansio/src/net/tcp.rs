@@ -88,12 +88,20 @@ pub(crate) struct TcpSockets {
     dirty: Vec<usize>,
     /// Sources left with work when their turn ended: served again next turn.
     pub(crate) unserved: Vec<Source>,
-    /// Accepted connections get ids from here (with the high bit set, apart
-    /// from the ids tasks make).
+    /// Accepted connections get their numbers from here.
     accepted: u32,
+    /// The worker these sockets belong to, for accepted connections' ids.
+    worker: u16,
 }
 
 impl TcpSockets {
+    pub(crate) fn new(worker: u16) -> Self {
+        TcpSockets {
+            worker,
+            ..TcpSockets::default()
+        }
+    }
+
     pub(crate) fn listen(
         &mut self,
         id: TcpListenerId,
@@ -219,7 +227,7 @@ impl TcpSockets {
             let (owner, listener_id, options) =
                 (listener.owner, listener.id, listener.options.clone());
             self.accepted = self.accepted.wrapping_add(1);
-            let conn = TcpConnId::new(owner, self.accepted | 1 << 31);
+            let conn = TcpConnId::accepted(self.worker, owner, self.accepted);
             let setup = stream
                 .set_nonblocking(true)
                 .and_then(|()| stream.set_nodelay(options.nodelay));
@@ -445,13 +453,6 @@ impl TcpSockets {
         {
             entry.close = true;
             self.mark_dirty(index);
-        }
-    }
-
-    /// Closes `conn` now, dropping what it had queued (its task ended).
-    pub(crate) fn abort(&mut self, conn: TcpConnId, registry: &mut dyn Registry) {
-        if let Some(&index) = self.conn_ids.get(&conn) {
-            self.remove(index, registry);
         }
     }
 

@@ -28,6 +28,9 @@ struct Device {
     queue: VecDeque<PacketBuf>,
     blocked: bool,
     dirty: bool,
+    /// Closed with packets still queued: no longer read or open for sends,
+    /// removed once the queue is written.
+    closing: bool,
 }
 
 type Outbox = VecDeque<(RawId, NetInput)>;
@@ -89,6 +92,7 @@ impl TunDevices {
             queue: VecDeque::new(),
             blocked: false,
             dirty: false,
+            closing: false,
         };
         if index == self.devices.len() {
             self.devices.push(Some(device));
@@ -100,11 +104,26 @@ impl TunDevices {
     }
 
     /// Closes a device (it disappears from the system: devices are not
-    /// persistent).
+    /// persistent) once the packets it has queued are written; it stops
+    /// being read and taking packets at once. Unknown ids are ignored.
     pub(crate) fn close(&mut self, id: TunId, registry: &mut dyn Registry) {
-        if let Some(index) = self.ids.remove(&id)
-            && let Some(device) = self.devices[index].take()
-        {
+        let Some(index) = self.ids.remove(&id) else {
+            return;
+        };
+        match &mut self.devices[index] {
+            Some(device) if !device.queue.is_empty() => {
+                device.closing = true;
+                if !device.dirty && !device.blocked {
+                    device.dirty = true;
+                    self.dirty.push(index);
+                }
+            }
+            _ => self.remove(index, registry),
+        }
+    }
+
+    fn remove(&mut self, index: usize, registry: &mut dyn Registry) {
+        if let Some(device) = self.devices[index].take() {
             let _ = registry.deregister(device.iface.as_raw_fd());
             self.free.push(index);
         }
@@ -212,6 +231,10 @@ impl TunDevices {
                     }
                 }
             }
+            if device.closing && device.queue.is_empty() {
+                self.remove(index, registry);
+                continue;
+            }
             let (fd, token) = (device.iface.as_raw_fd(), Source::Tun(index).token());
             if let Err(error) = watch_writable(registry, fd, token, blocked, &mut device.blocked) {
                 out.push_back((
@@ -222,6 +245,11 @@ impl TunDevices {
                         data: None,
                     }),
                 ));
+                if device.closing {
+                    // It can never drain: what is left is dropped, counted.
+                    counters.tun_send_errors += device.queue.len() as u64;
+                    self.remove(index, registry);
+                }
             }
         }
     }
@@ -238,6 +266,10 @@ impl TunDevices {
         let Some(Some(device)) = self.devices.get(index) else {
             return false;
         };
+        if device.closing {
+            // A closing device only writes what it has left.
+            return false;
+        }
         for _ in 0..PER_TURN {
             let mut buf = PacketBuf::with_capacity(device.options.max_packet);
             let area = buf.receive_area();

@@ -38,7 +38,7 @@ impl Payload {
     }
 
     /// The payload as a buffer of its own, to hand back to a task.
-    fn into_buf(self) -> PacketBuf {
+    pub(crate) fn into_buf(self) -> PacketBuf {
         match self {
             Payload::Owned(buf) => buf,
             Payload::Shared(shared) => {
@@ -144,6 +144,9 @@ struct Entry {
     dirty: bool,
     /// Registered for writability, waiting for room to send.
     blocked: bool,
+    /// Closed by its task (or the task ended) with datagrams still queued:
+    /// no longer read or open for sends, removed once the queue is sent.
+    closing: bool,
 }
 
 /// The UDP sockets of one worker.
@@ -239,6 +242,7 @@ impl UdpSockets {
             gro,
             dirty: false,
             blocked: false,
+            closing: false,
         };
         if index == self.entries.len() {
             self.entries.push(Some(entry));
@@ -288,12 +292,28 @@ impl UdpSockets {
         }
     }
 
-    /// Closes `socket`, dropping what it had queued (its task asked, or
-    /// ended). Unknown ids are ignored: closing is idempotent.
+    /// Closes `socket` (its task asked, or ended). What it had queued is
+    /// still sent first: the socket stops receiving and taking sends at
+    /// once, and goes away when its queue is empty (a datagram the kernel
+    /// refuses then comes back to the task that bound it, if it is still
+    /// there). Unknown ids are ignored: closing is idempotent.
     pub(crate) fn close(&mut self, socket: UdpSocketId, registry: &mut dyn Registry) {
         let Some(index) = self.by_id.remove(&socket) else {
             return;
         };
+        match &mut self.entries[index] {
+            Some(entry) if !entry.queue.is_empty() => {
+                entry.closing = true;
+                if !entry.dirty && !entry.blocked {
+                    entry.dirty = true;
+                    self.dirty.push(index);
+                }
+            }
+            _ => self.remove(index, registry),
+        }
+    }
+
+    fn remove(&mut self, index: usize, registry: &mut dyn Registry) {
         if let Some(entry) = self.entries[index].take() {
             // Deregistering a socket about to be closed cannot meaningfully
             // fail; closing it removes it from epoll regardless.
@@ -381,6 +401,10 @@ impl UdpSockets {
                     }
                 }
             }
+            if entry.closing && entry.queue.is_empty() {
+                self.remove(index, registry);
+                continue;
+            }
             if let Err(error) =
                 watch_writable(registry, fd, token(index), blocked, &mut entry.blocked)
             {
@@ -394,6 +418,11 @@ impl UdpSockets {
                         data: None,
                     }),
                 ));
+                if entry.closing {
+                    // It can never drain: what is left is dropped, counted.
+                    counters.udp_send_errors += entry.queue.len() as u64;
+                    self.remove(index, registry);
+                }
             }
         }
         // Keep the vector's memory for the next turn.
@@ -415,6 +444,10 @@ impl UdpSockets {
         let Some(Some(entry)) = self.entries.get(index) else {
             return Ok(false);
         };
+        if entry.closing {
+            // A closing socket only sends what it has left.
+            return Ok(false);
+        }
         let fd = entry.socket.as_raw_fd();
         let read = if entry.gro {
             self.batch
@@ -487,7 +520,7 @@ mod tests {
         let (poller, _waker) = MioPoller::new().unwrap();
         let mut registry = poller.registry().unwrap();
         let mut sockets = UdpSockets::new();
-        let id = UdpSocketId::new(OWNER, 0);
+        let id = UdpSocketId::new(0, OWNER, 0);
         let addr = "127.0.0.1:0".parse().unwrap();
         sockets
             .bind(id, OWNER, addr, options, registry.as_mut(), |i| i)

@@ -1,0 +1,188 @@
+//! What a task sends just before it closes a socket or finishes still goes
+//! out, on every backend: the answer queued in the same handler that calls
+//! `ctx.finish()` or `ctx.udp_close()`, a burst larger than one system
+//! call's batch, and a quarter of a megabyte on a TCP connection whose task
+//! finishes at once. (TUN: `tests/net_tun.rs`.)
+
+mod util;
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::time::Duration;
+
+use sansio::prelude::*;
+use util::{PATIENCE, next};
+
+/// What a `LastWord` task does once it has answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Then {
+    /// `ctx.finish()` in the same handler.
+    Finish,
+    /// `ctx.udp_close(socket)` in the same handler (the task stays).
+    Close,
+}
+
+/// Answers the first datagram it gets with `answers` datagrams, then
+/// finishes or closes its socket, in the same handler.
+#[sansio::task(output = SocketAddr)]
+pub struct LastWord {
+    then: Then,
+    answers: u16,
+}
+
+#[sansio::task]
+impl LastWord {
+    #[on_start]
+    fn start(&mut self, ctx: &mut Ctx<Self>) {
+        ctx.udp_bind("127.0.0.1:0".parse().unwrap(), UdpOptions::default());
+    }
+
+    #[on_input]
+    fn bound(&mut self, ctx: &mut Ctx<Self>, bound: UdpBound) {
+        ctx.emit(bound.result.unwrap());
+    }
+
+    #[on_input]
+    fn packet(&mut self, ctx: &mut Ctx<Self>, packet: UdpPacket) {
+        for n in 0..self.answers {
+            let mut answer = PacketBuf::copy_from(&packet.data);
+            answer.extend_from_slice(&n.to_be_bytes());
+            ctx.udp_send(packet.socket, packet.from, answer);
+        }
+        match self.then {
+            Then::Finish => ctx.finish(),
+            Then::Close => ctx.udp_close(packet.socket),
+        }
+    }
+
+    #[on_input]
+    fn error(&mut self, _: &mut Ctx<Self>, error: UdpError) {
+        panic!("{error:?}");
+    }
+}
+
+/// Listens; sends `bytes` bytes on the first connection it accepts and
+/// finishes in the same handler.
+#[sansio::task(output = SocketAddr)]
+pub struct Farewell {
+    bytes: usize,
+}
+
+#[sansio::task]
+impl Farewell {
+    #[on_start]
+    fn start(&mut self, ctx: &mut Ctx<Self>) {
+        ctx.tcp_listen("127.0.0.1:0".parse().unwrap(), TcpOptions::default());
+    }
+
+    #[on_input]
+    fn tcp(&mut self, ctx: &mut Ctx<Self>, event: TcpEvent) {
+        match event {
+            TcpEvent::Listening { result, .. } => ctx.emit(result.unwrap()),
+            TcpEvent::Accepted { conn, .. } => {
+                let pattern: Vec<u8> = (0..self.bytes).map(|n| (n % 251) as u8).collect();
+                for chunk in pattern.chunks(16 << 10) {
+                    ctx.tcp_send(conn, PacketBuf::copy_from(chunk));
+                }
+                ctx.finish();
+            }
+            _ => {}
+        }
+    }
+}
+
+#[sansio::worker(output = SocketAddr)]
+pub enum Last {
+    LastWord(LastWord),
+    Farewell(Farewell),
+}
+
+fn runtime(backend: Backend) -> Runtime<Last> {
+    Runtime::<Last>::builder()
+        .workers(2)
+        .backend(backend)
+        .build()
+        .unwrap()
+}
+
+/// The address a task just bound or listens on.
+fn address(runtime: &Runtime<Last>) -> SocketAddr {
+    match next(runtime) {
+        Event::Output { output, .. } => output,
+        other => panic!("expected the address, got {other:?}"),
+    }
+}
+
+/// Spawns `tasks` tasks, pokes each once, and counts the answers that
+/// arrive (the client's receive buffer must hold them all: it reads only
+/// after the last poke).
+fn answers(backend: Backend, then: Then, tasks: usize, answers: u16) {
+    let runtime = runtime(backend);
+    let servers: Vec<SocketAddr> = (0..tasks)
+        .map(|_| {
+            runtime.spawn(LastWord { then, answers }).unwrap();
+            address(&runtime)
+        })
+        .collect();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    // Room for every answer before the client reads any.
+    for (n, server) in servers.iter().enumerate() {
+        client.send_to(&[n as u8], server).unwrap();
+    }
+    let mut got = vec![0u16; servers.len()];
+    let mut buf = [0u8; 16];
+    for _ in 0..servers.len() * usize::from(answers) {
+        let (len, from) = client
+            .recv_from(&mut buf)
+            .unwrap_or_else(|error| panic!("{then:?}: answers missing ({got:?}): {error}"));
+        let server = servers.iter().position(|s| *s == from).unwrap();
+        assert_eq!(len, 3);
+        assert_eq!(buf[0], server as u8);
+        // In order, per server.
+        assert_eq!(u16::from_be_bytes([buf[1], buf[2]]), got[server]);
+        got[server] += 1;
+    }
+    assert!(got.iter().all(|&n| n == answers), "{got:?}");
+    if then == Then::Finish {
+        util::eventually("every task finished and its socket closed", || {
+            runtime
+                .stats()
+                .workers
+                .iter()
+                .map(|w| w.udp_sockets)
+                .sum::<u64>()
+                == 0
+        });
+    }
+    runtime.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+all_backend_tests! {
+    fn an_answer_queued_with_finish_arrives(backend: Backend) {
+        answers(backend, Then::Finish, 20, 1);
+    }
+
+    fn an_answer_queued_with_udp_close_arrives(backend: Backend) {
+        answers(backend, Then::Close, 20, 1);
+    }
+
+    fn a_burst_queued_with_finish_arrives_whole_and_in_order(backend: Backend) {
+        // Several sendmmsg batches after the task is gone.
+        answers(backend, Then::Finish, 1, 150);
+    }
+
+    fn bytes_queued_before_a_task_finishes_reach_the_peer(backend: Backend) {
+        let runtime = runtime(backend);
+        let bytes = 256 << 10;
+        runtime.spawn(Farewell { bytes }).unwrap();
+        let server = address(&runtime);
+        let mut stream = TcpStream::connect(server).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut received = Vec::new();
+        stream.read_to_end(&mut received).unwrap();
+        assert_eq!(received.len(), bytes);
+        assert!(received.iter().enumerate().all(|(n, &byte)| byte == (n % 251) as u8));
+        runtime.shutdown(Duration::from_secs(5)).unwrap();
+    }
+}
