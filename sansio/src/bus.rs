@@ -183,6 +183,15 @@ pub enum BusInput<C, E> {
         /// Why.
         error: crate::error::RpcError,
     },
+    /// The task's subscription to `channel` (`Ctx::subscribe`) is in effect
+    /// on every worker: every event published on it from now on, on any
+    /// worker, reaches the task. (On its own worker a subscription takes
+    /// effect at once; the other workers learn of it through their bus
+    /// inboxes.) Sent once per `subscribe` call.
+    Subscribed {
+        /// The channel.
+        channel: C,
+    },
 }
 
 /// A request type: what a task answers with `#[on_request]`, and the type of
@@ -374,12 +383,16 @@ pub(crate) enum BusEnvelope<W: crate::Worker> {
     Publish { channel: Chan<W>, event: Ev<W> },
     /// An event for every task with a bus on this worker.
     Broadcast { event: Ev<W> },
-    /// Worker `worker` now has (or no longer has) subscribers of `channel`.
+    /// Worker `worker` now has (or no longer has) subscribers of `channel`;
+    /// answered with `Heard` quoting `seq`.
     Interest {
         channel: Chan<W>,
         worker: u16,
         interested: bool,
+        seq: u64,
     },
+    /// The worker has heard of this one's interest `seq` in `channel`.
+    Heard { channel: Chan<W>, seq: u64 },
     /// A direct message or request for one task, type-erased.
     Deliver {
         group: u16,
@@ -393,6 +406,9 @@ pub(crate) enum BusEnvelope<W: crate::Worker> {
         id: u64,
         result: Result<Box<dyn Any + Send>, crate::error::RpcError>,
     },
+    /// A task a task on another worker spawned here, in the slot allocated
+    /// for it.
+    Spawn { task: W, slot: u32, generation: u32 },
 }
 
 /// Something for this worker's tasks that the bus produced while a handler
@@ -478,6 +494,20 @@ pub(crate) struct BusHub<W: crate::Worker> {
     pub(crate) local: std::collections::VecDeque<Delivery<W>>,
     /// Interest updates that found a peer's inbox full, retried each turn.
     retry: std::collections::VecDeque<(u16, BusEnvelope<W>)>,
+    /// Per channel with local subscribers: the last announcement of
+    /// interest, how many workers have yet to hear of it, and the tasks to
+    /// tell (`BusInput::Subscribed`) once all have.
+    announced: std::collections::HashMap<Chan<W>, Announced>,
+    /// Announcements made so far, for their sequence numbers.
+    announcements: u64,
+}
+
+/// An announcement of interest in a channel, waiting to be heard by every
+/// other worker.
+struct Announced {
+    seq: u64,
+    unheard: usize,
+    waiting: Vec<crate::id::RawId>,
 }
 
 impl<W: crate::Worker> BusHub<W> {
@@ -495,6 +525,8 @@ impl<W: crate::Worker> BusHub<W> {
             remote_interest: 0,
             local: std::collections::VecDeque::new(),
             retry: std::collections::VecDeque::new(),
+            announced: std::collections::HashMap::new(),
+            announcements: 0,
         }
     }
 
@@ -509,19 +541,26 @@ impl<W: crate::Worker> BusHub<W> {
         self.subscribers.get(channel).cloned().unwrap_or_default()
     }
 
+    /// Subscribes `owner`; it hears `Subscribed` once every other worker
+    /// knows this one wants `channel`.
     pub(crate) fn subscribe(&mut self, owner: crate::id::RawId, channel: Chan<W>) {
         let subscribers = self.subscribers.entry(channel.clone()).or_default();
-        if subscribers.contains(&owner) {
-            return;
+        if !subscribers.contains(&owner) {
+            subscribers.push(owner);
+            let first = subscribers.len() == 1;
+            self.subscriptions
+                .entry(owner)
+                .or_default()
+                .push(channel.clone());
+            if first {
+                self.announce(channel.clone(), true);
+            }
         }
-        subscribers.push(owner);
-        let first = subscribers.len() == 1;
-        self.subscriptions
-            .entry(owner)
-            .or_default()
-            .push(channel.clone());
-        if first {
-            self.announce(channel, true);
+        match self.announced.get_mut(&channel) {
+            Some(announced) if announced.unheard > 0 => announced.waiting.push(owner),
+            _ => self
+                .local
+                .push_back(Delivery::ToTask(owner, BusInput::Subscribed { channel })),
         }
     }
 
@@ -536,6 +575,9 @@ impl<W: crate::Worker> BusHub<W> {
         }
         if let Some(channels) = self.subscriptions.get_mut(&owner) {
             channels.retain(|subscribed| subscribed != channel);
+        }
+        if let Some(announced) = self.announced.get_mut(channel) {
+            announced.waiting.retain(|waiting| *waiting != owner);
         }
         if subscribers.is_empty() {
             self.subscribers.remove(channel);
@@ -552,22 +594,78 @@ impl<W: crate::Worker> BusHub<W> {
 
     /// Tells the other workers whether this one has subscribers of `channel`.
     fn announce(&mut self, channel: Chan<W>, interested: bool) {
+        self.announcements += 1;
+        let seq = self.announcements;
+        let others = self.peers.len().saturating_sub(1);
+        if interested {
+            self.announced.insert(
+                channel.clone(),
+                Announced {
+                    seq,
+                    unheard: others,
+                    waiting: Vec::new(),
+                },
+            );
+        } else {
+            self.announced.remove(&channel);
+        }
         for worker in 0..self.peers.len() as u16 {
             if worker != self.me {
                 let update = BusEnvelope::Interest {
                     channel: channel.clone(),
                     worker: self.me,
                     interested,
+                    seq,
                 };
-                if let Err(update) = self.peers[usize::from(worker)].send(update) {
-                    self.retry.push_back((worker, update));
-                }
+                self.send_or_retry(worker, update);
+            }
+        }
+    }
+
+    /// Sends `envelope` to `worker`, or keeps it to retry next turn.
+    fn send_or_retry(&mut self, worker: u16, envelope: BusEnvelope<W>) {
+        if let Err(envelope) = self.peers[usize::from(worker)].send(envelope) {
+            self.retry.push_back((worker, envelope));
+        }
+    }
+
+    /// Worker `worker` announced its interest in `channel` (number `seq`):
+    /// noted, and acknowledged.
+    pub(crate) fn heard_interest(
+        &mut self,
+        channel: Chan<W>,
+        worker: u16,
+        interested: bool,
+        seq: u64,
+    ) {
+        self.note_interest(channel.clone(), worker, interested);
+        if interested {
+            self.send_or_retry(worker, BusEnvelope::Heard { channel, seq });
+        }
+    }
+
+    /// Another worker heard announcement `seq`: once all have, the
+    /// subscribers waiting for it are told.
+    pub(crate) fn heard(&mut self, channel: Chan<W>, seq: u64) {
+        let Some(announced) = self.announced.get_mut(&channel) else {
+            return;
+        };
+        if announced.seq != seq || announced.unheard == 0 {
+            return;
+        }
+        announced.unheard -= 1;
+        if announced.unheard == 0 {
+            for owner in std::mem::take(&mut announced.waiting) {
+                let input = BusInput::Subscribed {
+                    channel: channel.clone(),
+                };
+                self.local.push_back(Delivery::ToTask(owner, input));
             }
         }
     }
 
     /// Another worker's subscribers of `channel` came or went.
-    pub(crate) fn note_interest(&mut self, channel: Chan<W>, worker: u16, interested: bool) {
+    fn note_interest(&mut self, channel: Chan<W>, worker: u16, interested: bool) {
         let workers = self.interest.entry(channel.clone()).or_default();
         let before = workers.len();
         workers.retain(|known| *known != worker);

@@ -12,7 +12,7 @@ use crate::buf::PacketBuf;
 use crate::bus::{
     Answers, BusTypes, Incoming, Reply, ReplySink, Request, RequestId, Responder, Route,
 };
-use crate::error::RpcError;
+use crate::error::{RpcError, SpawnError};
 use crate::id::RawId;
 use crate::net::{
     TcpConnId, TcpEvent, TcpListenerId, TcpOptions, TcpWrap, TunError, TunId, TunOpened,
@@ -167,6 +167,92 @@ pub enum Action<T: Task> {
     },
     /// Send an answer ([`Responder::respond`](crate::Responder::respond)).
     Reply(Box<dyn FnOnce() + Send>),
+    /// Spawn a task ([`Ctx::spawn`], [`Ctx::spawn_on`]).
+    Spawn {
+        /// The ticket `spawn` returned.
+        id: SpawnId,
+        /// The worker to spawn on; `None` for this task's own.
+        worker: Option<usize>,
+        /// The new task's type.
+        task_type: TypeId,
+        /// The task, type-erased for the trip.
+        task: Box<dyn Any + Send>,
+        /// Turns the outcome into this task's `Spawned` input.
+        done: SpawnDone<T>,
+    },
+    /// Hand a connection over to another task ([`Ctx::tcp_hand_over`]).
+    TcpHandOver {
+        /// The connection.
+        conn: TcpConnId,
+        /// The task that takes it over.
+        to: ErasedTarget,
+        /// How the worker turns TCP events into that task's input
+        /// (a `TcpWrap` of its type).
+        wrap: Box<dyn Any + Send>,
+    },
+}
+
+/// Turns the outcome of a spawn into the spawning task's input.
+#[doc(hidden)]
+pub type SpawnDone<T> = fn(SpawnId, SpawnOutcome) -> <T as Task>::Input;
+
+/// The outcome of a spawn, type-erased: the new task's (worker, slot,
+/// generation), or why not with the task handed back.
+#[doc(hidden)]
+pub type SpawnOutcome = Result<(u16, u32, u32), (SpawnFailure, Box<dyn Any + Send>)>;
+
+/// Why a spawn from a task failed, before the task is typed again.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpawnFailure {
+    Full,
+    NoSuchWorker,
+    TooManyTasks,
+    Stopped,
+    NotInWorker,
+}
+
+/// The ticket of a spawn from a task ([`Ctx::spawn`]): the [`Spawned`]
+/// input with the outcome carries the same one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SpawnId(pub(crate) u64);
+
+/// The outcome of [`Ctx::spawn`] or [`Ctx::spawn_on`], delivered to the
+/// task that spawned: the new task's id, or why it was not spawned with the
+/// task handed back.
+pub struct Spawned<U> {
+    /// The ticket the spawn returned.
+    pub id: SpawnId,
+    /// The new task's id, or the error (holding the task).
+    pub result: Result<TaskId<U>, SpawnError<U>>,
+}
+
+impl<U: Task> fmt::Debug for Spawned<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Spawned")
+            .field("id", &self.id)
+            .field("result", &self.result)
+            .finish()
+    }
+}
+
+/// The spawning task's input for the outcome of spawning a `U`.
+fn spawned_input<T: Handles<Spawned<U>>, U: Task>(id: SpawnId, outcome: SpawnOutcome) -> T::Input {
+    let result = match outcome {
+        Ok((worker, slot, generation)) => Ok(TaskId::new(worker, slot, generation)),
+        Err((failure, task)) => match task.downcast::<U>() {
+            Ok(task) => Err(match failure {
+                SpawnFailure::Full => SpawnError::Full(*task),
+                SpawnFailure::NoSuchWorker => SpawnError::NoSuchWorker(*task),
+                SpawnFailure::TooManyTasks => SpawnError::TooManyTasks(*task),
+                SpawnFailure::Stopped => SpawnError::Stopped(*task),
+                SpawnFailure::NotInWorker => SpawnError::NotInWorker(*task),
+            }),
+            // The worker hands back the box it was given: unreachable.
+            Err(_) => unreachable!("a spawn hands back the task it was given"),
+        },
+    };
+    T::wrap(Spawned { id, result })
 }
 
 /// Builds a request's input for its target, given where the answer goes.
@@ -320,6 +406,16 @@ where
                 .field("timeout", timeout)
                 .finish_non_exhaustive(),
             Action::Reply(_) => f.write_str("Reply(..)"),
+            Action::Spawn { id, worker, .. } => f
+                .debug_struct("Spawn")
+                .field("id", id)
+                .field("worker", worker)
+                .finish_non_exhaustive(),
+            Action::TcpHandOver { conn, to, .. } => f
+                .debug_struct("TcpHandOver")
+                .field("conn", conn)
+                .field("to", to)
+                .finish_non_exhaustive(),
         }
     }
 }
@@ -344,6 +440,8 @@ pub struct Ctx<T: Task> {
     sockets_made: u32,
     /// Requests made so far, for the next request id.
     requests_made: u64,
+    /// Spawns made so far, for the next spawn ticket.
+    spawns_made: u64,
 }
 
 impl<T: Task> Ctx<T> {
@@ -358,6 +456,7 @@ impl<T: Task> Ctx<T> {
             owner,
             sockets_made: 0,
             requests_made: 0,
+            spawns_made: 0,
         }
     }
 
@@ -642,6 +741,68 @@ impl<T: Task> Ctx<T> {
             reply: reply_input::<T, R>,
         });
         RequestId(id)
+    }
+
+    /// Spawns `task` on this task's own worker (where it can take over this
+    /// task's connections, [`Ctx::tcp_hand_over`]) and returns a ticket at
+    /// once. The new task starts after this handler returns; its id arrives
+    /// as a [`Spawned<U>`](Spawned) input with the same ticket, or the
+    /// [`SpawnError`] with the task handed back. `U` must be one of the task
+    /// types of this task's worker kind (else
+    /// [`SpawnError::NotInWorker`]).
+    pub fn spawn<U>(&mut self, task: U) -> SpawnId
+    where
+        U: Task + Send,
+        T: Handles<Spawned<U>>,
+    {
+        self.spawn_at(None, task)
+    }
+
+    /// Spawns `task` on worker `worker`, as [`Ctx::spawn`] does on this
+    /// task's own ([`SpawnError::NoSuchWorker`] when there is no such
+    /// worker, [`SpawnError::Full`] when its bus inbox is full).
+    pub fn spawn_on<U>(&mut self, worker: usize, task: U) -> SpawnId
+    where
+        U: Task + Send,
+        T: Handles<Spawned<U>>,
+    {
+        self.spawn_at(Some(worker), task)
+    }
+
+    fn spawn_at<U>(&mut self, worker: Option<usize>, task: U) -> SpawnId
+    where
+        U: Task + Send,
+        T: Handles<Spawned<U>>,
+    {
+        self.spawns_made += 1;
+        let id = SpawnId(self.spawns_made);
+        self.actions.push_back(Action::Spawn {
+            id,
+            worker,
+            task_type: TypeId::of::<U>(),
+            task: Box::new(task),
+            done: spawned_input::<T, U>,
+        });
+        id
+    }
+
+    /// Hands the connection `conn` over to the task `to`, which must run on
+    /// this worker (spawn it with [`Ctx::spawn`]): from then on every
+    /// [`TcpEvent`] of the connection goes to `to`, including those already
+    /// waiting to be delivered, and the connection closes when `to` ends.
+    /// What was queued for sending stays queued, in order. A hand-over that
+    /// cannot be made (the connection is not open on this worker, `to` has
+    /// ended or runs elsewhere) comes back as [`TcpEvent::Refused`] and the
+    /// connection stays this task's.
+    pub fn tcp_hand_over<U>(&mut self, conn: TcpConnId, to: TaskId<U>)
+    where
+        U: Handles<TcpEvent>,
+    {
+        self.actions.push_back(Action::TcpHandOver {
+            conn,
+            to: ErasedTarget::of(to),
+            wrap: Box::new(TcpWrap::<U>::new()),
+        });
     }
 
     /// Queues an answer's delivery, carried out after the handler.

@@ -128,6 +128,10 @@ pub enum SpawnError<T> {
     TooManyTasks(T),
     /// The worker has stopped.
     Stopped(T),
+    /// A task spawned another whose type is not one of its worker kind's
+    /// task types (`Ctx::spawn`; the controller's spawn checks this at
+    /// compile time).
+    NotInWorker(T),
 }
 
 impl<T> SpawnError<T> {
@@ -137,7 +141,8 @@ impl<T> SpawnError<T> {
             SpawnError::Full(task)
             | SpawnError::NoSuchWorker(task)
             | SpawnError::TooManyTasks(task)
-            | SpawnError::Stopped(task) => task,
+            | SpawnError::Stopped(task)
+            | SpawnError::NotInWorker(task) => task,
         }
     }
 
@@ -150,6 +155,10 @@ impl<T> SpawnError<T> {
                 "the worker holds the most tasks of this type it can",
             ),
             SpawnError::Stopped(_) => ("Stopped", "the worker has stopped"),
+            SpawnError::NotInWorker(_) => (
+                "NotInWorker",
+                "the task type is not one of the worker kind's task types",
+            ),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! its next input.
 
 use std::fmt;
+use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::time::Instant;
 
@@ -16,11 +17,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::bus::{BusInput, Chan, Delivery, Ev, NoBus};
-use crate::ctx::ReplyInput;
+use crate::ctx::{ErasedTarget, ReplyInput};
 use crate::error::RpcError;
 use crate::id::RawId;
 use crate::net::udp::Payload;
-use crate::net::{NetInput, Owned, TcpEvent, Wraps};
+use crate::net::{Adoption, NetInput, Owned, TcpEvent, TcpSocket, TcpWrap, Wraps};
 use crate::timer::Due;
 use crate::worker::{Member, Worker, WorkerCx, panic_message};
 use crate::{Action, Ctx, Task, TaskId};
@@ -176,6 +177,44 @@ impl<T: Task> Entry<T> {
                 }
             }
             Action::Reply(send) => send(),
+            Action::Spawn {
+                id,
+                worker,
+                task_type,
+                task,
+                done,
+            } => {
+                let worker = worker.unwrap_or(usize::from(cx.index));
+                let outcome = cx.spawn_erased(worker, task_type, task);
+                let input: Box<dyn Any + Send> = Box::new(done(id, outcome));
+                cx.bus.local.push_back(Delivery::Erased {
+                    group: owner.group,
+                    slot: owner.slot,
+                    generation: owner.generation,
+                    payload: input,
+                });
+            }
+            Action::TcpHandOver { conn, to, wrap } => {
+                if !cx.net.owns(owner, Owned::TcpConn(conn), counters) {
+                    return;
+                }
+                match hand_over_target(cx, &to).and_then(|target| {
+                    cx.net.tcp_hand_over(conn, owner, target)?;
+                    Ok(target)
+                }) {
+                    Ok(target) => {
+                        self.owned.retain(|owned| *owned != Owned::TcpConn(conn));
+                        let socket = Owned::TcpConn(conn);
+                        cx.adoptions.push_back((target, Adoption { socket, wrap }));
+                    }
+                    Err(error) => {
+                        cx.counters.tcp_errors += 1;
+                        let socket = TcpSocket::Conn(conn);
+                        let refused = NetInput::Tcp(TcpEvent::Refused { socket, error });
+                        cx.net.local.push_back((owner, refused));
+                    }
+                }
+            }
         }
     }
 
@@ -205,6 +244,31 @@ impl<T: Task> Entry<T> {
             _ => {}
         }
     }
+}
+
+/// The task a socket is handed over to, once checked that it is alive and
+/// on this worker.
+fn hand_over_target<W: Worker>(cx: &WorkerCx<W>, to: &ErasedTarget) -> io::Result<RawId> {
+    if to.worker != cx.index {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "the task runs on worker {}, not on worker {}: a socket can only be handed to a \
+                 task on its own worker",
+                to.worker, cx.index
+            ),
+        ));
+    }
+    let gone = || io::Error::new(io::ErrorKind::NotFound, "the task has ended");
+    let group = W::group_of(to.task_type).ok_or_else(gone)?;
+    if !cx.shared.slots[usize::from(group)].is_live(to.slot, to.generation) {
+        return Err(gone());
+    }
+    Ok(RawId {
+        group,
+        slot: to.slot,
+        generation: to.generation,
+    })
 }
 
 /// Hands a publish or broadcast that `missed` workers missed back to its
@@ -479,6 +543,28 @@ impl<T: Task> Group<T> {
             }
             None => {}
         }
+    }
+
+    /// Gives the task in `slot` a socket handed over to it. If it has ended
+    /// meanwhile, the socket is closed (gracefully: what is queued goes).
+    pub fn adopt<W: Worker>(
+        &mut self,
+        cx: &mut WorkerCx<W>,
+        slot: u32,
+        generation: u32,
+        adoption: Adoption,
+    ) where
+        T: Member<W>,
+    {
+        let Adoption { socket, wrap } = adoption;
+        let Some(entry) = self.entry(slot, generation) else {
+            cx.net.close_owned(socket, &mut cx.counters);
+            return;
+        };
+        if let Ok(wrap) = wrap.downcast::<TcpWrap<T>>() {
+            entry.wraps.tcp = Some(*wrap);
+        }
+        entry.owned.push(socket);
     }
 
     /// Calls `on_shutdown` on every live task.

@@ -203,8 +203,11 @@ pub use crate::buf::{DEFAULT_CAPACITY, HEADROOM, PacketBuf};
 pub use crate::bus::{
     Answers, BusInput, DEFAULT_REQUEST_TIMEOUT, Incoming, Reply, Request, RequestId, Responder,
 };
-pub use crate::ctx::{Action, Ctx};
-pub use crate::ctx::{ErasedTarget, MakeRequest, ReplyInput};
+pub use crate::ctx::{Action, Ctx, SpawnId, Spawned};
+#[doc(hidden)]
+pub use crate::ctx::{
+    ErasedTarget, MakeRequest, ReplyInput, SpawnDone, SpawnFailure, SpawnOutcome,
+};
 pub use crate::error::{Error, Result, RpcError, SendError, SpawnError};
 pub use crate::id::TaskId;
 pub use crate::net::{
@@ -264,10 +267,10 @@ pub use sansio_macros::on_shutdown;
 pub mod prelude {
     pub use crate::{
         Action, Backend, BusInput, Ctx, Event, Handles, Member, PacketBuf, Reply, Request,
-        RequestId, Responder, RpcError, Runtime, Task, TaskId, TcpConnId, TcpEvent, TcpListenerId,
-        TcpOptions, TcpSocket, TunError, TunId, TunOpened, TunOptions, TunPacket, UdpBound,
-        UdpError, UdpOptions, UdpPacket, UdpSocketId, Worker, on_input, on_request, on_shutdown,
-        on_start, on_tick, on_timer,
+        RequestId, Responder, RpcError, Runtime, SpawnId, Spawned, Task, TaskId, TcpConnId,
+        TcpEvent, TcpListenerId, TcpOptions, TcpSocket, TunError, TunId, TunOpened, TunOptions,
+        TunPacket, UdpBound, UdpError, UdpOptions, UdpPacket, UdpSocketId, Worker, on_input,
+        on_request, on_shutdown, on_start, on_tick, on_timer,
     };
 }
 
@@ -281,7 +284,7 @@ pub mod __private {
     };
     pub use crate::group::Group;
     pub use crate::id::RawId;
-    pub use crate::net::NetInput;
+    pub use crate::net::{Adoption, NetInput};
     pub use crate::task::TaskDecl;
     pub use crate::worker::{Groups, WorkerCx};
     pub use crate::{Ctx, Handles, Member, RpcError, Task, TaskId, Worker};
@@ -294,6 +297,7 @@ pub mod __private {
     pub use core::hash::{Hash, Hasher};
     pub use core::marker::Copy;
     pub use core::option::Option;
+    pub use core::result::Result;
     pub use core::time::Duration;
     pub use core::unreachable;
     pub use std::boxed::Box;

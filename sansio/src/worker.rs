@@ -21,7 +21,7 @@ use crate::backend::{Notifier, Poller, Readiness};
 use crate::bus::{BusEnvelope, BusHub, BusInput, BusTypes, Chan, Delivery, Ev, Peer};
 use crate::error::RpcError;
 use crate::id::{RawId, Slots};
-use crate::net::{Net, NetInput, Source};
+use crate::net::{Adoption, Net, NetInput, Source};
 use crate::runtime::Event;
 use crate::stats::{Counters, SharedCounters};
 use crate::timer::{Due, Timers};
@@ -61,6 +61,18 @@ pub trait Worker: Sized + Send + 'static {
     /// worker's.
     #[doc(hidden)]
     fn group_of(task_type: std::any::TypeId) -> Option<u16>;
+
+    /// A type-erased task of group `group` as the worker enum, or the box
+    /// back when it holds another type.
+    #[doc(hidden)]
+    fn from_erased(
+        group: u16,
+        task: Box<dyn std::any::Any + Send>,
+    ) -> Result<Self, Box<dyn std::any::Any + Send>>;
+
+    /// The task inside, type-erased.
+    #[doc(hidden)]
+    fn into_erased(self) -> Box<dyn std::any::Any + Send>;
 }
 
 /// `Self` is one of the task types of the worker `W`; implemented by
@@ -149,6 +161,8 @@ pub trait Groups<W: Worker>: Send + 'static {
         generation: u32,
         deadline: Instant,
     );
+    /// Gives the task `owner` a socket handed over to it.
+    fn adopt(&mut self, cx: &mut WorkerCx<W>, owner: RawId, adoption: Adoption);
     /// Calls every task's `on_shutdown`.
     fn shutdown(&mut self, cx: &mut WorkerCx<W>);
     /// Removes every task, listing them in `forced`.
@@ -213,6 +227,12 @@ pub struct WorkerCx<W: Worker> {
     pub(crate) counters: Counters,
     pub(crate) net: Net,
     pub(crate) bus: BusHub<W>,
+    /// Tasks spawned by tasks on this worker, placed once the spawning
+    /// handler has returned.
+    pub(crate) spawns: VecDeque<(W, u32, u32)>,
+    /// Sockets handed over to tasks, given to them before any of their
+    /// events is delivered.
+    pub(crate) adoptions: VecDeque<(RawId, Adoption)>,
     /// Set once shutdown has begun; tasks finishing then are counted.
     pub(crate) shutting_down: bool,
     pub(crate) finished_during_shutdown: usize,
@@ -263,6 +283,59 @@ impl<W: Worker> WorkerCx<W> {
     pub fn net_undeliverable(&mut self, input: NetInput) {
         let _ = input;
         self.counters.net_dropped += 1;
+    }
+
+    /// Spawns a task a task asked for (type-erased) on worker `worker`:
+    /// allocates its slot, queues it (here, or in that worker's bus inbox)
+    /// and returns its (worker, slot, generation).
+    pub(crate) fn spawn_erased(
+        &mut self,
+        worker: usize,
+        task_type: std::any::TypeId,
+        task: Box<dyn std::any::Any + Send>,
+    ) -> crate::ctx::SpawnOutcome {
+        use crate::ctx::SpawnFailure;
+        let Some(group) = W::group_of(task_type) else {
+            return Err((SpawnFailure::NotInWorker, task));
+        };
+        let Some(peer) = self.bus.peers.get(worker) else {
+            return Err((SpawnFailure::NoSuchWorker, task));
+        };
+        let slots = &peer.shared.slots[usize::from(group)];
+        let Some((slot, generation)) = slots.allocate() else {
+            return Err((SpawnFailure::TooManyTasks, task));
+        };
+        let task = match W::from_erased(group, task) {
+            Ok(task) => task,
+            Err(task) => {
+                slots.release(slot);
+                return Err((SpawnFailure::NotInWorker, task));
+            }
+        };
+        // `worker` indexes the peers, whose number fits a u16.
+        let worker = worker as u16;
+        if worker == self.index {
+            self.spawns.push_back((task, slot, generation));
+            return Ok((worker, slot, generation));
+        }
+        let spawn = BusEnvelope::Spawn {
+            task,
+            slot,
+            generation,
+        };
+        match peer.send(spawn) {
+            Ok(()) => Ok((worker, slot, generation)),
+            Err(envelope) => {
+                slots.release(slot);
+                self.counters.bus_undelivered += 1;
+                let task = match envelope {
+                    BusEnvelope::Spawn { task, .. } => task.into_erased(),
+                    // `send` hands back what it was given.
+                    _ => unreachable!("a refused send hands back its envelope"),
+                };
+                Err((SpawnFailure::Full, task))
+            }
+        }
     }
 
     pub(crate) fn release(&self, group: u16, slot: u32) {
@@ -431,6 +504,8 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
                 counters: Counters::default(),
                 net: Net::new(setup.registry, setup.index),
                 bus: BusHub::new(setup.index, peers),
+                spawns: VecDeque::new(),
+                adoptions: VecDeque::new(),
                 shutting_down: false,
                 finished_during_shutdown: 0,
             },
@@ -705,11 +780,14 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
     /// datagrams to the kernel, until neither has anything left.
     fn settle(&mut self) {
         loop {
+            self.place();
             while let Some((owner, input)) = self.cx.net.local.pop_front() {
                 self.groups.net(&mut self.cx, owner, input);
+                self.place();
             }
             while let Some(delivery) = self.cx.bus.local.pop_front() {
                 self.deliver(delivery);
+                self.place();
             }
             if self.cx.net.has_dirty() {
                 self.cx.net.flush(&mut self.cx.counters);
@@ -717,6 +795,18 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
             if self.cx.net.local.is_empty() && self.cx.bus.local.is_empty() {
                 return;
             }
+        }
+    }
+
+    /// Starts the tasks that tasks spawned on this worker, then gives the
+    /// sockets handed over to their new owners: before anything else is
+    /// delivered, so that a new owner is ready for the socket's events.
+    fn place(&mut self) {
+        while let Some((task, slot, generation)) = self.cx.spawns.pop_front() {
+            self.groups.spawn(&mut self.cx, task, slot, generation);
+        }
+        while let Some((owner, adoption)) = self.cx.adoptions.pop_front() {
+            self.groups.adopt(&mut self.cx, owner, adoption);
         }
     }
 
@@ -766,7 +856,9 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
                 channel,
                 worker,
                 interested,
-            } => cx.bus.note_interest(channel, worker, interested),
+                seq,
+            } => cx.bus.heard_interest(channel, worker, interested, seq),
+            BusEnvelope::Heard { channel, seq } => cx.bus.heard(channel, seq),
             BusEnvelope::Deliver {
                 group,
                 slot,
@@ -778,6 +870,11 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
             BusEnvelope::Reply { owner, id, result } => {
                 self.groups.reply(cx, owner, id, result);
             }
+            BusEnvelope::Spawn {
+                task,
+                slot,
+                generation,
+            } => self.groups.spawn(cx, task, slot, generation),
         }
     }
 

@@ -293,6 +293,18 @@ pub(crate) fn worker(worker: &WorkerEnum) -> TokenStream {
                     }
                 }
 
+                fn adopt(
+                    &mut self,
+                    cx: &mut #private::WorkerCx<#name>,
+                    owner: #private::RawId,
+                    adoption: #private::Adoption,
+                ) {
+                    match owner.group {
+                        #(#indexes => self.#groups.adopt(cx, owner.slot, owner.generation, adoption),)*
+                        _ => {}
+                    }
+                }
+
                 fn shutdown(&mut self, cx: &mut #private::WorkerCx<#name>) {
                     #(self.#groups.shutdown(cx);)*
                 }
@@ -328,6 +340,25 @@ pub(crate) fn worker(worker: &WorkerEnum) -> TokenStream {
                         }
                     )*
                     #private::Option::None
+                }
+
+                #[allow(unreachable_patterns)]
+                fn from_erased(
+                    group: u16,
+                    task: #private::Box<dyn #private::Any + Send>,
+                ) -> #private::Result<Self, #private::Box<dyn #private::Any + Send>> {
+                    match group {
+                        #(#indexes => task.downcast::<#tasks>().map(|task| #name::#variants(*task)),)*
+                        _ => #private::Result::Err(task),
+                    }
+                }
+
+                #[allow(unreachable_patterns)]
+                fn into_erased(self) -> #private::Box<dyn #private::Any + Send> {
+                    match self {
+                        #(#name::#variants(task) => #private::Box::new(task),)*
+                        _ => #private::Box::new(()),
+                    }
                 }
             }
 

@@ -653,6 +653,22 @@ pub(crate) enum Owned {
     Tun(TunId),
 }
 
+/// A socket handed over to a task on its worker: how its events become that
+/// task's input (a `TcpWrap` of its type), placed by the task's group.
+#[doc(hidden)]
+pub struct Adoption {
+    pub(crate) socket: Owned,
+    pub(crate) wrap: Box<dyn std::any::Any + Send>,
+}
+
+impl fmt::Debug for Adoption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Adoption")
+            .field("socket", &self.socket)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A network event for a task, before it is turned into the task's input.
 #[doc(hidden)]
 #[derive(Debug)]
@@ -947,6 +963,32 @@ impl Net {
         };
         self.local.push_back((from, input));
         false
+    }
+
+    /// Hands connection `conn` from `from` to `to`: the connection's events
+    /// go to `to` from now on, those already waiting included. Returns why
+    /// not when the connection is not open here.
+    pub(crate) fn tcp_hand_over(
+        &mut self,
+        conn: TcpConnId,
+        from: RawId,
+        to: RawId,
+    ) -> Result<(), io::Error> {
+        self.tcp.set_owner(conn, to)?;
+        for (owner, input) in &mut self.local {
+            if *owner == from
+                && let NetInput::Tcp(
+                    TcpEvent::Data { conn: of, .. }
+                    | TcpEvent::PeerClosed { conn: of }
+                    | TcpEvent::Writable { conn: of }
+                    | TcpEvent::Closed { conn: of, .. },
+                ) = input
+                && *of == conn
+            {
+                *owner = to;
+            }
+        }
+        Ok(())
     }
 
     /// Closes a socket a task owned (the task ended or asked). What was

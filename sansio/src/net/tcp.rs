@@ -456,6 +456,23 @@ impl TcpSockets {
         }
     }
 
+    /// Gives `conn` to a new owner: its events go there from now on.
+    pub(crate) fn set_owner(&mut self, conn: TcpConnId, owner: RawId) -> io::Result<()> {
+        let entry = self
+            .conn_ids
+            .get(&conn)
+            .and_then(|&index| self.conns[index].as_mut())
+            .filter(|entry| !entry.close);
+        let Some(entry) = entry else {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                format!("{conn} is not open"),
+            ));
+        };
+        entry.owner = owner;
+        Ok(())
+    }
+
     /// Closes a listener.
     pub(crate) fn close_listener(&mut self, listener: TcpListenerId, registry: &mut dyn Registry) {
         if let Some(index) = self.listener_ids.remove(&listener)
