@@ -276,8 +276,8 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::bus::{
-        Answers, Bus, BusInput, BusOf, BusTypes, BusWrap, Incoming, NoBus, NoBusType, Request,
-        TaskBusInput, Unanswerable,
+        Answers, Bus, BusInput, BusOf, BusTypes, BusWrap, Incoming, NoBus, NoBusType, Reply,
+        Request, TaskBusInput, Unanswerable, Unasked, respond, unasked_reply,
     };
     pub use crate::group::Group;
     pub use crate::id::RawId;
