@@ -15,6 +15,7 @@
 mod args;
 mod duration;
 mod errors;
+mod span;
 mod symbol;
 mod task;
 mod worker;
@@ -90,8 +91,8 @@ pub fn on_shutdown(_args: TokenStream, input: TokenStream) -> TokenStream {
 /// kept, so only this error shows.
 fn outside_task_impl(attribute: &str, input: TokenStream) -> TokenStream {
     let message = format!(
-        "`#[{attribute}]` only works on a method of an `impl` block marked `#[sansio::task]`; \
-         add `#[sansio::task]` above the `impl`"
+        "`#[{attribute}]` is only valid inside a `#[sansio::task]` impl block: \
+         add `#[sansio::task]` above the `impl` block holding this method"
     );
     let mut output = proc_macro2::TokenStream::from(input);
     output.extend(syn::Error::new(proc_macro2::Span::call_site(), message).to_compile_error());

@@ -231,6 +231,11 @@ pub enum BusInput<C, E> {
 /// # Ok(())
 /// # }
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a request type",
+    label = "`#[on_request]` handlers take a request type",
+    note = "a request type names its answer: `impl Request for {Self} {{ type Response = …; }}`"
+)]
 pub trait Request: Send + 'static {
     /// The answer's type.
     type Response: Send + 'static;
@@ -257,6 +262,63 @@ pub enum Unanswerable {}
 
 impl Request for Unanswerable {
     type Response = Unanswerable;
+}
+
+/// A second request type that no task answers (see [`Unanswerable`]).
+///
+/// `#[sansio::task]` lets every task "handle" `Reply<Unanswerable>` and
+/// `Reply<Unasked>`, hidden from diagnostics: with two such impls the
+/// compiler cannot guess the request type of a `Ctx::request` from the
+/// task's reply handlers, so a missing handler is reported as
+/// `Reply<TheRequest>` rather than `Reply<_>`.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum Unasked {}
+
+impl Request for Unasked {
+    type Response = Unasked;
+}
+
+/// The input a `Reply<Unanswerable>` or `Reply<Unasked>` stands for: none.
+/// No request of those types can be made (they have no values), so the
+/// runtime never delivers such a reply; only a hand-made `Reply` of a hidden
+/// type could reach this.
+#[doc(hidden)]
+pub fn unasked_reply<R: Request, I>(reply: Reply<R>) -> I {
+    let _ = reply;
+    unreachable!("a reply to a request type that has no values")
+}
+
+/// `Self`, returned by an `#[on_request]` handler for `R`, is `T`, the
+/// request's response type (`<R as Request>::Response`): the bound that
+/// checks a handler's return type, with a message that names both.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "the `#[on_request]` handler for `{R}` returns `{Self}`, but `{R}::Response` is `{T}`",
+    label = "expected `{T}`, the `Response` of `impl Request for {R}`",
+    note = "an `#[on_request]` handler returns `<{R} as Request>::Response`"
+)]
+pub trait Responds<R, T> {
+    /// The handler's return value as the response: the identity.
+    fn into_response(self) -> T;
+}
+
+impl<R, T> Responds<R, T> for T {
+    fn into_response(self) -> T {
+        self
+    }
+}
+
+/// Sends `answer`, an `#[on_request]` handler's return value, as the
+/// response to `R` (checked by [`Responds`]).
+#[doc(hidden)]
+pub fn respond<T, R, A>(ctx: &mut crate::Ctx<T>, responder: Responder<R>, answer: A)
+where
+    T: crate::Task,
+    R: Request,
+    A: Responds<R, R::Response>,
+{
+    responder.respond(ctx, answer.into_response());
 }
 
 /// A request as the answering task receives it: the request, and the

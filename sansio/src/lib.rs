@@ -279,8 +279,8 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::bus::{
-        Answers, Bus, BusInput, BusOf, BusTypes, BusWrap, Incoming, NoBus, NoBusType, Request,
-        TaskBusInput, Unanswerable,
+        Answers, Bus, BusInput, BusOf, BusTypes, BusWrap, Incoming, NoBus, NoBusType, Reply,
+        Request, TaskBusInput, Unanswerable, Unasked, respond, unasked_reply,
     };
     pub use crate::group::Group;
     pub use crate::id::RawId;
@@ -295,7 +295,7 @@ pub mod __private {
     pub use core::convert::Into;
     pub use core::fmt;
     pub use core::hash::{Hash, Hasher};
-    pub use core::marker::Copy;
+    pub use core::marker::{Copy, Send};
     pub use core::option::Option;
     pub use core::result::Result;
     pub use core::time::Duration;

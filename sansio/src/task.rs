@@ -123,7 +123,8 @@ pub trait Task: Sized + 'static {
 #[diagnostic::on_unimplemented(
     message = "task `{Self}` has no #[on_input] handler for `{M}`",
     label = "`{Self}` cannot receive `{M}`",
-    note = "add a method `#[on_input] fn name(&mut self, ctx: &mut Ctx<Self>, input: {M})` to the `#[sansio::task]` impl of `{Self}`"
+    note = "add a method `#[on_input] fn name(&mut self, ctx: &mut Ctx<Self>, input: {M})` to the `#[sansio::task]` impl of `{Self}`",
+    note = "a request type, answered with `#[on_request]`, is not sent but asked: use `runtime.call(..)` or `ctx.request(..)`"
 )]
 pub trait Handles<M>: Task {
     /// Wraps `message` in the task's input enum.

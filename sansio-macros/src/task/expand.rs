@@ -11,6 +11,7 @@ use syn::{Ident, Path, Type};
 
 use super::parse::{Handler, Kind, StructDecl, TaskImpl, has_generic_args};
 use super::validate::input_problem;
+use crate::span::respan;
 
 /// The path of the generated code's support module.
 fn private(krate: Option<&Path>) -> TokenStream {
@@ -141,6 +142,34 @@ pub(crate) fn task_impl(task: &TaskImpl, valid: bool) -> TokenStream {
                 }
             }
 
+            // Two replies no task asks for, hidden from diagnostics: they keep
+            // the compiler from guessing the request of a `ctx.request` from
+            // the task's one reply handler, so a missing one is reported
+            // with its request type (`Reply<GetCount>`, not `Reply<_>`).
+            #[automatically_derived]
+            #[diagnostic::do_not_recommend]
+            impl #private::Handles<#private::Reply<#private::Unanswerable>> for #self_ty {
+                fn wrap(input: #private::Reply<#private::Unanswerable>) -> #enum_name {
+                    #private::unasked_reply(input)
+                }
+
+                fn unwrap(_: #enum_name) -> #private::Option<#private::Reply<#private::Unanswerable>> {
+                    #private::Option::None
+                }
+            }
+
+            #[automatically_derived]
+            #[diagnostic::do_not_recommend]
+            impl #private::Handles<#private::Reply<#private::Unasked>> for #self_ty {
+                fn wrap(input: #private::Reply<#private::Unasked>) -> #enum_name {
+                    #private::unasked_reply(input)
+                }
+
+                fn unwrap(_: #enum_name) -> #private::Option<#private::Reply<#private::Unasked>> {
+                    #private::Option::None
+                }
+            }
+
             // Keeps the compiler from guessing a request type from the one
             // the task answers: an unanswered type is then an error that says so.
             #[automatically_derived]
@@ -240,16 +269,17 @@ fn task_trait_impl(
 ) -> TokenStream {
     let self_ty = &task.item.self_ty;
     let span = self_ty.span();
-    // The declaration half, spanned at the self type so that a struct without
-    // `#[sansio::task]` is reported at `impl Name`.
+    // The declaration half, spanned at the self type (the support path too)
+    // so that a struct without `#[sansio::task]` is one error at `impl Name`.
+    let decl_private = respan(private.clone(), span);
     let decl = quote_spanned! {span=>
-        type Output = <#self_ty as #private::TaskDecl>::Output;
-        const NAME: &'static str = <#self_ty as #private::TaskDecl>::NAME;
-        type Bus = <#self_ty as #private::TaskDecl>::Bus;
+        type Output = <#self_ty as #decl_private::TaskDecl>::Output;
+        const NAME: &'static str = <#self_ty as #decl_private::TaskDecl>::NAME;
+        type Bus = <#self_ty as #decl_private::TaskDecl>::Bus;
 
         #[inline]
-        fn bus_input(input: #private::TaskBusInput<Self>) -> #private::Option<Self::Input> {
-            <<Self as #private::Task>::Bus as #private::BusWrap<Self>>::wrap(input)
+        fn bus_input(input: #decl_private::TaskBusInput<Self>) -> #decl_private::Option<Self::Input> {
+            <<Self as #decl_private::Task>::Bus as #decl_private::BusWrap<Self>>::wrap(input)
         }
     };
     if !valid {
@@ -354,14 +384,16 @@ fn request_arm(
             syn::ReturnType::Type(_, ty) => ty.span(),
             syn::ReturnType::Default => method.span(),
         };
-        let response = quote_spanned! {span=>
-            let response: <#request as #private::Request>::Response =
-                Self::#method(self, ctx, incoming.request);
-        };
-        quote! {{
-            #response
-            incoming.responder.respond(ctx, response);
-        }}
+        // The answer is checked against the request's response type by the
+        // `Responds` bound of `respond`, at the return type: a mismatch names
+        // `R::Response`, and rustc suggests no edit of generated code.
+        let private = respan(private.clone(), span);
+        quote_spanned! {span=>
+            {
+                let answer = Self::#method(self, ctx, incoming.request);
+                #private::respond::<_, #request, _>(ctx, incoming.responder, answer);
+            }
+        }
     };
     quote!(#enum_name::#variant(incoming) => #call,)
 }

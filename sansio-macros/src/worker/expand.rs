@@ -8,6 +8,7 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 
 use super::parse::WorkerEnum;
+use crate::span::respan;
 
 /// The enum, unchanged, and everything it implies. When some variants were
 /// rejected, the impls cover the good ones and route the others nowhere; the
@@ -38,6 +39,30 @@ pub(crate) fn worker(worker: &WorkerEnum) -> TokenStream {
         .iter()
         .map(|variant| variant.task.to_token_stream())
         .collect();
+    let bus_type = match &worker.bus {
+        Some((channel, event)) => quote!(#private::Bus<#channel, #event>),
+        None => quote!(#private::NoBus),
+    };
+    // Every generated item requires its task types to be tasks whose bus fits
+    // the worker's, each bound spanned at the variant's type. A variant whose
+    // type is not a task, or whose bus differs, breaks those (trivially
+    // false) bounds only: the same error at the same place, which rustc
+    // prints once, instead of one per use inside.
+    let bounds: Vec<TokenStream> = worker
+        .variants
+        .iter()
+        .map(|variant| {
+            let task = &variant.task;
+            let span = task.span();
+            let private = respan(private.clone(), span);
+            let bus_type = respan(bus_type.clone(), span);
+            quote_spanned! {span=>
+                #task: #private::Task + #private::Send,
+                <#task as #private::Task>::Bus: #private::BusOf<#bus_type>
+            }
+        })
+        .collect();
+    let where_tasks = (!bounds.is_empty()).then(|| quote!(where #(#bounds,)*));
     let groups: Vec<Ident> = (0..variants.len())
         .map(|index| Ident::new(&format!("group_{index}"), proc_macro2::Span::call_site()))
         .collect();
@@ -85,12 +110,12 @@ pub(crate) fn worker(worker: &WorkerEnum) -> TokenStream {
             });
             let items = quote! {
                 #output_doc
-                #vis enum #output_enum {
+                #vis enum #output_enum #where_tasks {
                     #(#variant_docs #variants(<#tasks as #private::Task>::Output),)*
                 }
 
                 #[automatically_derived]
-                impl #private::fmt::Debug for #output_enum {
+                impl #private::fmt::Debug for #output_enum #where_tasks {
                     fn fmt(&self, f: &mut #private::fmt::Formatter<'_>) -> #private::fmt::Result {
                         match *self {
                             #(#debug_arms)*
@@ -106,25 +131,8 @@ pub(crate) fn worker(worker: &WorkerEnum) -> TokenStream {
         }
     };
 
-    let bus_type = match &worker.bus {
-        Some((channel, event)) => quote!(#private::Bus<#channel, #event>),
-        None => quote!(#private::NoBus),
-    };
     let bus_channel = quote!(<#bus_type as #private::BusTypes>::Channel);
     let bus_event = quote!(<#bus_type as #private::BusTypes>::Event);
-    // Each task's bus types must fit the worker's: checked at the variant's
-    // task type, so the error points there.
-    let bus_checks: Vec<TokenStream> = worker
-        .variants
-        .iter()
-        .map(|variant| {
-            let task = &variant.task;
-            quote_spanned! {task.span()=>
-                fn fits<T: #private::BusOf<B>, B: #private::BusTypes>() {}
-                fits::<<#task as #private::Task>::Bus, #bus_type>();
-            }
-        })
-        .collect();
     let input_debug_arms = variants.iter().map(|variant| {
         let text = format!("{input_enum}::{variant}(..)");
         quote!(#input_enum::#variant(_) => f.write_str(#text),)
@@ -135,23 +143,61 @@ pub(crate) fn worker(worker: &WorkerEnum) -> TokenStream {
         #item
 
         #id_doc
-        #[derive(
-            #private::Clone, #private::Copy, #private::PartialEq, #private::Eq, #private::Hash
-        )]
-        #vis enum #id_enum {
+        #vis enum #id_enum #where_tasks {
             #(#variant_docs #variants(#private::TaskId<#tasks>),)*
         }
 
         #input_doc
-        #vis enum #input_enum {
+        #vis enum #input_enum #where_tasks {
             #(#variant_docs #variants(<#tasks as #private::Task>::Input),)*
         }
 
         #output_items
 
         const _: () = {
+            // Written out rather than derived: a derive's impls are reported
+            // apart from the others, so a variant that is not a task would
+            // add one error per derived trait.
             #[automatically_derived]
-            impl #private::fmt::Debug for #id_enum {
+            impl #private::Clone for #id_enum #where_tasks {
+                #[inline]
+                fn clone(&self) -> Self {
+                    *self
+                }
+            }
+
+            #[automatically_derived]
+            impl #private::Copy for #id_enum #where_tasks {}
+
+            #[automatically_derived]
+            impl #private::PartialEq for #id_enum #where_tasks {
+                #[inline]
+                #[allow(unreachable_patterns)]
+                fn eq(&self, other: &Self) -> bool {
+                    match (*self, *other) {
+                        #((#id_enum::#variants(a), #id_enum::#variants(b)) => a == b,)*
+                        _ => false,
+                    }
+                }
+            }
+
+            #[automatically_derived]
+            impl #private::Eq for #id_enum #where_tasks {}
+
+            #[automatically_derived]
+            impl #private::Hash for #id_enum #where_tasks {
+                fn hash<H: #private::Hasher>(&self, state: &mut H) {
+                    match *self {
+                        #(#id_enum::#variants(id) => {
+                            #private::Hash::hash(&#indexes, state);
+                            #private::Hash::hash(&id, state);
+                        })*
+                    }
+                }
+            }
+
+            #[automatically_derived]
+            impl #private::fmt::Debug for #id_enum #where_tasks {
                 fn fmt(&self, f: &mut #private::fmt::Formatter<'_>) -> #private::fmt::Result {
                     #private::fmt::Display::fmt(self, f)
                 }
@@ -159,7 +205,7 @@ pub(crate) fn worker(worker: &WorkerEnum) -> TokenStream {
 
             /// `Echo#0.3.1`, as the task id it holds.
             #[automatically_derived]
-            impl #private::fmt::Display for #id_enum {
+            impl #private::fmt::Display for #id_enum #where_tasks {
                 fn fmt(&self, f: &mut #private::fmt::Formatter<'_>) -> #private::fmt::Result {
                     match *self {
                         #(#id_enum::#variants(id) => #private::fmt::Display::fmt(&id, f),)*
@@ -168,7 +214,7 @@ pub(crate) fn worker(worker: &WorkerEnum) -> TokenStream {
             }
 
             #[automatically_derived]
-            impl #private::fmt::Debug for #input_enum {
+            impl #private::fmt::Debug for #input_enum #where_tasks {
                 fn fmt(&self, f: &mut #private::fmt::Formatter<'_>) -> #private::fmt::Result {
                     match *self {
                         #(#input_debug_arms)*
@@ -178,12 +224,12 @@ pub(crate) fn worker(worker: &WorkerEnum) -> TokenStream {
 
             #[doc(hidden)]
             #[allow(unreachable_pub)]
-            pub struct Groups {
+            pub struct Groups #where_tasks {
                 #(#groups: #private::Group<#tasks>,)*
             }
 
             #[automatically_derived]
-            impl #private::Groups<#name> for Groups {
+            impl #private::Groups<#name> for Groups #where_tasks {
                 fn new() -> Self {
                     Groups { #(#groups: #private::Group::new(),)* }
                 }
@@ -323,7 +369,7 @@ pub(crate) fn worker(worker: &WorkerEnum) -> TokenStream {
             }
 
             #[automatically_derived]
-            impl #private::Worker for #name {
+            impl #private::Worker for #name #where_tasks {
                 type Id = #id_enum;
                 type Input = #input_enum;
                 type Output = #output_type;
@@ -364,7 +410,7 @@ pub(crate) fn worker(worker: &WorkerEnum) -> TokenStream {
 
             #(
                 #[automatically_derived]
-                impl #private::Member<#name> for #tasks {
+                impl #private::Member<#name> for #tasks #where_tasks {
                     const GROUP: u16 = #indexes;
 
                     #[inline]
@@ -409,7 +455,6 @@ pub(crate) fn worker(worker: &WorkerEnum) -> TokenStream {
                     fn bus_accept(
                         input: #private::BusInput<#bus_channel, #bus_event>,
                     ) -> #private::Option<<Self as #private::Task>::Input> {
-                        #bus_checks
                         <<Self as #private::Task>::Bus as #private::BusOf<#bus_type>>::accept(input)
                             .and_then(<Self as #private::Task>::bus_input)
                     }

@@ -1,0 +1,13 @@
+use sansio::prelude::*;
+
+#[sansio::task]
+pub struct Echo;
+
+impl Echo {
+    #[on_input]
+    fn packet(&mut self, ctx: &mut Ctx<Self>, packet: Vec<u8>) {
+        let _ = (ctx, packet);
+    }
+}
+
+fn main() {}
