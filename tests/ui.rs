@@ -19,6 +19,7 @@ fn ui() {
         "misplaced",
         "worker",
         "bus",
+        "timer",
     ] {
         t.compile_fail(format!("tests/ui/{category}/*.rs"));
     }

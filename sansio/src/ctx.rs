@@ -2,8 +2,10 @@
 //! queues the [`Action`]s a handler produces.
 
 use std::any::{Any, TypeId};
-use std::collections::VecDeque;
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
+use std::hash::Hash;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +21,7 @@ use crate::net::{
     TunOptions, TunPacket, TunWrap, UdpBound, UdpError, UdpOptions, UdpPacket, UdpSocketId,
     UdpWrap,
 };
+use crate::task::TimerKeyOf;
 use crate::{Handles, Task, TaskId};
 
 /// Something a task asked the runtime to do, queued on its [`Ctx`].
@@ -431,6 +434,13 @@ pub struct Ctx<T: Task> {
     now: Instant,
     actions: VecDeque<Action<T>>,
     timer: Option<Instant>,
+    /// Keyed timers: the deadline (and the order it was set in) per key,
+    /// and the keys by deadline.
+    keyed: HashMap<T::TimerKey, (Instant, u64)>,
+    keyed_order: BTreeMap<(Instant, u64), T::TimerKey>,
+    keyed_set: u64,
+    /// The tick interval set at run time, and the next tick.
+    tick: Option<(Duration, Instant)>,
     finished: bool,
     /// The worker the task runs on.
     worker: u16,
@@ -451,6 +461,10 @@ impl<T: Task> Ctx<T> {
             now,
             actions: VecDeque::new(),
             timer: None,
+            keyed: HashMap::new(),
+            keyed_order: BTreeMap::new(),
+            keyed_set: 0,
+            tick: None,
             finished: false,
             worker,
             owner,
@@ -506,6 +520,78 @@ impl<T: Task> Ctx<T> {
     #[must_use]
     pub fn timer(&self) -> Option<Instant> {
         self.timer
+    }
+
+    /// Arms the timer of `key` for `deadline`, replacing that key's earlier
+    /// deadline; other keys' timers are untouched. When it passes, the
+    /// runtime disarms it and calls the task's keyed `#[on_timer]` handler
+    /// (`fn t(&mut self, ctx: &mut Ctx<Self>, key: K)`) with the key.
+    ///
+    /// Any number of keys may be armed at once (a timeout per connection,
+    /// per request, per peer), each stored until it fires or is cancelled.
+    /// Only a task with a keyed `#[on_timer]` handler for `K` can call this:
+    /// the compiler checks it.
+    pub fn set_timer_for<K>(&mut self, key: K, deadline: Instant)
+    where
+        K: TimerKeyOf<T>,
+    {
+        let key = key.into_timer_key();
+        self.keyed_set += 1;
+        let order = (deadline, self.keyed_set);
+        if let Some(earlier) = self.keyed.insert(key.clone(), order) {
+            self.keyed_order.remove(&earlier);
+        }
+        self.keyed_order.insert(order, key);
+    }
+
+    /// Disarms the timer of `key`; returns whether it was armed.
+    pub fn cancel_timer_for<K>(&mut self, key: &K) -> bool
+    where
+        K: TimerKeyOf<T> + Eq + Hash,
+        T::TimerKey: Borrow<K>,
+    {
+        match self.keyed.remove(key) {
+            Some(order) => {
+                self.keyed_order.remove(&order);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The deadline the timer of `key` is armed for, if it is.
+    #[must_use]
+    pub fn timer_for<K>(&self, key: &K) -> Option<Instant>
+    where
+        K: TimerKeyOf<T> + Eq + Hash,
+        T::TimerKey: Borrow<K>,
+    {
+        self.keyed.get(key).map(|(deadline, _)| *deadline)
+    }
+
+    /// How many keyed timers are armed.
+    #[must_use]
+    pub fn keyed_timers(&self) -> usize {
+        self.keyed.len()
+    }
+
+    /// Ticks this task every `every` from now on (the first tick one
+    /// interval from now), instead of at the interval of its
+    /// `#[on_tick(every = ..)]`, which is then only the default: an interval
+    /// chosen at run time, from a constructor argument or a configuration.
+    /// Calling it again restarts the schedule with the new interval. Ticks
+    /// never drift (`start + k × every`) and missed ticks are skipped, as
+    /// with the attribute's interval. An interval under one microsecond is
+    /// raised to one.
+    pub fn set_tick(&mut self, every: Duration) {
+        let every = every.max(Duration::from_micros(1));
+        self.tick = Some((every, self.now + every));
+    }
+
+    /// The tick interval set with [`Ctx::set_tick`], if any.
+    #[must_use]
+    pub fn tick_interval(&self) -> Option<Duration> {
+        self.tick.map(|(every, _)| every)
     }
 
     /// Marks the task as finished: the actions queued so far are still
@@ -827,6 +913,52 @@ impl<T: Task> Ctx<T> {
         self.actions.pop_front()
     }
 
+    /// The earliest of the timer, the keyed timers and the run-time tick.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        let keyed = self
+            .keyed_order
+            .keys()
+            .next()
+            .map(|(deadline, _)| *deadline);
+        let tick = self.tick.map(|(_, next)| next);
+        [self.timer, keyed, tick].into_iter().flatten().min()
+    }
+
+    /// Disarms the keyed timers due at `now` and returns their keys, in
+    /// deadline order.
+    pub(crate) fn take_due_keyed(&mut self, now: Instant) -> Vec<T::TimerKey> {
+        let mut due = Vec::new();
+        while let Some(entry) = self.keyed_order.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let key = entry.remove();
+            self.keyed.remove(&key);
+            due.push(key);
+        }
+        due
+    }
+
+    /// Whether the run-time tick is due at `now`; if so, schedules the next
+    /// one (skipping those missed).
+    pub(crate) fn take_due_tick(&mut self, now: Instant) -> bool {
+        match &mut self.tick {
+            Some((every, next)) if *next <= now => {
+                while *next <= now {
+                    *next += *every;
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the tick interval was set at run time (the worker's shared
+    /// tick of the task type then skips this task).
+    pub(crate) fn ticks_itself(&self) -> bool {
+        self.tick.is_some()
+    }
+
     /// Disarms the timer if it is due at `now`, returning whether it was.
     pub(crate) fn take_due_timer(&mut self, now: Instant) -> bool {
         match self.timer {
@@ -846,6 +978,8 @@ impl<T: Task> fmt::Debug for Ctx<T> {
             .field("now", &self.now)
             .field("queued_actions", &self.actions.len())
             .field("timer", &self.timer)
+            .field("keyed_timers", &self.keyed.len())
+            .field("tick", &self.tick)
             .field("finished", &self.finished)
             .finish()
     }

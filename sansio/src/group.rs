@@ -494,7 +494,10 @@ impl<T: Task> Group<T> {
         T: Member<W>,
     {
         for slot in 0..self.entries.len() {
-            if self.entries[slot].is_some() {
+            // A task with an interval of its own ticks from its timers.
+            if let Some(entry) = &self.entries[slot]
+                && !entry.ctx.ticks_itself()
+            {
                 self.run(cx, slot as u32, |task, ctx| task.on_tick(ctx));
             }
         }
@@ -505,10 +508,12 @@ impl<T: Task> Group<T> {
         }
     }
 
-    /// A timer entry for `slot` came due. It fires the task's timer if that
-    /// is still what the entry stands for and the deadline has come; a later
-    /// deadline gets a new entry; anything else (the task ended, the timer was
-    /// re-armed earlier or cancelled) makes it a no-op.
+    /// A timer entry for `slot` came due. It fires what of the task's timer,
+    /// keyed timers and run-time tick is due (each in a call of its own: the
+    /// timer, then the keyed ones in deadline order, then the tick), then
+    /// arms an entry for the next deadline. An entry that no longer stands
+    /// for the task's earliest deadline (the task ended, or re-armed
+    /// earlier) is a no-op.
     pub fn timer<W: Worker>(
         &mut self,
         cx: &mut WorkerCx<W>,
@@ -525,23 +530,41 @@ impl<T: Task> Group<T> {
             return;
         }
         entry.armed = None;
-        match entry.ctx.timer() {
-            Some(at) if at <= cx.now => {
-                entry.ctx.take_due_timer(cx.now);
-                self.run(cx, slot, |task, ctx| task.on_timer(ctx));
+        let now = cx.now;
+        if entry.ctx.take_due_timer(now) {
+            self.run(cx, slot, |task, ctx| task.on_timer(ctx));
+        }
+        // The keys due now, taken at once: a key re-armed for `now` by its
+        // handler fires on the next turn, not in a loop here.
+        let due = match self.entry(slot, generation) {
+            Some(entry) => entry.ctx.take_due_keyed(now),
+            None => return,
+        };
+        for key in due {
+            if self.entry(slot, generation).is_none() {
+                return;
             }
-            Some(at) => {
-                entry.armed = Some(at);
-                cx.timers.push(
-                    at,
-                    Due::Task {
-                        group: T::GROUP,
-                        slot,
-                        generation,
-                    },
-                );
-            }
-            None => {}
+            self.run(cx, slot, move |task, ctx| task.on_keyed_timer(ctx, key));
+        }
+        if self
+            .entry(slot, generation)
+            .is_some_and(|entry| entry.ctx.take_due_tick(now))
+        {
+            self.run(cx, slot, |task, ctx| task.on_tick(ctx));
+        }
+        if let Some(entry) = self.entry(slot, generation)
+            && entry.armed.is_none()
+            && let Some(at) = entry.ctx.next_deadline()
+        {
+            entry.armed = Some(at);
+            cx.timers.push(
+                at,
+                Due::Task {
+                    group: T::GROUP,
+                    slot,
+                    generation,
+                },
+            );
         }
     }
 
@@ -627,7 +650,7 @@ impl<T: Task> Group<T> {
                 cx.finished(id);
             }
             Ok(()) => {
-                if let Some(at) = entry.ctx.timer()
+                if let Some(at) = entry.ctx.next_deadline()
                     && entry.armed.is_none_or(|armed| at < armed)
                 {
                     entry.armed = Some(at);

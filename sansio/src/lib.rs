@@ -218,7 +218,7 @@ pub use crate::net::{
 pub use crate::runtime::{
     Builder, DEFAULT_QUEUE_CAPACITY, DEFAULT_SHUTDOWN, Event, Runtime, ShutdownReport,
 };
-pub use crate::task::{Handles, Task};
+pub use crate::task::{Handles, NoTimerKey, Task, TimerKeyOf};
 pub use crate::worker::{Member, Worker};
 
 /// Declares a worker kind: `#[sansio::worker] enum Media { Echo(Echo), Room(Room) }`,
@@ -285,7 +285,7 @@ pub mod __private {
     pub use crate::group::Group;
     pub use crate::id::RawId;
     pub use crate::net::{Adoption, NetInput};
-    pub use crate::task::TaskDecl;
+    pub use crate::task::{NoTimerKey, TaskDecl, TimerKeyOf};
     pub use crate::worker::{Groups, WorkerCx};
     pub use crate::{Ctx, Handles, Member, RpcError, Task, TaskId, Worker};
     pub use core::any::{Any, TypeId};

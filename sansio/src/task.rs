@@ -2,6 +2,7 @@
 //! what may be sent to a task, and the [`TaskDecl`] half written by
 //! `#[sansio::task]` on the struct.
 
+use std::hash::Hash;
 use std::time::Duration;
 
 use crate::Ctx;
@@ -13,7 +14,7 @@ use crate::bus::{BusInput, BusTypes};
 /// of these hooks at a time, with a [`Ctx`] whose [`Ctx::now`] is the worker's
 /// current [`Instant`](std::time::Instant); the hook changes the task's state
 /// and queues *actions* on the `Ctx` (an output for the controller, a timer,
-/// and in later versions packets, bus messages, spawns). The runtime carries
+/// packets, bus messages, spawns). The runtime carries
 /// out every action a hook queued, in the order they were queued, before it
 /// delivers the next input of that worker.
 ///
@@ -35,12 +36,18 @@ use crate::bus::{BusInput, BusTypes};
 ///   falls behind skips missed ticks rather than replaying them. The
 ///   [`TaskHarness`](crate::testing::TaskHarness) ticks from the task's start
 ///   and fires every tick of an `advance`, each at its own instant.
-/// - **Timer**: one per task. [`Ctx::set_timer`] arms it (replacing any
-///   earlier deadline), [`Ctx::cancel_timer`] disarms it; when the deadline
-///   passes, the runtime disarms it and calls [`Task::on_timer`], which may
-///   arm it again. A deadline already in the past fires at the next
-///   opportunity, with `ctx.now()` at or after the deadline: time never goes
-///   backwards.
+/// - **Timer**: one unkeyed timer per task. [`Ctx::set_timer`] arms it
+///   (replacing any earlier deadline), [`Ctx::cancel_timer`] disarms it;
+///   when the deadline passes, the runtime disarms it and calls
+///   [`Task::on_timer`], which may arm it again. A deadline already in the
+///   past fires at the next opportunity, with `ctx.now()` at or after the
+///   deadline: time never goes backwards.
+/// - **Keyed timers**: any number, one per key ([`Ctx::set_timer_for`],
+///   [`Ctx::cancel_timer_for`]); each fires [`Task::on_keyed_timer`] with its
+///   key. At one instant the unkeyed timer fires first, then the keyed ones
+///   in deadline order (the order they were set, for equal deadlines).
+/// - **Tick interval at run time**: [`Ctx::set_tick`] replaces the interval
+///   of `#[on_tick(every = ..)]` for one task.
 /// - **Finish**: after a hook calls [`Ctx::finish`], the actions it queued are
 ///   still carried out, then the task is removed and gets no more inputs,
 ///   ticks or timers.
@@ -78,6 +85,11 @@ pub trait Task: Sized + 'static {
     #[doc(hidden)]
     type Bus: BusTypes;
 
+    /// The key of the task's keyed timers: the type of the key parameter of
+    /// its keyed `#[on_timer]` handler (`fn t(&mut self, ctx, key: K)`), or
+    /// [`NoTimerKey`] when it has none. `#[sansio::task]` sets it.
+    type TimerKey: Clone + Eq + Hash + Send + 'static;
+
     /// A bus delivery as the task's input (`None` for a task without a bus).
     #[doc(hidden)]
     fn bus_input(
@@ -103,6 +115,12 @@ pub trait Task: Sized + 'static {
     /// Called when the deadline set with [`Ctx::set_timer`] has passed.
     fn on_timer(&mut self, ctx: &mut Ctx<Self>) {
         let _ = ctx;
+    }
+
+    /// Called when the deadline set with [`Ctx::set_timer_for`] for `key`
+    /// has passed.
+    fn on_keyed_timer(&mut self, ctx: &mut Ctx<Self>, key: Self::TimerKey) {
+        let _ = (ctx, key);
     }
 
     /// Called once when the runtime shuts down. The default calls
@@ -137,6 +155,26 @@ pub trait Handles<M>: Task {
     #[doc(hidden)]
     fn unwrap(input: Self::Input) -> Option<M>;
 }
+
+/// `Self` is the key type of the keyed `#[on_timer]` handler of the task
+/// `T`: the bound on [`Ctx::set_timer_for`] and the other keyed-timer
+/// methods. `#[sansio::task]` implements it.
+#[diagnostic::on_unimplemented(
+    message = "task `{T}` has no keyed #[on_timer] handler for keys of type `{Self}`",
+    label = "`{T}` has no timers keyed by `{Self}`",
+    note = "add a method `#[on_timer] fn name(&mut self, ctx: &mut Ctx<Self>, key: {Self})` to the `#[sansio::task]` impl of `{T}`"
+)]
+pub trait TimerKeyOf<T: Task> {
+    /// The key as the task's timer key (the same type: `#[sansio::task]`
+    /// implements this only for `T::TimerKey`).
+    #[doc(hidden)]
+    fn into_timer_key(self) -> T::TimerKey;
+}
+
+/// The [`Task::TimerKey`] of a task without a keyed `#[on_timer]` handler:
+/// there is no value of it, so such a task cannot arm a keyed timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NoTimerKey {}
 
 /// The half of a task written by `#[sansio::task]` on the struct: what the
 /// task emits and what it is called.

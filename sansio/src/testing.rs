@@ -177,10 +177,9 @@ impl<T: Task> TaskHarness<T> {
         if self.ctx.is_finished() {
             return None;
         }
-        match (self.ctx.timer(), self.next_tick) {
-            (Some(timer), Some(tick)) => Some(timer.min(tick)),
-            (timer, tick) => timer.or(tick),
-        }
+        // A tick interval set at run time replaces the attribute's.
+        let tick = self.next_tick.filter(|_| !self.ctx.ticks_itself());
+        [self.ctx.next_deadline(), tick].into_iter().flatten().min()
     }
 
     /// Calls the task's `#[on_shutdown]` handler, as the runtime does at a
@@ -248,13 +247,26 @@ impl<T: Task> TaskHarness<T> {
         &mut self.task
     }
 
-    /// Fires what is due at `at` (the timer first, then the tick), moving the
-    /// clock there unless it is already later.
+    /// Fires what is due at `at` (the timer first, then the keyed timers in
+    /// deadline order, then the tick), moving the clock there unless it is
+    /// already later.
     fn fire(&mut self, at: Instant) {
         self.ctx.set_now(at.max(self.ctx.now()));
         let now = self.ctx.now();
         if self.ctx.take_due_timer(now) {
             self.task.on_timer(&mut self.ctx);
+        }
+        for key in self.ctx.take_due_keyed(now) {
+            if self.ctx.is_finished() {
+                return;
+            }
+            self.task.on_keyed_timer(&mut self.ctx, key);
+        }
+        if self.ctx.ticks_itself() {
+            if self.ctx.take_due_tick(now) && !self.ctx.is_finished() {
+                self.task.on_tick(&mut self.ctx);
+            }
+            return;
         }
         if let (Some(tick), Some(every)) = (self.next_tick, T::TICK_INTERVAL)
             && tick <= now

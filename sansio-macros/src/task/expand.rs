@@ -120,6 +120,21 @@ pub(crate) fn task_impl(task: &TaskImpl, valid: bool) -> TokenStream {
         quote!(#enum_name::#variant(_) => f.write_str(#text),)
     });
     let task_impl = task_trait_impl(task, &private, &enum_name, &inputs, valid);
+    let keyed_timer = task
+        .handlers
+        .iter()
+        .find_map(Handler::timer_key)
+        .map(|key| {
+            quote! {
+                #[automatically_derived]
+                impl #private::TimerKeyOf<#self_ty> for #key {
+                #[inline]
+                fn into_timer_key(self) -> #key {
+                    self
+                }
+            }
+            }
+        });
 
     quote! {
         #item
@@ -128,6 +143,8 @@ pub(crate) fn task_impl(task: &TaskImpl, valid: bool) -> TokenStream {
 
         const _: () = {
             #(#conversions)*
+
+            #keyed_timer
 
             #[automatically_derived]
             impl #private::Handles<#enum_name> for #self_ty {
@@ -282,6 +299,17 @@ fn task_trait_impl(
             <<Self as #decl_private::Task>::Bus as #decl_private::BusWrap<Self>>::wrap(input)
         }
     };
+    let timer_key = task.handlers.iter().find_map(Handler::timer_key);
+    let decl = match timer_key {
+        Some(key) => quote! {
+            #decl
+            type TimerKey = #key;
+        },
+        None => quote! {
+            #decl
+            type TimerKey = #private::NoTimerKey;
+        },
+    };
     if !valid {
         return quote! {
             #[automatically_derived]
@@ -311,8 +339,17 @@ fn task_trait_impl(
         .iter()
         .filter(|handler| !matches!(handler.kind, Kind::Input | Kind::Request))
         .map(|handler| {
-            let hook = format_ident!("{}", handler.kind.attribute());
             let method = &handler.sig.ident;
+            if handler.timer_key().is_some() {
+                let call = quote_spanned!(method.span()=> Self::#method(self, ctx, key));
+                return quote! {
+                    #[inline]
+                    fn on_keyed_timer(&mut self, ctx: &mut #private::Ctx<Self>, key: Self::TimerKey) {
+                        #call
+                    }
+                };
+            }
+            let hook = format_ident!("{}", handler.kind.attribute());
             let call = quote_spanned!(method.span()=> Self::#method(self, ctx));
             quote! {
                 #[inline]

@@ -149,6 +149,9 @@ impl Kind {
             Kind::Request => {
                 "(&mut self, ctx: &mut Ctx<Self>, request: R) -> R::Response, or (&mut self, ctx: &mut Ctx<Self>, request: R, responder: Responder<R>)"
             }
+            Kind::Timer => {
+                "(&mut self, ctx: &mut Ctx<Self>), or (&mut self, ctx: &mut Ctx<Self>, key: K) for keyed timers"
+            }
             _ => "(&mut self, ctx: &mut Ctx<Self>)",
         }
     }
@@ -236,6 +239,21 @@ impl Handler {
             camel
         };
         Ident::new(&camel, self.sig.ident.span())
+    }
+
+    /// The key type of a keyed `#[on_timer]` handler: its second parameter,
+    /// when it is not a `&mut` (the context).
+    pub(crate) fn timer_key(&self) -> Option<&Type> {
+        if self.kind != Kind::Timer {
+            return None;
+        }
+        let params: Vec<_> = self.params().collect();
+        match params.as_slice() {
+            [_, key] if !matches!(&*key.ty, Type::Reference(reference) if reference.mutability.is_some()) => {
+                Some(&key.ty)
+            }
+            _ => None,
+        }
     }
 
     /// The input type of an `#[on_input]` handler: its only parameter that is

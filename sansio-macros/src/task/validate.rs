@@ -120,6 +120,8 @@ fn signature(handler: &Handler, errors: &Errors) {
         Kind::Input => 2,
         Kind::Request if answers_later => 3,
         Kind::Request => 2,
+        // A keyed timer's handler takes the key.
+        Kind::Timer if params.len() == 2 => 2,
         _ => 1,
     };
     if matches!(kind, Kind::Input | Kind::Request)
@@ -189,20 +191,27 @@ pub(crate) fn input_problem(ty: &Type) -> Option<&'static str> {
     Some(problem)
 }
 
-/// At most one handler for each hook other than `#[on_input]`.
+/// At most one handler for each hook other than `#[on_input]` (for
+/// `#[on_timer]`: one unkeyed and one keyed).
 fn one_of_each_hook(handlers: &[Handler], errors: &Errors) {
     for (index, handler) in handlers.iter().enumerate() {
         if matches!(handler.kind, Kind::Input | Kind::Request) {
             continue;
         }
+        let keyed = handler.timer_key().is_some();
         if let Some(first) = handlers[..index]
             .iter()
-            .find(|earlier| earlier.kind == handler.kind)
+            .find(|earlier| earlier.kind == handler.kind && earlier.timer_key().is_some() == keyed)
         {
+            let most = match (handler.kind, keyed) {
+                (Kind::Timer, true) => "at most one keyed `#[on_timer]` (one key type)",
+                (Kind::Timer, false) => "at most one `#[on_timer]` without a key",
+                _ => "at most one",
+            };
             errors.at(
                 &handler.attr,
                 format_args!(
-                    "`#[{}]` is already on `{}`; a task has at most one",
+                    "`#[{}]` is already on `{}`; a task has {most}",
                     handler.kind.attribute(),
                     first.sig.ident
                 ),
