@@ -2,9 +2,17 @@
 //! requests that arrive on its TUN device, and the system `ping`, run in a
 //! network namespace this test creates around the device, gets 5 replies of
 //! 5. Skipped, saying why, only when `/dev/net/tun` is missing.
+//!
+//! Devices configured through `TunOptions` (address, MTU, up) are opened by a
+//! runtime whose workers run inside a namespace the test creates: nothing is
+//! configured, and no packet sent, in the machine's own network.
 
 mod util;
 
+use std::fs::File;
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
 use std::process::Command;
 
 use sansio::prelude::*;
@@ -14,6 +22,7 @@ use util::{PATIENCE, next};
 #[sansio::task(output = PingOut)]
 pub struct Responder {
     name: String,
+    options: TunOptions,
     tun: Option<TunId>,
     ignored: u64,
     /// Finish in the same handler that queues the first echo reply.
@@ -32,7 +41,7 @@ pub enum PingOut {
 impl Responder {
     #[on_start]
     fn start(&mut self, ctx: &mut Ctx<Self>) {
-        self.tun = Some(ctx.tun_open(&self.name, TunOptions::default()));
+        self.tun = Some(ctx.tun_open(&self.name, self.options.clone()));
     }
 
     #[on_input]
@@ -160,6 +169,91 @@ fn move_into(device: &str, ns: &str) {
     sh("ip", &["-n", ns, "link", "set", "dev", "lo", "up"]);
 }
 
+impl Responder {
+    fn new(name: String, options: TunOptions) -> Self {
+        Responder {
+            name,
+            options,
+            tun: None,
+            ignored: 0,
+            finish_after_reply: false,
+        }
+    }
+}
+
+/// Makes this thread enter the network namespace `ns` is a file of.
+fn enter(ns: &File) -> io::Result<()> {
+    // SAFETY: `ns` is an open namespace file, and `setns` with
+    // `CLONE_NEWNET` changes only the calling thread's network namespace.
+    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Takes the thread back to the namespace it came from, even when the test
+/// fails on the way.
+struct Home(File);
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        if let Err(error) = enter(&self.0) {
+            // Not a panic: this may run while unwinding.
+            eprintln!("could not go back to the test's network namespace: {error}");
+        }
+    }
+}
+
+/// Builds a runtime whose workers live in namespace `ns`: a thread starts in
+/// the namespace of the thread that creates it, so this thread steps into
+/// `ns` while the runtime starts its workers, and back out. The devices the
+/// workers open, and the interfaces they configure, are then `ns`'s.
+fn runtime_in(ns: &Namespace, backend: Backend) -> Runtime<TunTest> {
+    let here = File::open("/proc/thread-self/ns/net").expect("this thread's network namespace");
+    let there = File::open(format!("/run/netns/{}", ns.0)).expect("the test's namespace");
+    enter(&there).expect("entering the test's namespace");
+    let _home = Home(here);
+    Runtime::<TunTest>::builder()
+        .workers(1)
+        .backend(backend)
+        .build()
+        .unwrap()
+}
+
+/// The name of the device the next event says was opened.
+fn opened(runtime: &Runtime<TunTest>) -> io::Result<String> {
+    match next(runtime) {
+        Event::Output {
+            output: TunTestOutput::Responder(PingOut::Opened(result)),
+            ..
+        } => result,
+        other => panic!("expected a device's outcome: {other:?}"),
+    }
+}
+
+/// The flags `ip link show` prints for `device` in `ns` (`UP`, `NOARP`…), and
+/// its whole line.
+fn link_flags(ns: &str, device: &str) -> (Vec<String>, String) {
+    let link = sh("ip", &["-n", ns, "-o", "link", "show", "dev", device]);
+    let flags = link
+        .split_once('<')
+        .and_then(|(_, rest)| rest.split_once('>'))
+        .map(|(flags, _)| flags.split(',').map(str::to_owned).collect())
+        .unwrap_or_else(|| panic!("no flags in {link:?}"));
+    (flags, link)
+}
+
+/// Whether `device` exists in `ns`.
+fn exists(ns: &str, device: &str) -> bool {
+    Command::new("ip")
+        .args(["-n", ns, "link", "show", "dev", device])
+        .output()
+        .expect("ip could not start")
+        .status
+        .success()
+}
+
 all_backend_tests! {
     fn ping_gets_five_replies_from_a_task_on_a_tun_device(backend: Backend) {
         if !std::path::Path::new("/dev/net/tun").exists() {
@@ -172,6 +266,7 @@ all_backend_tests! {
         let task = runtime
             .spawn(Responder {
                 name: format!("sntun{tag}"),
+                options: TunOptions::default(),
                 tun: None,
                 ignored: 0,
                 finish_after_reply: false,
@@ -215,6 +310,7 @@ all_backend_tests! {
         runtime
             .spawn(Responder {
                 name: format!("sntun{tag}"),
+                options: TunOptions::default(),
                 tun: None,
                 ignored: 0,
                 finish_after_reply: true,
@@ -236,6 +332,100 @@ all_backend_tests! {
             let worker = &runtime.stats().workers[0];
             worker.tun_devices == 0 && worker.tun_sent == 1
         });
+        runtime.shutdown(std::time::Duration::from_secs(5)).unwrap();
+    }
+
+    fn options_configure_the_device_and_ping_gets_answered(backend: Backend) {
+        let tag = format!("{}{}o", std::process::id() % 100_000, &backend.to_string()[..1]);
+        let namespace = Namespace::new(format!("sansio-tun-{tag}"));
+        let ns = namespace.0.as_str();
+        let runtime = runtime_in(&namespace, backend);
+        let options = TunOptions::default().address(Ipv4Addr::new(10, 213, 1, 1), 24).mtu(1400);
+        runtime.spawn(Responder::new(format!("sntun{tag}"), options)).unwrap();
+        let device = opened(&runtime).expect("the device opens, configured");
+
+        let address = sh("ip", &["-n", ns, "-o", "-4", "addr", "show", "dev", &device]);
+        assert!(address.contains(" inet 10.213.1.1/24 "), "{address}");
+        let (flags, link) = link_flags(ns, &device);
+        assert!(flags.iter().any(|flag| flag == "UP"), "not up: {link}");
+        assert!(link.contains(" mtu 1400 "), "{link}");
+        // The kernel made the subnet's route, with the prefix asked for.
+        let routes = sh("ip", &["-n", ns, "-4", "route", "show", "dev", &device]);
+        assert!(routes.contains("10.213.1.0/24"), "{routes}");
+
+        let wait = PATIENCE.as_secs().to_string();
+        let report = sh(
+            "ip",
+            &["netns", "exec", ns, "ping", "-c", "3", "-i", "0.2", "-W", &wait, "10.213.1.2"],
+        );
+        assert!(report.contains("3 packets transmitted, 3 received"), "{report}");
+        runtime.shutdown(std::time::Duration::from_secs(5)).unwrap();
+    }
+
+    fn options_out_of_range_are_refused_and_open_nothing(backend: Backend) {
+        let tag = format!("{}{}r", std::process::id() % 100_000, &backend.to_string()[..1]);
+        let namespace = Namespace::new(format!("sansio-tun-{tag}"));
+        let runtime = runtime_in(&namespace, backend);
+        let ip = Ipv4Addr::new(10, 213, 3, 1);
+        let cases = [
+            (TunOptions::default().address(ip, 33), "prefix length 33"),
+            (TunOptions::default().mtu(0), "MTU 0"),
+            (TunOptions::default().mtu(65_536), "MTU 65536"),
+            (TunOptions::default().mtu(1500).max_packet(1500), "max_packet"),
+            (TunOptions::default().send_queue(0), "send_queue"),
+        ];
+        for (options, _) in &cases {
+            runtime.spawn(Responder::new(format!("sntun{tag}"), options.clone())).unwrap();
+        }
+        // One worker: the outcomes come in the order the tasks were spawned.
+        for (options, expected) in cases {
+            let error = opened(&runtime).expect_err("refused");
+            assert_eq!(error.kind(), io::ErrorKind::InvalidInput, "{options:?}: {error}");
+            assert!(error.to_string().contains(expected), "{options:?}: {error}");
+        }
+        assert!(!exists(&namespace.0, &format!("sntun{tag}")));
+        assert_eq!(runtime.stats().workers[0].tun_devices, 0);
+        runtime.shutdown(std::time::Duration::from_secs(5)).unwrap();
+    }
+
+    fn a_step_the_kernel_refuses_fails_the_open_and_closes_the_device(backend: Backend) {
+        let tag = format!("{}{}k", std::process::id() % 100_000, &backend.to_string()[..1]);
+        let namespace = Namespace::new(format!("sansio-tun-{tag}"));
+        let runtime = runtime_in(&namespace, backend);
+        let name = format!("sntun{tag}");
+        // In range for the options, below the minimum the kernel allows (68).
+        let options = TunOptions::default().address(Ipv4Addr::new(10, 213, 4, 1), 24).mtu(60);
+        runtime.spawn(Responder::new(name.clone(), options)).unwrap();
+        let error = opened(&runtime).expect_err("the kernel refuses an MTU of 60");
+        assert_eq!(error.kind(), io::ErrorKind::InvalidInput, "{error}");
+        assert!(error.to_string().contains(&format!("{name}: setting the MTU 60 failed")), "{error}");
+        assert!(!exists(&namespace.0, &name), "the device was left behind");
+        util::eventually("no device is counted", || runtime.stats().workers[0].tun_devices == 0);
+        runtime.shutdown(std::time::Duration::from_secs(5)).unwrap();
+    }
+
+    fn a_device_is_up_only_when_asked_or_addressed(backend: Backend) {
+        let tag = format!("{}{}d", std::process::id() % 100_000, &backend.to_string()[..1]);
+        let namespace = Namespace::new(format!("sansio-tun-{tag}"));
+        let ns = namespace.0.as_str();
+        let runtime = runtime_in(&namespace, backend);
+        let down = TunOptions::default().address(Ipv4Addr::new(10, 213, 5, 1), 30).up(false);
+        runtime.spawn(Responder::new(format!("sntun{tag}a"), down)).unwrap();
+        runtime.spawn(Responder::new(format!("sntun{tag}m"), TunOptions::default().mtu(1280))).unwrap();
+        runtime.spawn(Responder::new(format!("sntun{tag}u"), TunOptions::default().up(true))).unwrap();
+        let addressed = opened(&runtime).unwrap();
+        let mtu_only = opened(&runtime).unwrap();
+        let up_only = opened(&runtime).unwrap();
+
+        let address = sh("ip", &["-n", ns, "-o", "-4", "addr", "show", "dev", &addressed]);
+        assert!(address.contains(" inet 10.213.5.1/30 "), "{address}");
+        let (flags, link) = link_flags(ns, &addressed);
+        assert!(!flags.iter().any(|flag| flag == "UP"), "up though asked not to be: {link}");
+        let (flags, link) = link_flags(ns, &mtu_only);
+        assert!(!flags.iter().any(|flag| flag == "UP"), "up though not asked: {link}");
+        assert!(link.contains(" mtu 1280 "), "{link}");
+        let (flags, link) = link_flags(ns, &up_only);
+        assert!(flags.iter().any(|flag| flag == "UP"), "not up: {link}");
         runtime.shutdown(std::time::Duration::from_secs(5)).unwrap();
     }
 }

@@ -730,9 +730,12 @@ impl<T: Task> Ctx<T> {
     ///
     /// The outcome arrives as [`TunOpened`] (with the interface's name), each
     /// packet read as a [`TunPacket`], and failures as [`TunError`]s; the
-    /// task must handle all three. The device exists while it is open:
-    /// configure it (addresses, `ip link set up`) from outside, after
-    /// `TunOpened`. Opening needs `CAP_NET_ADMIN` and `/dev/net/tun`.
+    /// task must handle all three. The device exists while it is open. Its
+    /// IPv4 address, MTU and up state can be set by `options`
+    /// ([`TunOptions::address`], [`TunOptions::mtu`], [`TunOptions::up`])
+    /// before `TunOpened` arrives; anything else (IPv6 addresses, routes) is
+    /// configured from outside, after `TunOpened`. Opening needs
+    /// `CAP_NET_ADMIN` and `/dev/net/tun`.
     pub fn tun_open(&mut self, name: &str, options: TunOptions) -> TunId
     where
         T: Handles<TunOpened> + Handles<TunPacket> + Handles<TunError>,

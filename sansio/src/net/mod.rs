@@ -9,12 +9,13 @@
 
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 
 use crate::buf::PacketBuf;
 use crate::id::RawId;
 use crate::{Handles, Task};
 
+mod ifconfig;
 pub(crate) mod sys;
 pub(crate) mod tcp;
 pub(crate) mod tun;
@@ -277,7 +278,10 @@ pub struct TcpOptions {
     pub reuse_address: bool,
     /// `SO_REUSEPORT` on listeners.
     pub reuse_port: bool,
-    /// The listen backlog (default 1,024).
+    /// The listen backlog (default 1,024): connections the kernel completes
+    /// and holds until the worker accepts them. At least 1: a listener asked
+    /// for with 0 is refused (`TcpEvent::Listening` with an error of kind
+    /// `InvalidInput`); values above `i32::MAX` count as `i32::MAX`.
     pub backlog: u32,
 }
 
@@ -321,6 +325,32 @@ impl TcpOptions {
     pub fn reuse_port(mut self, reuse: bool) -> Self {
         self.reuse_port = reuse;
         self
+    }
+
+    /// Sets [`TcpOptions::reuse_address`].
+    #[must_use]
+    pub fn reuse_address(mut self, reuse: bool) -> Self {
+        self.reuse_address = reuse;
+        self
+    }
+
+    /// Sets [`TcpOptions::backlog`].
+    #[must_use]
+    pub fn backlog(mut self, connections: u32) -> Self {
+        self.backlog = connections;
+        self
+    }
+
+    /// Refuses options a listener cannot be started with (kind
+    /// `InvalidInput`), before any socket is made.
+    pub(crate) fn check_listener(&self) -> io::Result<()> {
+        if self.backlog == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "TcpOptions::backlog must be at least 1",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -530,8 +560,27 @@ pub struct TunOptions {
     /// the device's MTU). A larger one is counted and dropped.
     pub max_packet: usize,
     /// Packets queued for writing while the device will not take more
-    /// (default 1,024); a send beyond comes back as a [`TunError`].
+    /// (default 1,024, at least 1); a send beyond comes back as a
+    /// [`TunError`].
     pub send_queue: usize,
+    /// The device's IPv4 address and prefix length (`10.0.0.1/24` is
+    /// `(Ipv4Addr::new(10, 0, 0, 1), 24)`), set when the device opens; the
+    /// kernel adds the route to the subnet once the device is up. Default
+    /// none: no address is set. IPv6 addresses are not set here (configure
+    /// them from outside after [`TunOpened`]); the prefix length is at most
+    /// 32.
+    pub address: Option<(Ipv4Addr, u8)>,
+    /// The device's MTU, set when the device opens (default none: the
+    /// kernel's, 1,500). From 1 to 65,535; the kernel refuses values below
+    /// the device's minimum (68). [`TunOptions::max_packet`] must be above
+    /// it (above it plus 18 bytes of Ethernet and VLAN header for TAP), so
+    /// that the largest packet arrives whole.
+    pub mtu: Option<u32>,
+    /// Whether the device is brought up (`IFF_UP`) when it opens. Default
+    /// none: up if [`TunOptions::address`] is set, else left as the kernel
+    /// made it (a new device is down). `Some(false)` takes it down even with
+    /// an address.
+    pub up: Option<bool>,
 }
 
 impl Default for TunOptions {
@@ -540,6 +589,9 @@ impl Default for TunOptions {
             mode: TunMode::Tun,
             max_packet: crate::buf::DEFAULT_CAPACITY,
             send_queue: 1024,
+            address: None,
+            mtu: None,
+            up: None,
         }
     }
 }
@@ -558,6 +610,36 @@ impl TunOptions {
         self.max_packet = bytes;
         self
     }
+
+    /// Sets [`TunOptions::send_queue`].
+    #[must_use]
+    pub fn send_queue(mut self, packets: usize) -> Self {
+        self.send_queue = packets;
+        self
+    }
+
+    /// Sets [`TunOptions::address`]: the device's IPv4 address and the
+    /// length of its subnet's prefix (`24` for `255.255.255.0`).
+    #[must_use]
+    pub fn address(mut self, address: Ipv4Addr, prefix_len: u8) -> Self {
+        self.address = Some((address, prefix_len));
+        self
+    }
+
+    /// Sets [`TunOptions::mtu`].
+    #[must_use]
+    pub fn mtu(mut self, bytes: u32) -> Self {
+        self.mtu = Some(bytes);
+        self
+    }
+
+    /// Sets [`TunOptions::up`]: bring the device up (`true`) or leave it
+    /// down (`false`) when it opens.
+    #[must_use]
+    pub fn up(mut self, up: bool) -> Self {
+        self.up = Some(up);
+        self
+    }
 }
 
 /// The outcome of `Ctx::tun_open`, delivered to the task that asked.
@@ -566,7 +648,10 @@ pub struct TunOpened {
     /// The device `tun_open` returned.
     pub tun: TunId,
     /// The interface's name (the kernel picks one for a `%d` pattern), or
-    /// why it could not be opened (`/dev/net/tun` missing, no permission).
+    /// why it could not be opened (`/dev/net/tun` missing, no permission,
+    /// options out of range: kind `InvalidInput`) or configured as
+    /// [`TunOptions`] asked (the error names the step that failed, and the
+    /// device is closed again).
     pub result: io::Result<String>,
 }
 
@@ -1103,5 +1188,79 @@ impl fmt::Debug for Net {
             .field("udp_sockets", &self.udp.len())
             .field("local", &self.local.len())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_public_option_has_a_setter() {
+        let udp = UdpOptions::default()
+            .reuse_port(true)
+            .reuse_address(true)
+            .max_datagram(9000)
+            .recv_buffer(1 << 20)
+            .send_buffer(1 << 21)
+            .send_queue(7)
+            .gso(false)
+            .gro(true);
+        let expected = UdpOptions {
+            reuse_port: true,
+            reuse_address: true,
+            max_datagram: 9000,
+            recv_buffer: Some(1 << 20),
+            send_buffer: Some(1 << 21),
+            send_queue: 7,
+            gso: false,
+            gro: true,
+        };
+        assert_eq!(udp, expected);
+
+        let tcp = TcpOptions::default()
+            .nodelay(false)
+            .send_limit(5)
+            .read_chunk(6)
+            .reuse_address(false)
+            .reuse_port(true)
+            .backlog(8);
+        let expected = TcpOptions {
+            nodelay: false,
+            send_limit: 5,
+            read_chunk: 6,
+            reuse_address: false,
+            reuse_port: true,
+            backlog: 8,
+        };
+        assert_eq!(tcp, expected);
+
+        let tun = TunOptions::default()
+            .mode(TunMode::Tap)
+            .max_packet(9100)
+            .send_queue(3)
+            .address(Ipv4Addr::new(10, 213, 1, 1), 24)
+            .mtu(9000)
+            .up(false);
+        let expected = TunOptions {
+            mode: TunMode::Tap,
+            max_packet: 9100,
+            send_queue: 3,
+            address: Some((Ipv4Addr::new(10, 213, 1, 1), 24)),
+            mtu: Some(9000),
+            up: Some(false),
+        };
+        assert_eq!(tun, expected);
+    }
+
+    #[test]
+    fn a_listener_needs_a_backlog() {
+        assert!(TcpOptions::default().check_listener().is_ok());
+        let error = TcpOptions::default()
+            .backlog(0)
+            .check_listener()
+            .unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+        assert!(error.to_string().contains("backlog"), "{error}");
     }
 }

@@ -110,6 +110,7 @@ impl TcpSockets {
         options: &TcpOptions,
         registry: &mut dyn Registry,
     ) -> io::Result<SocketAddr> {
+        options.check_listener()?;
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         socket.set_nonblocking(true)?;
         socket.set_reuse_address(options.reuse_address)?;

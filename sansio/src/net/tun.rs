@@ -8,6 +8,7 @@ use std::os::fd::AsRawFd;
 
 use tun_tap::Iface;
 
+use super::ifconfig::{self, MAX_NAME};
 use super::{NetInput, Source, TunError, TunId, TunMode, TunOptions, TunPacket};
 use crate::backend::{Interest, Registry, watch_writable};
 use crate::buf::PacketBuf;
@@ -17,8 +18,9 @@ use crate::stats::Counters;
 /// Packets read from one device per turn before others get theirs.
 const PER_TURN: usize = 64;
 
-/// The longest interface name Linux accepts (`IFNAMSIZ - 1`).
-const MAX_NAME: usize = 15;
+/// Bytes a TAP frame carries beyond the MTU: an Ethernet header and a VLAN
+/// tag.
+const TAP_HEADER: usize = 18;
 
 struct Device {
     id: TunId,
@@ -35,6 +37,50 @@ struct Device {
 
 type Outbox = VecDeque<(RawId, NetInput)>;
 
+/// Refuses a name or options the device could not be opened or configured
+/// with, each with its own message (kind `InvalidInput`).
+fn check(name: &str, options: &TunOptions) -> io::Result<()> {
+    let invalid = |message: String| Err(io::Error::new(io::ErrorKind::InvalidInput, message));
+    // Empty is allowed here: the kernel then picks the name.
+    if name.len() > MAX_NAME || name.contains('\0') {
+        return invalid(format!(
+            "`{name}` is not a valid interface name (at most {MAX_NAME} bytes, no NUL)"
+        ));
+    }
+    if options.max_packet == 0 {
+        return invalid("TunOptions::max_packet must be at least 1".to_owned());
+    }
+    if options.send_queue == 0 {
+        return invalid("TunOptions::send_queue must be at least 1".to_owned());
+    }
+    if let Some((address, prefix_len)) = options.address {
+        ifconfig::netmask(prefix_len).map_err(|error| {
+            io::Error::new(error.kind(), format!("{address}/{prefix_len}: {error}"))
+        })?;
+    }
+    if let Some(mtu) = options.mtu {
+        if mtu == 0 || mtu > u32::from(u16::MAX) {
+            return invalid(format!("the MTU {mtu} is out of range (1 to 65,535)"));
+        }
+        // A packet that fills its buffer counts as cut and is dropped: the
+        // largest one must leave room.
+        let header = match options.mode {
+            TunMode::Tun => 0,
+            TunMode::Tap => TAP_HEADER,
+        };
+        let largest = mtu as usize + header;
+        if options.max_packet <= largest {
+            return invalid(format!(
+                "TunOptions::max_packet ({} bytes) must be above the largest packet the MTU \
+                 {mtu} allows ({largest} bytes): raise it, or the device's largest packets \
+                 would be dropped",
+                options.max_packet
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The TUN/TAP devices of one worker.
 #[derive(Default)]
 pub(crate) struct TunDevices {
@@ -47,8 +93,11 @@ pub(crate) struct TunDevices {
 }
 
 impl TunDevices {
-    /// Opens a device; returns its name (the kernel's, when `name` has a
-    /// `%d` pattern or is empty).
+    /// Opens a device and configures it as `options` ask (address, MTU, up);
+    /// returns its name (the kernel's, when `name` has a `%d` pattern or is
+    /// empty). Options out of range are refused before anything is opened;
+    /// a device that cannot be configured is closed again (dropping `iface`
+    /// does it) before it is registered.
     pub(crate) fn open(
         &mut self,
         id: TunId,
@@ -57,20 +106,7 @@ impl TunDevices {
         options: &TunOptions,
         registry: &mut dyn Registry,
     ) -> io::Result<String> {
-        if name.len() > MAX_NAME || name.contains('\0') {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "`{name}` is not a valid interface name (at most {MAX_NAME} bytes, no NUL)"
-                ),
-            ));
-        }
-        if options.max_packet == 0 || options.send_queue == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "max_packet and send_queue must be at least 1",
-            ));
-        }
+        check(name, options)?;
         let mode = match options.mode {
             TunMode::Tun => tun_tap::Mode::Tun,
             TunMode::Tap => tun_tap::Mode::Tap,
@@ -78,6 +114,7 @@ impl TunDevices {
         let iface = Iface::without_packet_info(name, mode)?;
         iface.set_non_blocking()?;
         let opened = iface.name().to_owned();
+        ifconfig::configure(&opened, options)?;
         let index = self.free.pop().unwrap_or(self.devices.len());
         registry.register(
             iface.as_raw_fd(),
@@ -308,5 +345,47 @@ impl TunDevices {
 
     pub(crate) fn len(&self) -> usize {
         self.ids.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    fn refused(name: &str, options: &TunOptions) -> String {
+        let error = check(name, options).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidInput, "{error}");
+        error.to_string()
+    }
+
+    #[test]
+    fn options_out_of_range_are_refused_before_opening() {
+        let ok = TunOptions::default();
+        assert!(check("", &ok).is_ok());
+        assert!(check("tun%d", &ok).is_ok());
+        let ip = Ipv4Addr::new(10, 213, 1, 1);
+        assert!(check("t", &ok.clone().address(ip, 32).mtu(1400).up(true)).is_ok());
+
+        assert!(refused(&"x".repeat(16), &ok).contains("interface name"));
+        assert!(refused("a\0b", &ok).contains("interface name"));
+        assert!(refused("t", &ok.clone().max_packet(0)).contains("max_packet"));
+        assert!(refused("t", &ok.clone().send_queue(0)).contains("send_queue"));
+        let message = refused("t", &ok.clone().address(ip, 33));
+        assert!(message.contains("10.213.1.1/33"), "{message}");
+        assert!(refused("t", &ok.clone().mtu(0)).contains("MTU 0"));
+        assert!(refused("t", &ok.clone().mtu(65_536)).contains("MTU 65536"));
+    }
+
+    #[test]
+    fn the_mtu_must_fit_max_packet() {
+        let tun = TunOptions::default().max_packet(1500);
+        assert!(check("t", &tun.clone().mtu(1499)).is_ok());
+        assert!(refused("t", &tun.clone().mtu(1500)).contains("max_packet"));
+        // A TAP frame carries its Ethernet header (and maybe a VLAN tag) too.
+        let tap = tun.mode(TunMode::Tap);
+        assert!(check("t", &tap.clone().mtu(1481)).is_ok());
+        assert!(refused("t", &tap.mtu(1482)).contains("1500 bytes"));
     }
 }
