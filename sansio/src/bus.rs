@@ -174,11 +174,11 @@ pub enum BusInput<C, E> {
         /// How many workers missed it.
         workers: usize,
     },
-    /// A direct message this task sent (`Ctx::send_to`) could not be sent:
-    /// the target had already ended, or its worker's bus inbox was full.
-    /// Counted in the stats; the message is dropped (its type is the
-    /// target's). A message whose target ends while it is on its way is
-    /// dropped and counted (`bus_undelivered`) without this report.
+    /// A direct message this task sent (`Ctx::send_to`) could not be
+    /// delivered: the target had already ended (when it was sent, or by the
+    /// time it arrived), or its worker's bus inbox was full. Counted in the
+    /// stats (`bus_undelivered`); the message is dropped (its type is the
+    /// target's). Only a task with a bus hears this.
     SendFailed {
         /// Why.
         error: crate::error::RpcError,
@@ -455,12 +455,20 @@ pub(crate) enum BusEnvelope<W: crate::Worker> {
     },
     /// The worker has heard of this one's interest `seq` in `channel`.
     Heard { channel: Chan<W>, seq: u64 },
-    /// A direct message or request for one task, type-erased.
+    /// A direct message or request for one task, type-erased; `from`, the
+    /// sender of a direct message, hears if it finds the task gone.
     Deliver {
         group: u16,
         slot: u32,
         generation: u32,
         payload: Box<dyn Any + Send>,
+        from: Option<Sender>,
+    },
+    /// A direct message the task `owner` of this worker sent found its
+    /// target gone.
+    SendFailed {
+        owner: crate::id::RawId,
+        error: crate::error::RpcError,
     },
     /// The answer to request `id` of the task `owner`.
     Reply {
@@ -483,12 +491,20 @@ pub(crate) enum Delivery<W: crate::Worker> {
         slot: u32,
         generation: u32,
         payload: Box<dyn Any + Send>,
+        from: Option<Sender>,
     },
     Reply {
         owner: crate::id::RawId,
         id: u64,
         result: Result<Box<dyn Any + Send>, crate::error::RpcError>,
     },
+}
+
+/// The task that sent a direct message: told if its target is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sender {
+    pub(crate) worker: u16,
+    pub(crate) owner: crate::id::RawId,
 }
 
 /// One worker as the others see it: its bus inbox and what it shares.
@@ -808,6 +824,7 @@ impl<W: crate::Worker> BusHub<W> {
         to: &crate::ctx::ErasedTarget,
         group: u16,
         payload: Box<dyn Any + Send>,
+        from: Option<crate::id::RawId>,
     ) -> Result<(), crate::error::RpcError> {
         if to.worker == self.me {
             self.local.push_back(Delivery::Erased {
@@ -815,6 +832,10 @@ impl<W: crate::Worker> BusHub<W> {
                 slot: to.slot,
                 generation: to.generation,
                 payload,
+                from: from.map(|owner| Sender {
+                    worker: self.me,
+                    owner,
+                }),
             });
             return Ok(());
         }
@@ -823,12 +844,32 @@ impl<W: crate::Worker> BusHub<W> {
             slot: to.slot,
             generation: to.generation,
             payload,
+            from: from.map(|owner| Sender {
+                worker: self.me,
+                owner,
+            }),
         };
         // The payload may hold a Responder: dropping it answers `Dropped`
         // to an asker that already hears `Full` from here, which it ignores.
         self.peers[usize::from(to.worker)]
             .send(deliver)
             .map_err(|_| crate::error::RpcError::Full)
+    }
+
+    /// Tells `sender` that its direct message found its target gone.
+    pub(crate) fn send_failed(&mut self, sender: Sender) {
+        let error = crate::error::RpcError::TaskGone;
+        if sender.worker == self.me {
+            let input = BusInput::SendFailed { error };
+            self.local.push_back(Delivery::ToTask(sender.owner, input));
+        } else {
+            let failed = BusEnvelope::SendFailed {
+                owner: sender.owner,
+                error,
+            };
+            // A full inbox: the failure is counted, not reported.
+            let _ = self.peers[usize::from(sender.worker)].send(failed);
+        }
     }
 
     /// Sends interest updates that found an inbox full before.

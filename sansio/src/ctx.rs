@@ -163,7 +163,11 @@ pub enum Action<T: Task> {
         id: u64,
         /// How long to wait for the answer.
         timeout: Duration,
-        /// Builds the target's input, given where its answer goes.
+        /// The request (an `R`), type-erased for the trip; see
+        /// [`Action::request`].
+        request: Box<dyn Any + Send>,
+        /// Builds the target's input from the request, given where its
+        /// answer goes.
         make: MakeRequest,
         /// Turns the answer into this task's input.
         reply: ReplyInput<T>,
@@ -193,6 +197,82 @@ pub enum Action<T: Task> {
         /// (a `TcpWrap` of its type).
         wrap: Box<dyn Any + Send>,
     },
+}
+
+impl<T: Task> Action<T> {
+    /// For a direct message ([`Ctx::send_to`]) to a task of type `U`: the
+    /// target. `None` for any other action or target type.
+    #[must_use]
+    pub fn sent_to<U: Task>(&self) -> Option<TaskId<U>> {
+        match self {
+            Action::SendTo { to, .. } => to.typed(),
+            _ => None,
+        }
+    }
+
+    /// For a direct message ([`Ctx::send_to`]) of type `M` to a task of type
+    /// `U`: the target and the message. `None` for anything else. (The
+    /// payload travels as `U`'s input enum, type-erased; this looks `M` up
+    /// in it.)
+    #[must_use]
+    pub fn sent<U, M>(&self) -> Option<(TaskId<U>, &M)>
+    where
+        U: Handles<M>,
+    {
+        let Action::SendTo { to, payload } = self else {
+            return None;
+        };
+        let input = payload.downcast_ref::<U::Input>()?;
+        Some((to.typed::<U>()?, U::unwrap_ref(input)?))
+    }
+
+    /// Like [`Action::sent`], taking the message out.
+    ///
+    /// # Errors
+    ///
+    /// The action itself, when it is not such a message.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the action comes back as it was, as `Box::downcast` does"
+    )]
+    pub fn into_sent<U, M>(self) -> Result<(TaskId<U>, M), Self>
+    where
+        U: Handles<M>,
+    {
+        if self.sent::<U, M>().is_none() {
+            return Err(self);
+        }
+        let Action::SendTo { to, payload } = self else {
+            return Err(self);
+        };
+        match payload.downcast::<U::Input>() {
+            Ok(input) => match (to.typed::<U>(), U::unwrap(*input)) {
+                (Some(target), Some(message)) => Ok((target, message)),
+                // `sent` checked both just above.
+                _ => unreachable!("checked by `Action::sent`"),
+            },
+            Err(payload) => Err(Action::SendTo { to, payload }),
+        }
+    }
+
+    /// For a request ([`Ctx::request`]) of type `R`: the request (its
+    /// target: [`Action::requested_of`]).
+    #[must_use]
+    pub fn request<R: Request>(&self) -> Option<&R> {
+        match self {
+            Action::Request { request, .. } => request.downcast_ref::<R>(),
+            _ => None,
+        }
+    }
+
+    /// For a request ([`Ctx::request`]) to a task of type `U`: the target.
+    #[must_use]
+    pub fn requested_of<U: Task>(&self) -> Option<TaskId<U>> {
+        match self {
+            Action::Request { to, .. } => to.typed(),
+            _ => None,
+        }
+    }
 }
 
 /// Turns the outcome of a spawn into the spawning task's input.
@@ -258,9 +338,32 @@ fn spawned_input<T: Handles<Spawned<U>>, U: Task>(id: SpawnId, outcome: SpawnOut
     T::wrap(Spawned { id, result })
 }
 
-/// Builds a request's input for its target, given where the answer goes.
+/// Builds a request's input for its target from the request, given where
+/// the answer goes (the sink, the asking task and the request's number).
 #[doc(hidden)]
-pub type MakeRequest = Box<dyn FnOnce(Arc<dyn ReplySink>) -> Box<dyn Any + Send> + Send>;
+pub type MakeRequest =
+    fn(Box<dyn Any + Send>, Arc<dyn ReplySink>, RawId, u64) -> Box<dyn Any + Send>;
+
+/// The input of a `U` for the request `R` in `request`, answered along
+/// `sink` to the task `owner`.
+fn make_request<U: Answers<R>, R: Request>(
+    request: Box<dyn Any + Send>,
+    sink: Arc<dyn ReplySink>,
+    owner: RawId,
+    id: u64,
+) -> Box<dyn Any + Send> {
+    let route = Route::Task { sink, owner, id };
+    let responder = Responder::new(route);
+    match request.downcast::<R>() {
+        Ok(request) => Box::new(U::wrap_request(Incoming {
+            request: *request,
+            responder,
+        })),
+        // `Ctx::request` boxes an `R` for this function: unreachable. Were
+        // it not, the responder's drop answers `Dropped`.
+        Err(request) => request,
+    }
+}
 
 /// Turns an answer (type-erased) into the asking task's input.
 #[doc(hidden)]
@@ -278,6 +381,12 @@ pub struct ErasedTarget {
 }
 
 impl ErasedTarget {
+    /// The target as a typed id, when it is a `U`.
+    fn typed<U: Task>(&self) -> Option<TaskId<U>> {
+        (self.task_type == TypeId::of::<U>())
+            .then(|| TaskId::new(self.worker, self.slot, self.generation))
+    }
+
     fn of<U: Task>(task: TaskId<U>) -> Self {
         ErasedTarget {
             worker: task.worker() as u16,
@@ -452,7 +561,13 @@ pub struct Ctx<T: Task> {
     requests_made: u64,
     /// Spawns made so far, for the next spawn ticket.
     spawns_made: u64,
+    /// When the task is asked to shut down: phase by phase.
+    shutdown_phase: u8,
 }
+
+/// The number of shutdown phases: [`Ctx::set_shutdown_phase`] takes 0 to
+/// `SHUTDOWN_PHASES - 1`.
+pub const SHUTDOWN_PHASES: u8 = 8;
 
 impl<T: Task> Ctx<T> {
     /// A context whose clock reads `now`, for the task `owner` on `worker`.
@@ -471,6 +586,7 @@ impl<T: Task> Ctx<T> {
             sockets_made: 0,
             requests_made: 0,
             spawns_made: 0,
+            shutdown_phase: 0,
         }
     }
 
@@ -598,6 +714,25 @@ impl<T: Task> Ctx<T> {
     /// carried out, then the task is removed and receives nothing more.
     pub fn finish(&mut self) {
         self.finished = true;
+    }
+
+    /// Sets when this task is asked to shut down (its `#[on_shutdown]`
+    /// handler), so that tasks others depend on end last. At a graceful
+    /// shutdown the runtime asks the tasks of phase 0 (the default) on every
+    /// worker first; once every one of them has finished, those of phase 1;
+    /// and so on. A registry, a store or a stats task that the others report
+    /// to on their way out takes a later phase than theirs, and still
+    /// receives their final messages. Phases above `SHUTDOWN_PHASES - 1`
+    /// (7) count as 7. The shutdown deadline bounds all phases together.
+    pub fn set_shutdown_phase(&mut self, phase: u8) {
+        self.shutdown_phase = phase.min(SHUTDOWN_PHASES - 1);
+    }
+
+    /// The task's shutdown phase ([`Ctx::set_shutdown_phase`]; 0 by
+    /// default).
+    #[must_use]
+    pub fn shutdown_phase(&self) -> u8 {
+        self.shutdown_phase
     }
 
     /// Whether [`Ctx::finish`] has been called.
@@ -814,19 +949,13 @@ impl<T: Task> Ctx<T> {
         T: Handles<Reply<R>>,
     {
         self.requests_made += 1;
-        let (owner, id) = (self.owner, self.requests_made);
-        let make = move |sink: Arc<dyn ReplySink>| -> Box<dyn Any + Send> {
-            let route = Route::Task { sink, owner, id };
-            Box::new(U::wrap_request(Incoming {
-                request,
-                responder: Responder::new(route),
-            }))
-        };
+        let id = self.requests_made;
         self.actions.push_back(Action::Request {
             to: ErasedTarget::of(to),
             id,
             timeout,
-            make: Box::new(make),
+            request: Box::new(request),
+            make: make_request::<U, R>,
             reply: reply_input::<T, R>,
         });
         RequestId(id)
@@ -914,6 +1043,25 @@ impl<T: Task> Ctx<T> {
     /// Takes the oldest queued action.
     pub(crate) fn next_action(&mut self) -> Option<Action<T>> {
         self.actions.pop_front()
+    }
+
+    /// Takes the queued actions `wanted` picks, in order, leaving the others
+    /// queued in theirs.
+    pub(crate) fn take_actions(
+        &mut self,
+        mut wanted: impl FnMut(&Action<T>) -> bool,
+    ) -> Vec<Action<T>> {
+        let mut taken = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.actions.len());
+        for action in self.actions.drain(..) {
+            if wanted(&action) {
+                taken.push(action);
+            } else {
+                kept.push_back(action);
+            }
+        }
+        self.actions = kept;
+        taken
     }
 
     /// The earliest of the timer, the keyed timers and the run-time tick.

@@ -48,6 +48,10 @@ struct Entry<T: Task> {
     owned: Vec<Owned>,
     /// Requests the task made that await their answer.
     pending: HashMap<u64, ReplyInput<T>>,
+    /// The shutdown phase the task is counted in.
+    phase: u8,
+    /// `on_shutdown` has been called.
+    asked_to_shut_down: bool,
 }
 
 impl<T: Task> Entry<T> {
@@ -146,7 +150,7 @@ impl<T: Task> Entry<T> {
                 let sent = cx
                     .bus
                     .check(&to)
-                    .and_then(|group| cx.bus.deliver(&to, group, payload));
+                    .and_then(|group| cx.bus.deliver(&to, group, payload, Some(owner)));
                 if let Err(error) = sent {
                     cx.counters.bus_undelivered += 1;
                     let failed = BusInput::SendFailed { error };
@@ -157,16 +161,17 @@ impl<T: Task> Entry<T> {
                 to,
                 id,
                 timeout,
+                request,
                 make,
                 reply,
             } => {
                 self.pending.insert(id, reply);
                 cx.timers.push(cx.now + timeout, Due::Reply { owner, id });
                 let sink = Arc::clone(&cx.bus.sink);
-                let sent = cx
-                    .bus
-                    .check(&to)
-                    .and_then(|group| cx.bus.deliver(&to, group, make(sink)));
+                let sent = cx.bus.check(&to).and_then(|group| {
+                    let payload = make(request, sink, owner, id);
+                    cx.bus.deliver(&to, group, payload, None)
+                });
                 if let Err(error) = sent {
                     cx.counters.bus_undelivered += 1;
                     cx.bus.local.push_back(Delivery::Reply {
@@ -192,6 +197,7 @@ impl<T: Task> Entry<T> {
                     slot: owner.slot,
                     generation: owner.generation,
                     payload: input,
+                    from: None,
                 });
             }
             Action::TcpHandOver { conn, to, wrap } => {
@@ -345,14 +351,17 @@ impl<T: Task> Group<T> {
             wraps: Wraps::default(),
             owned: Vec::new(),
             pending: HashMap::new(),
+            phase: 0,
+            asked_to_shut_down: false,
         });
         self.live += 1;
+        cx.count_phase(0, true);
         if let Some(every) = T::TICK_INTERVAL {
             cx.timers.schedule_tick(T::GROUP, every, cx.now);
         }
         self.run(cx, slot, |task, ctx| task.on_start(ctx));
         if cx.shutting_down {
-            self.run(cx, slot, |task, ctx| task.on_shutdown(ctx));
+            self.ask_to_shut_down(cx, slot);
         }
     }
 
@@ -452,14 +461,20 @@ impl<T: Task> Group<T> {
         T: Member<W>,
     {
         let live = self.entry(slot, generation).is_some();
+        let from = cx.delivering_from.take();
         match payload.downcast::<T::Input>() {
             Ok(input) if live => {
                 cx.counters.inputs += 1;
                 self.run(cx, slot, |task, ctx| task.on_input(ctx, *input));
             }
             // Gone, or (unreachable: messages are built for their type) of
-            // another type.
-            _ => cx.counters.bus_undelivered += 1,
+            // another type: the sender of a direct message hears of it.
+            _ => {
+                cx.counters.bus_undelivered += 1;
+                if let Some(sender) = from {
+                    cx.bus.send_failed(sender);
+                }
+            }
         }
     }
 
@@ -590,15 +605,29 @@ impl<T: Task> Group<T> {
         entry.owned.push(socket);
     }
 
-    /// Calls `on_shutdown` on every live task.
+    /// Calls `on_shutdown` on every live task of the shutdown phases under
+    /// way that has not been asked yet.
     pub fn shutdown<W: Worker>(&mut self, cx: &mut WorkerCx<W>)
     where
         T: Member<W>,
     {
         for slot in 0..self.entries.len() {
-            if self.entries[slot].is_some() {
-                self.run(cx, slot as u32, |task, ctx| task.on_shutdown(ctx));
-            }
+            self.ask_to_shut_down(cx, slot as u32);
+        }
+    }
+
+    /// Calls `on_shutdown` on the task in `slot` if its phase has come and
+    /// it has not been asked yet.
+    fn ask_to_shut_down<W: Worker>(&mut self, cx: &mut WorkerCx<W>, slot: u32)
+    where
+        T: Member<W>,
+    {
+        if let Some(Some(entry)) = self.entries.get_mut(slot as usize)
+            && !entry.asked_to_shut_down
+            && entry.phase <= cx.shutdown_phase
+        {
+            entry.asked_to_shut_down = true;
+            self.run(cx, slot, |task, ctx| task.on_shutdown(ctx));
         }
     }
 
@@ -632,6 +661,12 @@ impl<T: Task> Group<T> {
             panic::catch_unwind(AssertUnwindSafe(|| hook(&mut entry.task, &mut entry.ctx)));
         let id = T::id(TaskId::new(cx.index, slot, entry.generation));
         let owner = owner::<W, T>(slot, entry.generation);
+        let phase = entry.ctx.shutdown_phase();
+        if phase != entry.phase {
+            cx.count_phase(phase, true);
+            cx.count_phase(entry.phase, false);
+            entry.phase = phase;
+        }
         // What the task queued before a panic was queued by a correct task
         // state: carry it out too.
         while let Some(action) = entry.ctx.next_action() {
@@ -674,6 +709,7 @@ impl<T: Task> Group<T> {
     {
         if let Some(entry) = self.entries[slot as usize].take() {
             self.live -= 1;
+            cx.count_phase(entry.phase, false);
             for &socket in &entry.owned {
                 cx.net.close_owned(socket, &mut cx.counters);
             }

@@ -203,7 +203,7 @@ pub use crate::buf::{DEFAULT_CAPACITY, HEADROOM, PacketBuf};
 pub use crate::bus::{
     Answers, BusInput, DEFAULT_REQUEST_TIMEOUT, Incoming, Reply, Request, RequestId, Responder,
 };
-pub use crate::ctx::{Action, Ctx, SpawnId, Spawned};
+pub use crate::ctx::{Action, Ctx, SHUTDOWN_PHASES, SpawnId, Spawned};
 #[doc(hidden)]
 pub use crate::ctx::{
     ErasedTarget, MakeRequest, ReplyInput, SpawnDone, SpawnFailure, SpawnOutcome,

@@ -154,6 +154,14 @@ pub trait Handles<M>: Task {
     /// back to its sender.
     #[doc(hidden)]
     fn unwrap(input: Self::Input) -> Option<M>;
+
+    /// A message of type `M` in the input enum, by reference (`None` for
+    /// another variant): how the test harness reads what a task sent.
+    #[doc(hidden)]
+    fn unwrap_ref(input: &Self::Input) -> Option<&M> {
+        let _ = input;
+        None
+    }
 }
 
 /// `Self` is the key type of the keyed `#[on_timer]` handler of the task

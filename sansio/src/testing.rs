@@ -9,10 +9,79 @@
 //! pairs, which jump the clock to the next wakeup.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::bus::{Answers, Incoming, Request, Responder, Route};
+use crate::error::RpcError;
 use crate::id::RawId;
-use crate::{Action, Ctx, Handles, Task};
+use crate::net::{TcpConnId, TcpListenerId, TunId, UdpSocketId};
+use crate::{Action, Ctx, Handles, PacketBuf, Task, TaskId};
+
+/// A task id for tests, without a runtime: the task of type `T` in `slot`
+/// of worker `worker`, of `generation`. Equal to the id a runtime would give
+/// that task, so it can stand for another task in a harness test (the target
+/// of a `ctx.send_to`, a request) or key a map.
+#[must_use]
+pub fn task_id<T>(worker: usize, slot: u32, generation: u32) -> TaskId<T> {
+    TaskId::new(worker_index(worker), slot, generation)
+}
+
+/// A UDP socket id for tests: the `number`-th socket of a task on `worker`.
+#[must_use]
+pub fn udp_socket_id(worker: usize, number: u32) -> UdpSocketId {
+    UdpSocketId::new(worker_index(worker), RawId::default(), number)
+}
+
+/// A TCP listener id for tests: the `number`-th socket of a task on
+/// `worker`.
+#[must_use]
+pub fn tcp_listener_id(worker: usize, number: u32) -> TcpListenerId {
+    TcpListenerId::new(worker_index(worker), RawId::default(), number)
+}
+
+/// A TCP connection id for tests: the `number`-th connection accepted on
+/// `worker` (as in `TcpEvent::Accepted`).
+#[must_use]
+pub fn tcp_conn_id(worker: usize, number: u32) -> TcpConnId {
+    TcpConnId::accepted(worker_index(worker), RawId::default(), number)
+}
+
+/// A TUN/TAP device id for tests: the `number`-th socket of a task on
+/// `worker`.
+#[must_use]
+pub fn tun_id(worker: usize, number: u32) -> TunId {
+    TunId::new(worker_index(worker), RawId::default(), number)
+}
+
+/// Worker indexes fit a `u16` (a runtime has at most 65,536 workers).
+fn worker_index(worker: usize) -> u16 {
+    u16::try_from(worker).unwrap_or(u16::MAX)
+}
+
+/// A request made with [`TaskHarness::ask`]: its answer, once the task has
+/// given it.
+pub struct Asked<R: Request> {
+    answer: crossbeam_channel::Receiver<Result<R::Response, RpcError>>,
+}
+
+impl<R: Request> Asked<R> {
+    /// The answer, if the task has given it (or `Err(RpcError::Dropped)` if
+    /// it let the request go); `None` while it holds the responder. The
+    /// answer is taken: a second call returns `None`.
+    #[must_use]
+    pub fn answer(&self) -> Option<Result<R::Response, RpcError>> {
+        self.answer.try_recv().ok()
+    }
+}
+
+impl<R: Request> fmt::Debug for Asked<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Asked")
+            .field("answered", &!self.answer.is_empty())
+            .finish()
+    }
+}
 
 /// How many times in a row a timer may fire without the clock moving before
 /// the harness calls it a spin.
@@ -91,6 +160,7 @@ impl<T: Task> TaskHarness<T> {
             shut_down: false,
         };
         harness.task.on_start(&mut harness.ctx);
+        harness.send_answers();
         harness
     }
 
@@ -126,7 +196,130 @@ impl<T: Task> TaskHarness<T> {
             });
         }
         self.task.on_input(&mut self.ctx, T::wrap(input));
+        self.send_answers();
         Ok(())
+    }
+
+    /// Asks the task with `request`, which its `#[on_request]` handler
+    /// answers, and returns the answer.
+    ///
+    /// # Panics
+    ///
+    /// If the task has finished, or did not answer within the call (it
+    /// keeps the [`Responder`] to answer later: use [`TaskHarness::ask`]), or
+    /// let the request go unanswered.
+    #[track_caller]
+    pub fn request<R>(&mut self, request: R) -> R::Response
+    where
+        R: Request,
+        T: Answers<R>,
+    {
+        let asked = self.ask(request);
+        match asked.answer() {
+            Some(Ok(answer)) => answer,
+            Some(Err(error)) => panic!("task `{}` did not answer: {error}", T::NAME),
+            None => panic!(
+                "task `{}` keeps the request to answer later; use `TaskHarness::ask`",
+                T::NAME
+            ),
+        }
+    }
+
+    /// Asks the task with `request` and returns a handle on the answer, for
+    /// a task that answers later (through a kept [`Responder`]).
+    ///
+    /// # Panics
+    ///
+    /// If the task has finished.
+    #[track_caller]
+    pub fn ask<R>(&mut self, request: R) -> Asked<R>
+    where
+        R: Request,
+        T: Answers<R>,
+    {
+        assert!(
+            !self.ctx.is_finished(),
+            "task `{}` has finished; the request was not delivered",
+            T::NAME
+        );
+        let (tx, answer) = crossbeam_channel::bounded(1);
+        let incoming = Incoming {
+            request,
+            responder: Responder::new(Route::Controller(tx)),
+        };
+        self.task.on_input(&mut self.ctx, T::wrap_request(incoming));
+        self.send_answers();
+        Asked { answer }
+    }
+
+    /// The task's own id (worker 0, slot 0, generation 0 under the harness),
+    /// as `ctx.id()` returns it.
+    #[must_use]
+    pub fn id(&self) -> TaskId<T> {
+        self.ctx.id()
+    }
+
+    /// Takes the direct messages of type `M` the task sent to tasks of type
+    /// `U` (`ctx.send_to`), oldest first, with their targets; other actions
+    /// stay queued.
+    pub fn drain_sent<U, M>(&mut self) -> Vec<(TaskId<U>, M)>
+    where
+        U: Handles<M>,
+    {
+        self.ctx
+            .take_actions(|action| action.sent::<U, M>().is_some())
+            .into_iter()
+            .filter_map(|action| action.into_sent::<U, M>().ok())
+            .collect()
+    }
+
+    /// Takes the datagrams the task sent (`udp_send`, and one per
+    /// destination of `udp_send_many`), oldest first; other actions stay
+    /// queued.
+    pub fn drain_udp_sent(&mut self) -> Vec<(UdpSocketId, SocketAddr, PacketBuf)> {
+        let sends = self.ctx.take_actions(|action| {
+            matches!(action, Action::UdpSend { .. } | Action::UdpSendMany { .. })
+        });
+        let mut datagrams = Vec::new();
+        for action in sends {
+            match action {
+                Action::UdpSend { socket, to, data } => datagrams.push((socket, to, data)),
+                Action::UdpSendMany { socket, to, data } => {
+                    datagrams.extend(to.iter().map(|to| (socket, *to, data.clone())));
+                }
+                _ => {}
+            }
+        }
+        datagrams
+    }
+
+    /// Takes the bytes the task sent on `conn` (`tcp_send`), concatenated in
+    /// order; other actions stay queued.
+    pub fn drain_tcp_sent(&mut self, conn: TcpConnId) -> Vec<u8> {
+        self.ctx
+            .take_actions(
+                |action| matches!(action, Action::TcpSend { conn: on, .. } if *on == conn),
+            )
+            .into_iter()
+            .flat_map(|action| match action {
+                Action::TcpSend { data, .. } => data.to_vec(),
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
+    /// Carries out the answers the task gave (`Responder::respond`, or an
+    /// `#[on_request]` handler's return value), as a worker would after the
+    /// handler: they go to whoever asked through [`TaskHarness::ask`].
+    fn send_answers(&mut self) {
+        for action in self
+            .ctx
+            .take_actions(|action| matches!(action, Action::Reply(_)))
+        {
+            if let Action::Reply(send) = action {
+                send();
+            }
+        }
     }
 
     /// Moves virtual time forward by `by`, firing every tick and timer that
@@ -189,6 +382,7 @@ impl<T: Task> TaskHarness<T> {
         if !self.shut_down && !self.ctx.is_finished() {
             self.shut_down = true;
             self.task.on_shutdown(&mut self.ctx);
+            self.send_answers();
         }
         self
     }
@@ -251,6 +445,11 @@ impl<T: Task> TaskHarness<T> {
     /// deadline order, then the tick), moving the clock there unless it is
     /// already later.
     fn fire(&mut self, at: Instant) {
+        self.fire_hooks(at);
+        self.send_answers();
+    }
+
+    fn fire_hooks(&mut self, at: Instant) {
         self.ctx.set_now(at.max(self.ctx.now()));
         let now = self.ctx.now();
         if self.ctx.take_due_timer(now) {

@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::hash::Hash;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,7 @@ use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TryRecvError, TrySen
 
 use crate::backend::{Notifier, Poller, Readiness};
 use crate::bus::{BusEnvelope, BusHub, BusInput, BusTypes, Chan, Delivery, Ev, Peer};
+use crate::ctx::SHUTDOWN_PHASES;
 use crate::error::RpcError;
 use crate::id::{RawId, Slots};
 use crate::net::{Adoption, Net, NetInput, Source};
@@ -202,6 +204,9 @@ pub(crate) struct WorkerShared {
     pub(crate) counters: SharedCounters,
     /// Set once, to the shutdown deadline.
     pub(crate) shutdown: OnceLock<Instant>,
+    /// Live tasks per shutdown phase, for every worker to tell when a phase
+    /// has ended everywhere.
+    pub(crate) phases: [AtomicUsize; SHUTDOWN_PHASES as usize],
 }
 
 impl WorkerShared {
@@ -211,6 +216,7 @@ impl WorkerShared {
             slots: (0..groups).map(|_| Slots::new()).collect(),
             counters: SharedCounters::default(),
             shutdown: OnceLock::new(),
+            phases: std::array::from_fn(|_| AtomicUsize::new(0)),
         }
     }
 }
@@ -235,6 +241,12 @@ pub struct WorkerCx<W: Worker> {
     pub(crate) adoptions: VecDeque<(RawId, Adoption)>,
     /// Set once shutdown has begun; tasks finishing then are counted.
     pub(crate) shutting_down: bool,
+    /// The shutdown phase under way: tasks of this phase and earlier ones
+    /// have been asked to shut down.
+    pub(crate) shutdown_phase: u8,
+    /// The sender of the direct message being delivered, told if the
+    /// target is gone.
+    pub(crate) delivering_from: Option<crate::bus::Sender>,
     pub(crate) finished_during_shutdown: usize,
 }
 
@@ -336,6 +348,29 @@ impl<W: Worker> WorkerCx<W> {
                 Err((SpawnFailure::Full, task))
             }
         }
+    }
+
+    /// A task of `phase` started (`1`) or ended (`-1`) here, or moved.
+    pub(crate) fn count_phase(&self, phase: u8, started: bool) {
+        let live = &self.shared.phases[usize::from(phase)];
+        if started {
+            live.fetch_add(1, Ordering::AcqRel);
+        } else if live.fetch_sub(1, Ordering::AcqRel) == 1 && self.shutting_down {
+            // The last of its phase here: the workers waiting for it to end
+            // everywhere look again.
+            for peer in self.bus.peers.iter() {
+                peer.shared.notifier.notify();
+            }
+        }
+    }
+
+    /// Whether every task of phases up to `phase` has ended on every worker.
+    fn phases_over(&self, phase: u8) -> bool {
+        self.bus.peers.iter().all(|peer| {
+            peer.shared.phases[..=usize::from(phase)]
+                .iter()
+                .all(|live| live.load(Ordering::Acquire) == 0)
+        })
     }
 
     pub(crate) fn release(&self, group: u16, slot: u32) {
@@ -507,6 +542,8 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
                 spawns: VecDeque::new(),
                 adoptions: VecDeque::new(),
                 shutting_down: false,
+                shutdown_phase: 0,
+                delivering_from: None,
                 finished_during_shutdown: 0,
             },
             ready: Vec::new(),
@@ -594,6 +631,9 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
                 self.cx.sink.be_patient_until(deadline + SHUTDOWN_GRACE);
                 self.groups.shutdown(&mut self.cx);
             }
+            if shutdown_deadline.is_some() {
+                self.next_shutdown_phase();
+            }
 
             while let Some((deadline, due)) = self.cx.timers.pop_due(self.cx.now) {
                 match due {
@@ -654,7 +694,8 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
             self.cx.shared.notifier.prepare_to_sleep();
             let work_arrived = !self.inbox.is_empty()
                 || !self.bus_inbox.is_empty()
-                || (shutdown_deadline.is_none() && self.cx.shared.shutdown.get().is_some());
+                || (shutdown_deadline.is_none() && self.cx.shared.shutdown.get().is_some())
+                || (shutdown_deadline.is_some() && self.shutdown_phase_over());
             self.account_busy(woke);
             if !work_arrived && let Err(error) = self.poller.wait(deadline, &mut self.ready) {
                 // The poller failed (out of memory, a closed descriptor): do
@@ -663,6 +704,32 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
                 std::thread::sleep(RETRY_HELD);
             }
             self.cx.shared.notifier.awake();
+        }
+    }
+
+    /// Whether the shutdown phase under way has ended everywhere, so the
+    /// next may begin: checked after announcing sleep, as the inboxes are,
+    /// since the worker whose last task of a phase ends wakes only sleepers.
+    fn shutdown_phase_over(&self) -> bool {
+        self.cx.shutdown_phase + 1 < SHUTDOWN_PHASES && self.cx.phases_over(self.cx.shutdown_phase)
+    }
+
+    /// Moves shutdown on to the next phase (asking its tasks to shut down)
+    /// once every task of the phases so far has ended on every worker.
+    fn next_shutdown_phase(&mut self) {
+        while self.shutdown_phase_over() {
+            // What the tasks of the phase that ended sent on their way out
+            // was queued before they were counted out: deliver it before the
+            // next phase's tasks are asked to end.
+            for _ in 0..self.bus_inbox.len() {
+                let Ok(envelope) = self.bus_inbox.try_recv() else {
+                    break;
+                };
+                self.handle_bus(envelope);
+                self.settle();
+            }
+            self.cx.shutdown_phase += 1;
+            self.groups.shutdown(&mut self.cx);
         }
     }
 
@@ -828,9 +895,13 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
                 slot,
                 generation,
                 payload,
-            } => self
-                .groups
-                .deliver_erased(cx, group, slot, generation, payload),
+                from,
+            } => {
+                cx.delivering_from = from;
+                self.groups
+                    .deliver_erased(cx, group, slot, generation, payload);
+                cx.delivering_from = None;
+            }
             Delivery::Reply { owner, id, result } => {
                 self.groups.reply(cx, owner, id, result);
             }
@@ -864,11 +935,18 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
                 slot,
                 generation,
                 payload,
-            } => self
-                .groups
-                .deliver_erased(cx, group, slot, generation, payload),
+                from,
+            } => {
+                cx.delivering_from = from;
+                self.groups
+                    .deliver_erased(cx, group, slot, generation, payload);
+                cx.delivering_from = None;
+            }
             BusEnvelope::Reply { owner, id, result } => {
                 self.groups.reply(cx, owner, id, result);
+            }
+            BusEnvelope::SendFailed { owner, error } => {
+                self.groups.bus(cx, owner, BusInput::SendFailed { error });
             }
             BusEnvelope::Spawn {
                 task,

@@ -111,6 +111,15 @@ pub(crate) fn task_impl(task: &TaskImpl, valid: bool) -> TokenStream {
                         _ => #private::Option::None,
                     }
                 }
+
+                #[inline]
+                #[allow(unreachable_patterns)]
+                fn unwrap_ref(input: &#enum_name) -> #private::Option<&#ty> {
+                    match input {
+                        #enum_name::#variant(input) => #private::Option::Some(input),
+                        _ => #private::Option::None,
+                    }
+                }
             }
         }
     });
@@ -155,6 +164,11 @@ pub(crate) fn task_impl(task: &TaskImpl, valid: bool) -> TokenStream {
 
                 #[inline]
                 fn unwrap(input: #enum_name) -> #private::Option<#enum_name> {
+                    #private::Option::Some(input)
+                }
+
+                #[inline]
+                fn unwrap_ref(input: &#enum_name) -> #private::Option<&#enum_name> {
                     #private::Option::Some(input)
                 }
             }
