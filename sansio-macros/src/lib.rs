@@ -22,65 +22,87 @@ mod worker;
 
 use proc_macro::TokenStream;
 
-/// Declares a sans-I/O task. See the `sansio` crate's documentation.
-///
-/// On a struct: `#[sansio::task(output = Type, crate = path)]`, both
-/// optional. On the struct's inherent `impl` block: `#[sansio::task]` (or
-/// `#[sansio::task(crate = path)]`), with the handler attributes
-/// `#[on_start]`, `#[on_input]`, `#[on_tick(every = "..")]`, `#[on_timer]` and
-/// `#[on_shutdown]` on its methods.
+// The attributes are documented where users read them: on their re-exports in
+// `sansio`, with links and doc-tests. rustdoc shows an item's own docs after
+// its re-export's, so the entry points below carry docs only in this crate's
+// own documentation build (`cfg(doc)`); the compiled macros that `sansio`'s
+// documentation reads have none, and its pages show one description each.
+
+#[cfg_attr(
+    doc,
+    doc = "Declares a task: `#[sansio::task]` on its struct and on its inherent `impl` block. Documented on its re-export, `sansio::task`."
+)]
+#[cfg_attr(not(doc), allow(missing_docs))]
 #[proc_macro_attribute]
 pub fn task(args: TokenStream, input: TokenStream) -> TokenStream {
     task::expand(args.into(), input.into()).into()
 }
 
-/// Declares a worker kind: an enum with one tuple variant per task type.
-/// See the `sansio` crate's documentation.
-///
-/// `#[sansio::worker(output = Type, crate = path)]`, both optional.
+#[cfg_attr(
+    doc,
+    doc = "Declares a worker kind: `#[sansio::worker]` on an enum of task types. Documented on its re-export, `sansio::worker`."
+)]
+#[cfg_attr(not(doc), allow(missing_docs))]
 #[proc_macro_attribute]
 pub fn worker(args: TokenStream, input: TokenStream) -> TokenStream {
     worker::expand(args.into(), input.into()).into()
 }
 
-/// Marks the handler of one input type. Only meaningful inside a
-/// `#[sansio::task]` impl block, which consumes it; anywhere else it is an
-/// error.
+#[cfg_attr(
+    doc,
+    doc = "Marks the handler of one input type. Documented on its re-export, `sansio::on_input`."
+)]
+#[cfg_attr(not(doc), allow(missing_docs))]
 #[proc_macro_attribute]
 pub fn on_input(_args: TokenStream, input: TokenStream) -> TokenStream {
     outside_task_impl(symbol::ON_INPUT, input)
 }
 
-/// Marks the handler of one request type (answered to whoever asked).
-/// Only meaningful inside a `#[sansio::task]` impl block.
+#[cfg_attr(
+    doc,
+    doc = "Marks the handler of one request type. Documented on its re-export, `sansio::on_request`."
+)]
+#[cfg_attr(not(doc), allow(missing_docs))]
 #[proc_macro_attribute]
 pub fn on_request(_args: TokenStream, input: TokenStream) -> TokenStream {
     outside_task_impl(symbol::ON_REQUEST, input)
 }
 
-/// Marks the handler called when the task starts. Only meaningful inside a
-/// `#[sansio::task]` impl block.
+#[cfg_attr(
+    doc,
+    doc = "Marks the handler called when the task starts. Documented on its re-export, `sansio::on_start`."
+)]
+#[cfg_attr(not(doc), allow(missing_docs))]
 #[proc_macro_attribute]
 pub fn on_start(_args: TokenStream, input: TokenStream) -> TokenStream {
     outside_task_impl(symbol::ON_START, input)
 }
 
-/// Marks the periodic handler. Only meaningful inside a `#[sansio::task]`
-/// impl block.
+#[cfg_attr(
+    doc,
+    doc = "Marks the periodic handler. Documented on its re-export, `sansio::on_tick`."
+)]
+#[cfg_attr(not(doc), allow(missing_docs))]
 #[proc_macro_attribute]
 pub fn on_tick(_args: TokenStream, input: TokenStream) -> TokenStream {
     outside_task_impl(symbol::ON_TICK, input)
 }
 
-/// Marks the handler of the task's timer. Only meaningful inside a
-/// `#[sansio::task]` impl block.
+#[cfg_attr(
+    doc,
+    doc = "Marks the handler of the task's timer. Documented on its re-export, `sansio::on_timer`."
+)]
+#[cfg_attr(not(doc), allow(missing_docs))]
 #[proc_macro_attribute]
 pub fn on_timer(_args: TokenStream, input: TokenStream) -> TokenStream {
     outside_task_impl(symbol::ON_TIMER, input)
 }
 
-/// Marks the handler called at graceful shutdown. Only meaningful inside a
-/// `#[sansio::task]` impl block.
+#[cfg_attr(
+    doc,
+    doc = "Marks the handler called at graceful shutdown. Documented on its re-export, `sansio::on_shutdown`."
+)]
+#[cfg_attr(not(doc), allow(missing_docs))]
 #[proc_macro_attribute]
 pub fn on_shutdown(_args: TokenStream, input: TokenStream) -> TokenStream {
     outside_task_impl(symbol::ON_SHUTDOWN, input)

@@ -101,6 +101,45 @@ where
     }
 }
 
+/// The bus `Self` of a task `T` that declared one: the types
+/// `Ctx::subscribe`, `unsubscribe`, `publish` and `broadcast` take. `NoBus`
+/// does not implement it, so calling one of those on a task without a bus is
+/// one error that says how to declare a bus (rather than a type mismatch
+/// with [`NoBusType`]).
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "task `{T}` has no bus: it cannot subscribe, publish or broadcast",
+    label = "`{T}` declares no bus",
+    note = "add `channel = …, event = …` to `#[sansio::task(…)]` on `struct {T}` (the same types as its `#[sansio::worker(…)]`)"
+)]
+pub trait TaskBus<T>: BusTypes {
+    /// The channel type the task names channels by.
+    type TaskChannel;
+    /// The event type the task publishes.
+    type TaskEvent;
+    /// A channel as the bus's (the identity: the two are the same type, which
+    /// generic code cannot see through the projection).
+    fn channel(channel: Self::TaskChannel) -> Self::Channel;
+    /// An event as the bus's (the identity).
+    fn event(event: Self::TaskEvent) -> Self::Event;
+}
+
+impl<T, C, E> TaskBus<T> for Bus<C, E>
+where
+    Bus<C, E>: BusTypes<Channel = C, Event = E>,
+{
+    type TaskChannel = C;
+    type TaskEvent = E;
+
+    fn channel(channel: C) -> C {
+        channel
+    }
+
+    fn event(event: E) -> E {
+        event
+    }
+}
+
 /// A task's bus types `Self` fit the worker's `B`: the same types, or none.
 #[doc(hidden)]
 #[diagnostic::on_unimplemented(

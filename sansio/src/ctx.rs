@@ -897,12 +897,24 @@ impl<T: Task> Ctx<T> {
 
     /// Subscribes the task to a bus channel: events published on it arrive
     /// as [`BusInput::Event`](crate::BusInput::Event). Subscribing twice is the same as once.
-    pub fn subscribe(&mut self, channel: <T::Bus as BusTypes>::Channel) {
+    ///
+    /// The task must declare a bus (`channel = …, event = …` on its
+    /// `#[sansio::task(…)]`), as for the other bus methods below; without
+    /// one, calling them is a compile error that says so.
+    pub fn subscribe(&mut self, channel: <T::Bus as crate::bus::TaskBus<T>>::TaskChannel)
+    where
+        T::Bus: crate::bus::TaskBus<T>,
+    {
+        let channel = <T::Bus as crate::bus::TaskBus<T>>::channel(channel);
         self.actions.push_back(Action::Subscribe(channel));
     }
 
     /// Unsubscribes the task from a bus channel.
-    pub fn unsubscribe(&mut self, channel: <T::Bus as BusTypes>::Channel) {
+    pub fn unsubscribe(&mut self, channel: <T::Bus as crate::bus::TaskBus<T>>::TaskChannel)
+    where
+        T::Bus: crate::bus::TaskBus<T>,
+    {
+        let channel = <T::Bus as crate::bus::TaskBus<T>>::channel(channel);
         self.actions.push_back(Action::Unsubscribe(channel));
     }
 
@@ -910,15 +922,23 @@ impl<T: Task> Ctx<T> {
     /// on every worker. Subscribers receive one publisher's events in order.
     pub fn publish(
         &mut self,
-        channel: <T::Bus as BusTypes>::Channel,
-        event: <T::Bus as BusTypes>::Event,
-    ) {
+        channel: <T::Bus as crate::bus::TaskBus<T>>::TaskChannel,
+        event: <T::Bus as crate::bus::TaskBus<T>>::TaskEvent,
+    ) where
+        T::Bus: crate::bus::TaskBus<T>,
+    {
+        let channel = <T::Bus as crate::bus::TaskBus<T>>::channel(channel);
+        let event = <T::Bus as crate::bus::TaskBus<T>>::event(event);
         self.actions.push_back(Action::Publish { channel, event });
     }
 
     /// Sends `event` to every task with a bus, on every worker (this one
     /// included), as `BusInput::Event` with no channel.
-    pub fn broadcast(&mut self, event: <T::Bus as BusTypes>::Event) {
+    pub fn broadcast(&mut self, event: <T::Bus as crate::bus::TaskBus<T>>::TaskEvent)
+    where
+        T::Bus: crate::bus::TaskBus<T>,
+    {
+        let event = <T::Bus as crate::bus::TaskBus<T>>::event(event);
         self.actions.push_back(Action::Broadcast(event));
     }
 

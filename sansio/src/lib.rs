@@ -60,14 +60,17 @@
 //! # The attributes
 //!
 //! On the struct, `#[sansio::task]` takes `output = Type` (what the task
-//! emits with [`Ctx::emit`]; `()` when absent) and `crate = path` (where to
-//! find this crate, for crates that re-export it). On the inherent `impl`
-//! block, it takes `crate = path`, and looks for these on its methods:
+//! emits with [`Ctx::emit`]; `()` when absent), `channel = Type, event = Type`
+//! (its [bus], both or neither) and `crate = path` (where to find this
+//! crate, for crates that re-export it); see [`task`] for each. On the
+//! inherent `impl` block, it takes `crate = path`, and looks for these on its
+//! methods:
 //!
 //! | attribute | signature | called |
 //! |---|---|---|
 //! | `#[on_start]` | `fn(&mut self, ctx: &mut Ctx<Self>)` | once, when the task is placed |
 //! | `#[on_input]` | `fn(&mut self, ctx: &mut Ctx<Self>, input: T)` | for each `T` sent to the task; one handler per type |
+//! | `#[on_request]` | `fn(&mut self, ctx: &mut Ctx<Self>, request: R) -> R::Response`, or with a last parameter `responder: Responder<R>` and no return | for each [`Request`] `R` asked of the task ([`Ctx::request`], [`Runtime::call`]); one handler per type |
 //! | `#[on_tick(every = "100ms")]` or `#[on_tick(every_ms = 100)]` | `fn(&mut self, ctx: &mut Ctx<Self>)` | every interval, without drift |
 //! | `#[on_timer]` | `fn(&mut self, ctx: &mut Ctx<Self>)` | when the deadline of [`Ctx::set_timer`] passes |
 //! | `#[on_shutdown]` | `fn(&mut self, ctx: &mut Ctx<Self>)` | once, at graceful shutdown; the default finishes the task |
@@ -221,46 +224,178 @@ pub use crate::runtime::{
 pub use crate::task::{Handles, NoTimerKey, Task, TimerKeyOf};
 pub use crate::worker::{Member, Worker};
 
-/// Declares a worker kind: `#[sansio::worker] enum Media { Echo(Echo), Room(Room) }`,
-/// one tuple variant per `#[sansio::task]` type. See the
-/// [crate documentation](crate#workers).
+// The attributes are documented here, where links and doc-tests work; the
+// macro crate keeps its own docs out of these pages (see its `lib.rs`).
+
+/// Declares a worker kind: an enum with one tuple variant per
+/// `#[sansio::task]` type, each type at most once, as in
+/// `#[sansio::worker] pub enum Media { Echo(Echo), Room(Room) }`.
+///
+/// `#[sansio::worker(output = Type, channel = Type, event = Type, crate = path)]`,
+/// every argument optional:
+///
+/// - `output = Type`: what [`Event::Output`] carries for every task of the
+///   worker; each task's output converts into it with `From`. Without it, the
+///   macro generates `<Name>Output`, one variant per task type.
+/// - `channel = Type, event = Type`: the worker's [bus], both or neither,
+///   with the same bounds as on [`task`]. Each task of the worker declares the
+///   same two types on its struct, or none (it then has no bus); a task whose
+///   bus differs is a compile error at its variant.
+/// - `crate = path`: the path to this crate, as on [`task`].
+///
+/// It also generates `<Name>Id` (a [`TaskId`] of any of its task types) and
+/// `<Name>Input` (a message for any of them). See the
+/// [crate documentation](crate#workers) for an example.
 pub use sansio_macros::worker;
 
-/// Declares a task: on its struct (`#[sansio::task(output = Out)]`) and on
-/// the inherent `impl` block holding its handlers (`#[sansio::task]`).
+/// Declares a task: on its struct, and on the inherent `impl` block holding
+/// its handlers.
 ///
-/// See the [crate documentation](crate#the-attributes) for the arguments and
-/// the handler attributes.
+/// # On the struct
+///
+/// `#[sansio::task(output = Type, channel = Type, event = Type, crate = path)]`,
+/// every argument optional:
+///
+/// - `output = Type`: what the task emits with [`Ctx::emit`] (its
+///   [`Task::Output`], `Send + 'static`); `()` when absent.
+/// - `channel = Type, event = Type`: the task's [bus], both or neither.
+///   The task names channels by the channel type, which is
+///   `Clone + Eq + Hash + Debug + Send + Sync + 'static`, and publishes
+///   events of the event type, which is `Clone + Send + 'static` (every
+///   subscriber gets a clone). A task with a bus subscribes, publishes and
+///   broadcasts ([`Ctx::subscribe`], [`Ctx::publish`], [`Ctx::broadcast`]),
+///   and needs an `#[on_input]` handler for
+///   [`BusInput<Channel, Event>`](BusInput), through which it receives
+///   events; its worker declares the same two types. A task without a bus
+///   cannot call those methods (a compile error says so); it may still run
+///   in a worker that has one. Direct messages ([`Ctx::send_to`]) and
+///   requests need no bus.
+/// - `crate = path`: the path to this crate, for crates that re-export it
+///   (`crate = ::my_framework::sansio`); generated code names it instead of
+///   `::sansio`.
+///
+/// # On the impl block
+///
+/// `#[sansio::task]`, or `#[sansio::task(crate = path)]`. Its methods with a
+/// handler attribute become the task's handlers: [`on_start`], [`on_input`],
+/// [`on_request`], [`on_tick`], [`on_timer`] and [`on_shutdown`] (each page
+/// gives the signature); other methods stay ordinary methods. A handler's
+/// `#[cfg]` (and the `cfg`s of its `#[cfg_attr]`) apply to everything
+/// generated for it; its other attributes stay on the method.
+///
+/// The macro generates the input enum `<Name>Input` (one variant per
+/// `#[on_input]` and `#[on_request]` handler, named after the method in
+/// `UpperCamelCase`), a `From` conversion into it from each input type, the
+/// [`Handles`] and [`Answers`] bounds, and the [`Task`] implementation that
+/// routes each input, tick and timer to its handler. Tasks cannot be
+/// generic. See also the [crate documentation](crate#the-attributes).
+///
+/// ```
+/// use sansio::prelude::*;
+///
+/// #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// pub struct RoomId(pub u32);
+///
+/// #[derive(Debug, Clone)]
+/// pub enum ChatEvent {
+///     Said(String),
+/// }
+///
+/// #[sansio::task(output = String, channel = RoomId, event = ChatEvent)]
+/// pub struct Member {
+///     room: RoomId,
+/// }
+///
+/// #[sansio::task]
+/// impl Member {
+///     #[on_start]
+///     fn join(&mut self, ctx: &mut Ctx<Self>) {
+///         ctx.subscribe(self.room.clone());
+///     }
+///
+///     #[on_input]
+///     fn say(&mut self, ctx: &mut Ctx<Self>, text: String) {
+///         ctx.publish(self.room.clone(), ChatEvent::Said(text));
+///     }
+///
+///     #[on_input]
+///     fn bus(&mut self, ctx: &mut Ctx<Self>, input: BusInput<RoomId, ChatEvent>) {
+///         if let BusInput::Event { event: ChatEvent::Said(text), .. } = input {
+///             ctx.emit(text);
+///         }
+///     }
+/// }
+///
+/// #[sansio::worker(channel = RoomId, event = ChatEvent)]
+/// pub enum Chat {
+///     Member(Member),
+/// }
+/// # fn main() {}
+/// ```
 pub use sansio_macros::task;
 
-/// Marks the handler of one input type inside a `#[sansio::task]` impl.
+/// Marks the handler of one input type, inside a `#[sansio::task]` impl
+/// block:
 ///
-/// `fn name(&mut self, ctx: &mut Ctx<Self>, input: T)`: called for each `T`
-/// sent to the task. Used anywhere else, it is a compile error.
+/// `fn name(&mut self, ctx: &mut Ctx<Self>, input: T)`
+///
+/// It is called for each `T` delivered to the task: sent by
+/// [`Runtime::send`], [`Ctx::send_to`] or a
+/// [`TaskHarness`](testing::TaskHarness), or made by the runtime
+/// ([`BusInput`], [`Reply<R>`](Reply), [`Spawned`], socket events). A task has
+/// one handler per input type; sending it a type it has no handler for is a
+/// compile error. Used outside a `#[sansio::task]` impl block, the attribute
+/// is a compile error.
 pub use sansio_macros::on_input;
 
-/// Marks the handler of one request type inside a `#[sansio::task]` impl:
-/// `fn name(&mut self, ctx: &mut Ctx<Self>, request: R) -> R::Response`,
-/// or with a last parameter `responder: Responder<R>` to answer later. `R`
-/// implements [`Request`].
+/// Marks the handler of one request type, inside a `#[sansio::task]` impl
+/// block. The type implements [`Request`]; a task asks with
+/// [`Ctx::request`], the controller with [`Runtime::call`]. Either:
+///
+/// - `fn name(&mut self, ctx: &mut Ctx<Self>, request: R) -> R::Response`,
+///   which answers by returning, or
+/// - `fn name(&mut self, ctx: &mut Ctx<Self>, request: R, responder: Responder<R>)`,
+///   which keeps the [`Responder`] and answers later, from any handler, with
+///   [`Responder::respond`].
+///
+/// A task has one handler per request type. See [`Request`] for an example.
 pub use sansio_macros::on_request;
 
-/// Marks the handler called once when the task starts, inside a
-/// `#[sansio::task]` impl: `fn name(&mut self, ctx: &mut Ctx<Self>)`.
+/// Marks the handler called once when the task is placed on a worker, before
+/// any input, inside a `#[sansio::task]` impl block:
+///
+/// `fn name(&mut self, ctx: &mut Ctx<Self>)`
+///
+/// A task has at most one.
 pub use sansio_macros::on_start;
 
-/// Marks the periodic handler inside a `#[sansio::task]` impl:
+/// Marks the periodic handler, inside a `#[sansio::task]` impl block:
+///
 /// `#[on_tick(every = "100ms")] fn name(&mut self, ctx: &mut Ctx<Self>)`
-/// (or `every_ms = 100`).
+///
+/// The interval is `every = "…"`, a number (integer or decimal) and a unit
+/// (`ns`, `us` or `µs`, `ms`, `s`, `m`, `h`), or `every_ms = 100`; it must be
+/// greater than zero. Ticks keep to a schedule and never drift (see
+/// [`Task::TICK_INTERVAL`]). A task has at most one.
 pub use sansio_macros::on_tick;
 
-/// Marks the handler of the task's timer (see [`Ctx::set_timer`]) inside a
-/// `#[sansio::task]` impl: `fn name(&mut self, ctx: &mut Ctx<Self>)`.
+/// Marks the handler of the task's timer, inside a `#[sansio::task]` impl
+/// block:
+///
+/// `fn name(&mut self, ctx: &mut Ctx<Self>)`
+///
+/// It is called when the deadline set with [`Ctx::set_timer`] has passed;
+/// it may set the timer again. A task has at most one.
 pub use sansio_macros::on_timer;
 
-/// Marks the handler called once at graceful shutdown inside a
-/// `#[sansio::task]` impl: `fn name(&mut self, ctx: &mut Ctx<Self>)`. Without
-/// one, the task finishes at shutdown.
+/// Marks the handler called once at graceful shutdown
+/// ([`Runtime::shutdown`]), inside a `#[sansio::task]` impl block:
+///
+/// `fn name(&mut self, ctx: &mut Ctx<Self>)`
+///
+/// The task keeps running until it calls [`Ctx::finish`], from this handler
+/// or a later one. Without the attribute, the task finishes at shutdown. A
+/// task has at most one.
 pub use sansio_macros::on_shutdown;
 
 /// Everything a task module needs: `use sansio::prelude::*;`.

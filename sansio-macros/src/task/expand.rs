@@ -73,9 +73,11 @@ pub(crate) fn task_impl(task: &TaskImpl, valid: bool) -> TokenStream {
     let conversions = inputs.iter().map(|(handler, request)| {
         let variant = handler.variant();
         let ty = payload(handler, request, &private);
+        let cfgs = &handler.cfgs;
         // A request type is answered, not just handled.
         let answers = (handler.kind == Kind::Request).then(|| {
             quote! {
+                #(#cfgs)*
                 #[automatically_derived]
                 impl #private::Answers<#request> for #self_ty {
                     #[inline]
@@ -88,6 +90,7 @@ pub(crate) fn task_impl(task: &TaskImpl, valid: bool) -> TokenStream {
         quote! {
             #answers
 
+            #(#cfgs)*
             #[automatically_derived]
             impl #private::From<#ty> for #enum_name {
                 #[inline]
@@ -96,6 +99,7 @@ pub(crate) fn task_impl(task: &TaskImpl, valid: bool) -> TokenStream {
                 }
             }
 
+            #(#cfgs)*
             #[automatically_derived]
             impl #private::Handles<#ty> for #self_ty {
                 #[inline]
@@ -126,7 +130,8 @@ pub(crate) fn task_impl(task: &TaskImpl, valid: bool) -> TokenStream {
     let debug_arms = inputs.iter().map(|(handler, _)| {
         let variant = handler.variant();
         let text = format!("{enum_name}::{variant}(..)");
-        quote!(#enum_name::#variant(_) => f.write_str(#text),)
+        let cfgs = &handler.cfgs;
+        quote!(#(#cfgs)* #enum_name::#variant(_) => f.write_str(#text),)
     });
     let task_impl = task_trait_impl(task, &private, &enum_name, &inputs, valid);
     let keyed_timer = task
@@ -276,7 +281,9 @@ fn input_enum(
         let variant = handler.variant();
         let ty = payload(handler, ty, private);
         let doc = format!("Delivered to `{name}::{}`.", handler.sig.ident);
+        let cfgs = &handler.cfgs;
         quote! {
+            #(#cfgs)*
             #[doc = #doc]
             #variant(#ty),
         }
@@ -346,7 +353,8 @@ fn task_trait_impl(
         // Spanned at the handler, so a context parameter of the wrong type is
         // reported there.
         let call = quote_spanned!(method.span()=> Self::#method(self, ctx, input));
-        quote!(#enum_name::#variant(input) => #call,)
+        let cfgs = &handler.cfgs;
+        quote!(#(#cfgs)* #enum_name::#variant(input) => #call,)
     });
     let hooks = task
         .handlers
@@ -365,7 +373,9 @@ fn task_trait_impl(
             }
             let hook = format_ident!("{}", handler.kind.attribute());
             let call = quote_spanned!(method.span()=> Self::#method(self, ctx));
+            let cfgs = &handler.cfgs;
             quote! {
+                #(#cfgs)*
                 #[inline]
                 fn #hook(&mut self, ctx: &mut #private::Ctx<Self>) {
                     #call
@@ -375,13 +385,14 @@ fn task_trait_impl(
     let tick_interval = task
         .handlers
         .iter()
-        .find_map(|handler| handler.every)
-        .map(|every| {
+        .find_map(|handler| Some((handler.every?, &handler.cfgs)))
+        .map(|(every, cfgs)| {
             let nanos = Literal::u64_suffixed(
                 u64::try_from(every.as_nanos())
                     .expect("intervals are parsed to fit a u64 of nanoseconds"),
             );
             quote! {
+                #(#cfgs)*
                 const TICK_INTERVAL: #private::Option<#private::Duration> =
                     #private::Option::Some(#private::Duration::from_nanos(#nanos));
             }
@@ -394,8 +405,15 @@ fn task_trait_impl(
             }
         }
     } else {
+        // With every handler compiled out, the match has no arms and the
+        // context goes unused.
+        let allow_unused = inputs
+            .iter()
+            .any(|(handler, _)| !handler.cfgs.is_empty())
+            .then(|| quote!(#[allow(unused_variables)]));
         quote! {
             #[inline]
+            #allow_unused
             fn on_input(&mut self, ctx: &mut #private::Ctx<Self>, input: Self::Input) {
                 match input {
                     #(#input_arms)*
@@ -446,5 +464,6 @@ fn request_arm(
             }
         }
     };
-    quote!(#enum_name::#variant(incoming) => #call,)
+    let cfgs = &handler.cfgs;
+    quote!(#(#cfgs)* #enum_name::#variant(incoming) => #call,)
 }

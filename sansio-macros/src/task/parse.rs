@@ -77,7 +77,11 @@ impl TaskImpl {
             let (attrs, not_a_method) = match impl_item {
                 ImplItem::Fn(method) => {
                     let attrs = take_handler_attrs(&mut method.attrs);
-                    handlers.extend(Handler::from_attrs(attrs, &method.sig, errors));
+                    let cfgs = presence_attrs(&method.attrs);
+                    handlers.extend(
+                        Handler::from_attrs(attrs, &method.sig, errors)
+                            .map(|handler| Handler { cfgs, ..handler }),
+                    );
                     continue;
                 }
                 ImplItem::Const(item) => (
@@ -174,6 +178,10 @@ pub(crate) struct Handler {
     pub(crate) sig: Signature,
     /// The tick interval (for [`Kind::Tick`], when it parsed).
     pub(crate) every: Option<Duration>,
+    /// The method's `#[cfg]`s (and the `cfg` parts of its `#[cfg_attr]`s):
+    /// repeated on every generated item that names the method, so that a
+    /// handler compiled out takes its wiring with it.
+    pub(crate) cfgs: Vec<Attribute>,
 }
 
 impl Handler {
@@ -210,6 +218,7 @@ impl Handler {
             attr,
             sig: sig.clone(),
             every,
+            cfgs: Vec::new(),
         })
     }
 
@@ -352,6 +361,49 @@ fn tick_interval(attr: &Attribute, errors: &Errors) -> Option<Duration> {
             None
         }
     }
+}
+
+/// The attributes among `attrs` that decide whether the method exists:
+/// `#[cfg]`s, and `#[cfg_attr]`s cut down to the `cfg`s they apply (an
+/// `#[inline]` or `#[allow]` in one means nothing on an enum variant or an
+/// impl, and only stays on the method).
+fn presence_attrs(attrs: &[Attribute]) -> Vec<Attribute> {
+    attrs
+        .iter()
+        .filter_map(|attr| {
+            let meta = presence_meta(&attr.meta)?;
+            let mut attr = attr.clone();
+            attr.meta = meta;
+            Some(attr)
+        })
+        .collect()
+}
+
+/// `meta` when it is a `cfg(..)`; a `cfg_attr(predicate, ..)` keeping only
+/// the (possibly nested) `cfg`s it applies, when it applies any; else `None`.
+fn presence_meta(meta: &Meta) -> Option<Meta> {
+    if meta.path().is_ident("cfg") {
+        return Some(meta.clone());
+    }
+    if !meta.path().is_ident("cfg_attr") {
+        return None;
+    }
+    let Meta::List(list) = meta else {
+        return None;
+    };
+    // A malformed `cfg_attr` is left for rustc to report on the method.
+    let parsed = list
+        .parse_args_with(syn::punctuated::Punctuated::<Meta, syn::Token![,]>::parse_terminated)
+        .ok()?;
+    let mut parts = parsed.into_iter();
+    let predicate = parts.next()?;
+    let kept: Vec<Meta> = parts.filter_map(|part| presence_meta(&part)).collect();
+    if kept.is_empty() {
+        return None;
+    }
+    let mut list = list.clone();
+    list.tokens = quote::quote!(#predicate, #(#kept),*);
+    Some(Meta::List(list))
 }
 
 /// Removes the handler attributes from `attrs`, returning them in order.
