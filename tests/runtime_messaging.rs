@@ -30,7 +30,11 @@ all_backend_tests! {
         }
         let mut answered = Vec::new();
         for _ in 0..all.len() {
-            match next(&runtime) {
+            let event = next(&runtime);
+            // An event's Debug shows the task's output, not `Output(..)`.
+            let shown = format!("{event:?}");
+            assert!(shown.contains("MediaOutput::Echo(Pong("), "{shown}");
+            match event {
                 Event::Output {
                     task: MediaId::Echo(task),
                     output: MediaOutput::Echo(EchoOut::Pong(n)),

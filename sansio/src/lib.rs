@@ -73,6 +73,7 @@
 //! | `#[on_request]` | `fn(&mut self, ctx: &mut Ctx<Self>, request: R) -> R::Response`, or with a last parameter `responder: Responder<R>` and no return | for each [`Request`] `R` asked of the task ([`Ctx::request`], [`Runtime::call`]); one handler per type |
 //! | `#[on_tick(every = "100ms")]` or `#[on_tick(every_ms = 100)]` | `fn(&mut self, ctx: &mut Ctx<Self>)` | every interval, without drift |
 //! | `#[on_timer]` | `fn(&mut self, ctx: &mut Ctx<Self>)` | when the deadline of [`Ctx::set_timer`] passes |
+//! | `#[on_timer]` (keyed) | `fn(&mut self, ctx: &mut Ctx<Self>, key: K)` | when the deadline of [`Ctx::set_timer_for`]`(key, ..)` passes, for each key |
 //! | `#[on_shutdown]` | `fn(&mut self, ctx: &mut Ctx<Self>)` | once, at graceful shutdown; the default finishes the task |
 //!
 //! `every` takes an integer or decimal number and a unit: `ns`, `us` (or
@@ -188,6 +189,7 @@ mod error;
 mod group;
 mod id;
 mod net;
+mod probe;
 mod runtime;
 pub mod stats;
 mod task;
@@ -376,16 +378,55 @@ pub use sansio_macros::on_start;
 /// The interval is `every = "…"`, a number (integer or decimal) and a unit
 /// (`ns`, `us` or `µs`, `ms`, `s`, `m`, `h`), or `every_ms = 100`; it must be
 /// greater than zero. Ticks keep to a schedule and never drift (see
-/// [`Task::TICK_INTERVAL`]). A task has at most one.
+/// [`Task::TICK_INTERVAL`]). The interval is the default: a task may choose
+/// its own at run time with [`Ctx::set_tick`] (from a constructor argument,
+/// say). A task has at most one.
 pub use sansio_macros::on_tick;
 
-/// Marks the handler of the task's timer, inside a `#[sansio::task]` impl
-/// block:
+/// Marks the handler of the task's timer, or of its keyed timers, inside a
+/// `#[sansio::task]` impl block:
 ///
-/// `fn name(&mut self, ctx: &mut Ctx<Self>)`
+/// - `fn name(&mut self, ctx: &mut Ctx<Self>)`: called when the deadline
+///   set with [`Ctx::set_timer`] has passed (one timer per task, as the
+///   `poll_timeout` of quinn-proto and str0m); it may set the timer again.
+/// - `fn name(&mut self, ctx: &mut Ctx<Self>, key: K)`: called with the key
+///   when the deadline set with [`Ctx::set_timer_for`]`(key, deadline)` has
+///   passed. Any number of keys may be armed at once (a timeout per
+///   connection or per request); `K` must be `Clone + Eq + Hash + Send +
+///   'static`.
 ///
-/// It is called when the deadline set with [`Ctx::set_timer`] has passed;
-/// it may set the timer again. A task has at most one.
+/// A task has at most one of each form; at one instant the unkeyed timer
+/// fires first, then the keyed ones in deadline order.
+///
+/// ```
+/// use std::time::Duration;
+/// use sansio::prelude::*;
+/// use sansio::testing::TaskHarness;
+///
+/// #[sansio::task(output = u32)]
+/// pub struct Peers;
+///
+/// #[sansio::task]
+/// impl Peers {
+///     #[on_input]
+///     fn seen(&mut self, ctx: &mut Ctx<Self>, peer: u32) {
+///         // Each peer times out 5 s after it was last seen.
+///         ctx.set_timer_for(peer, ctx.now() + Duration::from_secs(5));
+///     }
+///
+///     #[on_timer]
+///     fn timed_out(&mut self, ctx: &mut Ctx<Self>, peer: u32) {
+///         ctx.emit(peer);
+///     }
+/// }
+///
+/// let mut peers = TaskHarness::new(Peers);
+/// peers.input(1u32);
+/// peers.advance(Duration::from_secs(3));
+/// peers.input(2u32).input(1u32);
+/// peers.advance(Duration::from_secs(5));
+/// assert_eq!(peers.drain(), [2, 1]);
+/// ```
 pub use sansio_macros::on_timer;
 
 /// Marks the handler called once at graceful shutdown
@@ -420,6 +461,7 @@ pub mod __private {
     pub use crate::group::Group;
     pub use crate::id::RawId;
     pub use crate::net::{Adoption, NetInput};
+    pub use crate::probe::{DebugIfDebug, DebugOtherwise, DebugProbe};
     pub use crate::task::{NoTimerKey, TaskDecl, TimerKeyOf};
     pub use crate::worker::{Groups, WorkerCx};
     pub use crate::{Ctx, Handles, Member, RpcError, Task, TaskId, Worker};

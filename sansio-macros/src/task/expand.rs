@@ -134,12 +134,15 @@ pub(crate) fn task_impl(task: &TaskImpl, valid: bool) -> TokenStream {
         quote!(#(#cfgs)* #enum_name::#variant(_) => f.write_str(#text),)
     });
     let task_impl = task_trait_impl(task, &private, &enum_name, &inputs, valid);
+    // With the handler compiled out (`#[cfg]`), `TimerKey` stays its key
+    // type but nothing can arm a timer of it.
     let keyed_timer = task
         .handlers
         .iter()
-        .find_map(Handler::timer_key)
-        .map(|key| {
+        .find_map(|handler| Some((handler.timer_key()?, &handler.cfgs)))
+        .map(|(key, cfgs)| {
             quote! {
+                #(#cfgs)*
                 #[automatically_derived]
                 impl #private::TimerKeyOf<#self_ty> for #key {
                 #[inline]
@@ -364,7 +367,9 @@ fn task_trait_impl(
             let method = &handler.sig.ident;
             if handler.timer_key().is_some() {
                 let call = quote_spanned!(method.span()=> Self::#method(self, ctx, key));
+                let cfgs = &handler.cfgs;
                 return quote! {
+                    #(#cfgs)*
                     #[inline]
                     fn on_keyed_timer(&mut self, ctx: &mut #private::Ctx<Self>, key: Self::TimerKey) {
                         #call

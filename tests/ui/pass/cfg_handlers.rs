@@ -68,6 +68,12 @@ impl Counter {
     #[cfg_attr(all(), cfg(any()))]
     #[on_shutdown]
     fn stay(&mut self, _: &mut Ctx<Self>) {}
+
+    #[cfg(any())]
+    #[on_timer]
+    fn never_keyed(&mut self, _: &mut Ctx<Self>, _key: u32) {
+        self.ticks += 100;
+    }
 }
 
 fn main() {
