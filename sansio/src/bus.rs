@@ -470,7 +470,8 @@ impl<R: Request> fmt::Debug for Responder<R> {
     }
 }
 
-/// The default time a request waits for its answer.
+/// A sensible time for a request to wait for its answer: 5 seconds. (`Ctx::request`
+/// and `Runtime::call` take the timeout explicitly; pass this when in doubt.)
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The channel type of worker `W`'s bus.

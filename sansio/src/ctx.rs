@@ -712,6 +712,11 @@ impl<T: Task> Ctx<T> {
 
     /// Marks the task as finished: the actions queued so far are still
     /// carried out, then the task is removed and receives nothing more.
+    ///
+    /// What it sent is not lost with it: datagrams and device packets queued
+    /// on its sockets are still sent before those close (they stop receiving
+    /// at once), and its TCP connections close gracefully, once their queued
+    /// bytes are written.
     pub fn finish(&mut self) {
         self.finished = true;
     }
@@ -783,9 +788,10 @@ impl<T: Task> Ctx<T> {
         });
     }
 
-    /// Closes a UDP socket of this task; datagrams still queued for it are
-    /// dropped. Accepts an `Option` (as in `ctx.udp_close(self.socket.take())`)
-    /// and ignores `None`.
+    /// Closes a UDP socket of this task. Datagrams queued on it before (in
+    /// this handler too) are still sent; it stops receiving and taking sends
+    /// at once, and goes away once its queue is empty. Accepts an `Option`
+    /// (as in `ctx.udp_close(self.socket.take())`) and ignores `None`.
     pub fn udp_close(&mut self, socket: impl Into<Option<UdpSocketId>>) {
         if let Some(socket) = socket.into() {
             self.actions.push_back(Action::UdpClose { socket });
@@ -890,7 +896,8 @@ impl<T: Task> Ctx<T> {
         self.actions.push_back(Action::TunSend { tun, data });
     }
 
-    /// Closes a device; it disappears from the system.
+    /// Closes a device; it disappears from the system once the packets
+    /// queued on it before are written (it stops being read at once).
     pub fn tun_close(&mut self, tun: TunId) {
         self.actions.push_back(Action::TunClose { tun });
     }
@@ -920,6 +927,12 @@ impl<T: Task> Ctx<T> {
 
     /// Publishes `event` on `channel`, to every task that subscribes to it,
     /// on every worker. Subscribers receive one publisher's events in order.
+    ///
+    /// The publisher receives its own event too when it subscribes to the
+    /// channel (it is one of the subscribers). A subscription is in effect
+    /// on the subscriber's own worker at once and on the others once they
+    /// have heard of it: [`BusInput::Subscribed`](crate::BusInput::Subscribed)
+    /// says when.
     pub fn publish(
         &mut self,
         channel: <T::Bus as crate::bus::TaskBus<T>>::TaskChannel,
@@ -944,8 +957,14 @@ impl<T: Task> Ctx<T> {
 
     /// Sends `message` to the task `to`, on any worker, typed like
     /// `Runtime::send`: `to` must handle it. It arrives as an ordinary
-    /// input. If it cannot be delivered (the target has ended, its worker's
-    /// bus inbox is full), this task gets `BusInput::SendFailed`.
+    /// input. If it cannot be delivered (the target has ended, by the time
+    /// it is sent or by the time it arrives, or its worker's bus inbox is
+    /// full), this task gets `BusInput::SendFailed` (a task with a bus).
+    ///
+    /// Order: the direct messages and requests ([`Ctx::request`]) one task
+    /// sends to one target arrive in the order they were sent, whichever
+    /// the mix (they travel the same way: the target worker's bus inbox, or
+    /// its local queue when it is this worker).
     pub fn send_to<U, M>(&mut self, to: TaskId<U>, message: M)
     where
         U: Handles<M>,

@@ -111,7 +111,8 @@ impl<W: Worker> fmt::Debug for ShutdownReport<W> {
     }
 }
 
-/// The deadline `Drop` gives a runtime that was not shut down explicitly.
+/// The deadline `Drop` gives a runtime that was not shut down explicitly:
+/// 5 seconds.
 pub const DEFAULT_SHUTDOWN: Duration = Duration::from_secs(5);
 
 /// Configures and starts a [`Runtime`].
