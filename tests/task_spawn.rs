@@ -28,6 +28,12 @@ pub enum Out {
     ChildData(TcpConnId, Vec<u8>),
     /// The `Parent` got bytes on a connection.
     ParentData(TcpConnId, Vec<u8>),
+    /// The `Parent`'s UDP socket is bound.
+    Bound(UdpSocketId, SocketAddr),
+    /// The `Parent` got a datagram.
+    ParentDatagram(Vec<u8>),
+    /// A UDP hand-over was refused.
+    UdpRefused(io::ErrorKind),
 }
 
 /// A task spawned by a `Parent`: reports where it started; takes over
@@ -58,6 +64,19 @@ impl Child {
     fn quit(&mut self, ctx: &mut Ctx<Self>, _: Quit) {
         ctx.finish();
     }
+
+    #[on_input]
+    fn bound(&mut self, _: &mut Ctx<Self>, _: UdpBound) {}
+
+    #[on_input]
+    fn datagram(&mut self, ctx: &mut Ctx<Self>, packet: UdpPacket) {
+        let mut answer = PacketBuf::copy_from(format!("child {}: ", self.label).as_bytes());
+        answer.extend_from_slice(&packet.data);
+        ctx.udp_send(packet.socket, packet.from, answer);
+    }
+
+    #[on_input]
+    fn udp_error(&mut self, _: &mut Ctx<Self>, _: UdpError) {}
 }
 
 /// A task type that is not one of the worker's.
@@ -76,8 +95,13 @@ pub enum Do {
     Spawn(Option<usize>),
     /// Spawn a task whose type the worker does not have.
     SpawnStray,
+    /// Bind a UDP socket.
+    Bind,
     /// Hand the connection over to this task, after queueing `before`.
     HandOver(TcpConnId, TaskId<Child>, &'static [u8]),
+    /// Hand the UDP socket over to this task, after sending `before` to the
+    /// address.
+    HandOverUdp(UdpSocketId, TaskId<Child>, SocketAddr, &'static [u8]),
 }
 
 /// Spawns children and listens for connections, which it hands over when
@@ -92,6 +116,21 @@ impl Parent {
     #[on_start]
     fn start(&mut self, ctx: &mut Ctx<Self>) {
         ctx.tcp_listen("127.0.0.1:0".parse().unwrap(), TcpOptions::default());
+    }
+
+    #[on_input]
+    fn bound(&mut self, ctx: &mut Ctx<Self>, bound: UdpBound) {
+        ctx.emit(Out::Bound(bound.socket, bound.result.unwrap()));
+    }
+
+    #[on_input]
+    fn datagram(&mut self, ctx: &mut Ctx<Self>, packet: UdpPacket) {
+        ctx.emit(Out::ParentDatagram(packet.data.to_vec()));
+    }
+
+    #[on_input]
+    fn udp_error(&mut self, ctx: &mut Ctx<Self>, error: UdpError) {
+        ctx.emit(Out::UdpRefused(error.error.kind()));
     }
 
     #[on_input]
@@ -113,6 +152,13 @@ impl Parent {
             Do::HandOver(conn, to, before) => {
                 ctx.tcp_send(conn, PacketBuf::copy_from(before));
                 ctx.tcp_hand_over(conn, to);
+            }
+            Do::HandOverUdp(socket, to, peer, before) => {
+                ctx.udp_send(socket, peer, PacketBuf::copy_from(before));
+                ctx.udp_hand_over(socket, to);
+            }
+            Do::Bind => {
+                ctx.udp_bind("127.0.0.1:0".parse().unwrap(), UdpOptions::default());
             }
         }
     }
@@ -288,6 +334,42 @@ all_backend_tests! {
             Out::ParentData(got, data) => assert_eq!((got, data.as_slice()), (conn, &b"mine"[..])),
             other => panic!("unexpected {other:?}"),
         }
+        runtime.shutdown(Duration::from_secs(5)).unwrap();
+    }
+
+    fn a_udp_socket_handed_over_sends_its_queue_and_delivers_to_its_new_owner(backend: Backend) {
+        let runtime = runtime(backend);
+        let (parent, _) = parent(&runtime);
+        runtime.send(parent, Do::Bind).unwrap();
+        let (socket, server) = match out(&runtime) {
+            Out::Bound(socket, addr) => (socket, addr),
+            other => panic!("unexpected {other:?}"),
+        };
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.set_read_timeout(Some(PATIENCE)).unwrap();
+        client.send_to(b"to the parent", server).unwrap();
+        match out(&runtime) {
+            Out::ParentDatagram(data) => assert_eq!(data, b"to the parent"),
+            other => panic!("unexpected {other:?}"),
+        }
+        // Refused towards another worker: still the parent's.
+        let elsewhere = child(&runtime, parent, Some(1));
+        let me = client.local_addr().unwrap();
+        runtime.send(parent, Do::HandOverUdp(socket, elsewhere, me, b"one")).unwrap();
+        match out(&runtime) {
+            Out::UdpRefused(io::ErrorKind::InvalidInput) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+        let here = child(&runtime, parent, None);
+        runtime.send(parent, Do::HandOverUdp(socket, here, me, b"two")).unwrap();
+        let mut buf = [0u8; 64];
+        for expected in [&b"one"[..], b"two"] {
+            let (len, from) = client.recv_from(&mut buf).unwrap();
+            assert_eq!((&buf[..len], from), (expected, server));
+        }
+        client.send_to(b"to the child", server).unwrap();
+        let (len, _) = client.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..len], b"child 2: to the child");
         runtime.shutdown(Duration::from_secs(5)).unwrap();
     }
 }

@@ -187,6 +187,16 @@ pub enum Action<T: Task> {
         /// Turns the outcome into this task's `Spawned` input.
         done: SpawnDone<T>,
     },
+    /// Hand a UDP socket over to another task ([`Ctx::udp_hand_over`]).
+    UdpHandOver {
+        /// The socket.
+        socket: UdpSocketId,
+        /// The task that takes it over.
+        to: ErasedTarget,
+        /// How the worker turns UDP events into that task's input (a
+        /// `UdpWrap` of its type).
+        wrap: Box<dyn Any + Send>,
+    },
     /// Hand a connection over to another task ([`Ctx::tcp_hand_over`]).
     TcpHandOver {
         /// The connection.
@@ -522,6 +532,11 @@ where
                 .debug_struct("Spawn")
                 .field("id", id)
                 .field("worker", worker)
+                .finish_non_exhaustive(),
+            Action::UdpHandOver { socket, to, .. } => f
+                .debug_struct("UdpHandOver")
+                .field("socket", socket)
+                .field("to", to)
                 .finish_non_exhaustive(),
             Action::TcpHandOver { conn, to, .. } => f
                 .debug_struct("TcpHandOver")
@@ -1059,6 +1074,23 @@ impl<T: Task> Ctx<T> {
             conn,
             to: ErasedTarget::of(to),
             wrap: Box::new(TcpWrap::<U>::new()),
+        });
+    }
+
+    /// Hands the UDP socket `socket` over to the task `to`, which must run
+    /// on this worker: from then on the datagrams it receives (those already
+    /// waiting to be delivered included) and its errors go to `to`, and it
+    /// closes when `to` ends. Queued datagrams stay queued, in order. A
+    /// hand-over that cannot be made comes back as a [`UdpError`] (kind
+    /// `InvalidInput` or `NotFound`) and the socket stays this task's.
+    pub fn udp_hand_over<U>(&mut self, socket: UdpSocketId, to: TaskId<U>)
+    where
+        U: Handles<UdpBound> + Handles<UdpPacket> + Handles<UdpError>,
+    {
+        self.actions.push_back(Action::UdpHandOver {
+            socket,
+            to: ErasedTarget::of(to),
+            wrap: Box::new(UdpWrap::<U>::new()),
         });
     }
 

@@ -21,7 +21,9 @@ use crate::ctx::{ErasedTarget, ReplyInput};
 use crate::error::RpcError;
 use crate::id::RawId;
 use crate::net::udp::Payload;
-use crate::net::{Adoption, NetInput, Owned, TcpEvent, TcpSocket, TcpWrap, Wraps};
+use crate::net::{
+    Adoption, NetInput, Owned, TcpEvent, TcpSocket, TcpWrap, UdpError, UdpWrap, Wraps,
+};
 use crate::timer::Due;
 use crate::worker::{Member, Worker, WorkerCx, panic_message};
 use crate::{Action, Ctx, Task, TaskId};
@@ -199,6 +201,31 @@ impl<T: Task> Entry<T> {
                     payload: input,
                     from: None,
                 });
+            }
+            Action::UdpHandOver { socket, to, wrap } => {
+                if !cx.net.owns(owner, Owned::Udp(socket), counters) {
+                    return;
+                }
+                match hand_over_target(cx, &to).and_then(|target| {
+                    cx.net.udp_hand_over(socket, owner, target)?;
+                    Ok(target)
+                }) {
+                    Ok(target) => {
+                        let socket = Owned::Udp(socket);
+                        self.owned.retain(|owned| *owned != socket);
+                        cx.adoptions.push_back((target, Adoption { socket, wrap }));
+                    }
+                    Err(error) => {
+                        cx.counters.udp_send_errors += 1;
+                        let refused = NetInput::UdpError(UdpError {
+                            socket,
+                            peer: None,
+                            error,
+                            data: None,
+                        });
+                        cx.net.local.push_back((owner, refused));
+                    }
+                }
             }
             Action::TcpHandOver { conn, to, wrap } => {
                 if !cx.net.owns(owner, Owned::TcpConn(conn), counters) {
@@ -599,8 +626,13 @@ impl<T: Task> Group<T> {
             cx.net.close_owned(socket, &mut cx.counters);
             return;
         };
-        if let Ok(wrap) = wrap.downcast::<TcpWrap<T>>() {
-            entry.wraps.tcp = Some(*wrap);
+        match wrap.downcast::<TcpWrap<T>>() {
+            Ok(wrap) => entry.wraps.tcp = Some(*wrap),
+            Err(wrap) => {
+                if let Ok(wrap) = wrap.downcast::<UdpWrap<T>>() {
+                    entry.wraps.udp = Some(*wrap);
+                }
+            }
         }
         entry.owned.push(socket);
     }

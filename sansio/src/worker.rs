@@ -797,10 +797,13 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
     ) -> R {
         let mut batch = std::mem::take(&mut self.cx.net.inbound);
         let result = receive(&mut self.cx.net, &mut batch, &mut self.cx.counters);
-        for (owner, input) in batch.drain(..) {
+        // Delivered from a queue the network state can see: a task that
+        // hands its socket over mid-batch has the rest re-owned there.
+        self.cx.net.delivering.extend(batch.drain(..));
+        self.cx.net.inbound = batch;
+        while let Some((owner, input)) = self.cx.net.delivering.pop_front() {
             self.groups.net(&mut self.cx, owner, input);
         }
-        self.cx.net.inbound = batch;
         result
     }
 

@@ -878,6 +878,8 @@ pub(crate) struct Net {
     pub(crate) local: std::collections::VecDeque<(RawId, NetInput)>,
     /// Scratch space for received datagrams, kept between batches.
     pub(crate) inbound: Vec<(RawId, NetInput)>,
+    /// A received batch being delivered.
+    pub(crate) delivering: std::collections::VecDeque<(RawId, NetInput)>,
 }
 
 impl Net {
@@ -890,6 +892,7 @@ impl Net {
             tun: tun::TunDevices::default(),
             local: std::collections::VecDeque::new(),
             inbound: Vec::new(),
+            delivering: std::collections::VecDeque::new(),
         }
     }
 
@@ -1072,6 +1075,34 @@ impl Net {
             {
                 *owner = to;
             }
+        }
+        Ok(())
+    }
+
+    /// Hands UDP socket `socket` from `from` to `to`: its events go to `to`
+    /// from now on, those already waiting included (in the worker's queue,
+    /// and in the receive batch being delivered).
+    pub(crate) fn udp_hand_over(
+        &mut self,
+        socket: UdpSocketId,
+        from: RawId,
+        to: RawId,
+    ) -> Result<(), io::Error> {
+        self.udp.set_owner(socket, to)?;
+        let reown = |owner: &mut RawId, input: &NetInput| {
+            if *owner == from
+                && let NetInput::UdpPacket(UdpPacket { socket: of, .. })
+                | NetInput::UdpError(UdpError { socket: of, .. }) = input
+                && *of == socket
+            {
+                *owner = to;
+            }
+        };
+        for (owner, input) in &mut self.local {
+            reown(owner, input);
+        }
+        for (owner, input) in &mut self.delivering {
+            reown(owner, input);
         }
         Ok(())
     }

@@ -313,6 +313,23 @@ impl UdpSockets {
         }
     }
 
+    /// Gives `socket` to a new owner: what it receives goes there from now
+    /// on.
+    pub(crate) fn set_owner(&mut self, socket: UdpSocketId, owner: RawId) -> io::Result<()> {
+        let entry = self
+            .by_id
+            .get(&socket)
+            .and_then(|&index| self.entries[index].as_mut());
+        let Some(entry) = entry else {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                format!("{socket} is not open"),
+            ));
+        };
+        entry.owner = owner;
+        Ok(())
+    }
+
     fn remove(&mut self, index: usize, registry: &mut dyn Registry) {
         if let Some(entry) = self.entries[index].take() {
             // Deregistering a socket about to be closed cannot meaningfully
