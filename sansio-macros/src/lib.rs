@@ -109,14 +109,22 @@ pub fn on_shutdown(_args: TokenStream, input: TokenStream) -> TokenStream {
 }
 
 /// A handler attribute that rustc expanded on its own: the enclosing impl
-/// block has no `#[sansio::task]` (which would have consumed it). The item is
-/// kept, so only this error shows.
+/// block has no `#[sansio::task]` (which would have consumed it). A method
+/// is left out: its `&mut Ctx<Self>` names a type that is not a task yet,
+/// which would add an error of its own at every use ("`Echo` is not a sansio
+/// task"), so only this error shows. Anything else is kept.
 fn outside_task_impl(attribute: &str, input: TokenStream) -> TokenStream {
     let message = format!(
         "`#[{attribute}]` is only valid inside a `#[sansio::task]` impl block: \
          add `#[sansio::task]` above the `impl` block holding this method"
     );
-    let mut output = proc_macro2::TokenStream::from(input);
+    let input = proc_macro2::TokenStream::from(input);
+    let is_method = syn::parse2::<syn::ImplItemFn>(input.clone()).is_ok();
+    let mut output = if is_method {
+        proc_macro2::TokenStream::new()
+    } else {
+        input
+    };
     output.extend(syn::Error::new(proc_macro2::Span::call_site(), message).to_compile_error());
     output.into()
 }
