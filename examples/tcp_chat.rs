@@ -15,38 +15,30 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use sansio::Backend;
-use sansio_suite::chat;
+use sansio_suite::{chat, cli};
 
 fn main() -> ExitCode {
     let mut addr = "127.0.0.1:7000".to_owned();
     let (mut workers, mut idle, mut seconds, mut backend) =
         (2usize, 60.0f64, 60.0f64, Backend::Mio);
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let Some(value) = args.next() else {
-            eprintln!("{flag} needs a value");
-            return ExitCode::FAILURE;
-        };
-        let parsed = match flag.as_str() {
-            "--addr" => {
-                addr = value;
-                Ok(())
-            }
-            "--workers" => value.parse().map(|n| workers = n).map_err(|_| value),
-            "--idle-secs" => value.parse().map(|s| idle = s).map_err(|_| value),
-            "--seconds" => value.parse().map(|s| seconds = s).map_err(|_| value),
-            "--backend" => value.parse().map(|b| backend = b).map_err(|_| value),
-            _ => {
-                eprintln!(
-                    "unknown option {flag}; options: --addr --workers --idle-secs --seconds --backend"
-                );
-                return ExitCode::FAILURE;
-            }
-        };
-        if let Err(value) = parsed {
-            eprintln!("{flag}: `{value}` is not valid");
-            return ExitCode::FAILURE;
-        }
+    let flags = [
+        "--addr",
+        "--workers",
+        "--idle-secs",
+        "--seconds",
+        "--backend",
+    ];
+    let parsed = cli::parse(std::env::args().skip(1), &flags, |flag, value| match flag {
+        "--addr" => cli::store(&mut addr, value),
+        "--workers" => cli::store(&mut workers, value),
+        "--idle-secs" => cli::store(&mut idle, value),
+        "--seconds" => cli::store(&mut seconds, value),
+        "--backend" => cli::store(&mut backend, value),
+        _ => None,
+    });
+    if let Err(message) = parsed {
+        eprintln!("tcp_chat: {message}");
+        return ExitCode::FAILURE;
     }
     let Ok(addr) = addr.parse() else {
         eprintln!("--addr: `{addr}` is not a socket address");

@@ -13,34 +13,22 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use sansio::Backend;
-use sansio_suite::echo;
+use sansio_suite::{cli, echo};
 
 fn main() -> ExitCode {
     let mut addr = "127.0.0.1:10001".to_owned();
     let (mut workers, mut seconds, mut backend) = (1usize, 30.0f64, Backend::Mio);
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let Some(value) = args.next() else {
-            eprintln!("{flag} needs a value");
-            return ExitCode::FAILURE;
-        };
-        let parsed = match flag.as_str() {
-            "--addr" => {
-                addr = value;
-                Ok(())
-            }
-            "--workers" => value.parse().map(|n| workers = n).map_err(|_| value),
-            "--seconds" => value.parse().map(|s| seconds = s).map_err(|_| value),
-            "--backend" => value.parse().map(|b| backend = b).map_err(|_| value),
-            _ => {
-                eprintln!("unknown option {flag}; options: --addr --workers --seconds --backend");
-                return ExitCode::FAILURE;
-            }
-        };
-        if let Err(value) = parsed {
-            eprintln!("{flag}: `{value}` is not valid");
-            return ExitCode::FAILURE;
-        }
+    let flags = ["--addr", "--workers", "--seconds", "--backend"];
+    let parsed = cli::parse(std::env::args().skip(1), &flags, |flag, value| match flag {
+        "--addr" => cli::store(&mut addr, value),
+        "--workers" => cli::store(&mut workers, value),
+        "--seconds" => cli::store(&mut seconds, value),
+        "--backend" => cli::store(&mut backend, value),
+        _ => None,
+    });
+    if let Err(message) = parsed {
+        eprintln!("udp_echo_server: {message}");
+        return ExitCode::FAILURE;
     }
     let Ok(addr) = addr.parse() else {
         eprintln!("--addr: `{addr}` is not a socket address");

@@ -199,6 +199,8 @@ pub struct Session {
     discarding: bool,
     /// Requests for the figures, still unanswered.
     asking: usize,
+    /// `QUIT` came while figures were still asked for: end once answered.
+    quitting: bool,
 }
 
 impl fmt::Debug for Session {
@@ -224,6 +226,7 @@ impl Session {
             partial: Vec::new(),
             discarding: false,
             asking: 0,
+            quitting: false,
         }
     }
 
@@ -275,6 +278,8 @@ impl Session {
                 self.asking += 1;
                 ctx.request(self.stats, GetStats, STATS_TIMEOUT);
             }
+            // The answers asked for before come first.
+            "QUIT" if self.asking > 0 => self.quitting = true,
             "QUIT" => self.end(ctx, "bye"),
             _ => self.send(ctx, "error unknown command"),
         }
@@ -358,6 +363,9 @@ impl Session {
                 ),
             ),
             Err(error) => self.send(ctx, &format!("error stats: {error}")),
+        }
+        if self.quitting && self.asking == 0 {
+            self.end(ctx, "bye");
         }
     }
 

@@ -5,5 +5,6 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 pub mod chat;
+pub mod cli;
 pub mod echo;
 pub mod loadgen;

@@ -21,9 +21,7 @@ use crate::ctx::{ErasedTarget, ReplyInput};
 use crate::error::RpcError;
 use crate::id::RawId;
 use crate::net::udp::Payload;
-use crate::net::{
-    Adoption, NetInput, Owned, TcpEvent, TcpSocket, TcpWrap, UdpError, UdpWrap, Wraps,
-};
+use crate::net::{Adoption, NetInput, Owned, TcpEvent, TcpWrap, UdpWrap, Wraps};
 use crate::timer::Due;
 use crate::worker::{Member, Worker, WorkerCx, panic_message};
 use crate::{Action, Ctx, Task, TaskId};
@@ -57,6 +55,25 @@ struct Entry<T: Task> {
 }
 
 impl<T: Task> Entry<T> {
+    /// Gives the task's earliest deadline (timer, keyed timers, run-time
+    /// tick) an entry in the worker's heap, unless one as early is there.
+    fn arm<W: Worker>(&mut self, cx: &mut WorkerCx<W>, slot: u32)
+    where
+        T: Member<W>,
+    {
+        if let Some(at) = self.ctx.next_deadline()
+            && self.armed.is_none_or(|armed| at < armed)
+        {
+            self.armed = Some(at);
+            let due = Due::Task {
+                group: T::GROUP,
+                slot,
+                generation: self.generation,
+            };
+            cx.timers.push(at, due);
+        }
+    }
+
     /// Carries out one action the task queued.
     fn carry_out<W: Worker>(
         &mut self,
@@ -203,51 +220,39 @@ impl<T: Task> Entry<T> {
                 });
             }
             Action::UdpHandOver { socket, to, wrap } => {
-                if !cx.net.owns(owner, Owned::Udp(socket), counters) {
-                    return;
-                }
-                match hand_over_target(cx, &to).and_then(|target| {
-                    cx.net.udp_hand_over(socket, owner, target)?;
-                    Ok(target)
-                }) {
-                    Ok(target) => {
-                        let socket = Owned::Udp(socket);
-                        self.owned.retain(|owned| *owned != socket);
-                        cx.adoptions.push_back((target, Adoption { socket, wrap }));
-                    }
-                    Err(error) => {
-                        cx.counters.udp_send_errors += 1;
-                        let refused = NetInput::UdpError(UdpError {
-                            socket,
-                            peer: None,
-                            error,
-                            data: None,
-                        });
-                        cx.net.local.push_back((owner, refused));
-                    }
-                }
+                self.hand_over(cx, owner, Owned::Udp(socket), &to, wrap);
             }
             Action::TcpHandOver { conn, to, wrap } => {
-                if !cx.net.owns(owner, Owned::TcpConn(conn), counters) {
-                    return;
-                }
-                match hand_over_target(cx, &to).and_then(|target| {
-                    cx.net.tcp_hand_over(conn, owner, target)?;
-                    Ok(target)
-                }) {
-                    Ok(target) => {
-                        self.owned.retain(|owned| *owned != Owned::TcpConn(conn));
-                        let socket = Owned::TcpConn(conn);
-                        cx.adoptions.push_back((target, Adoption { socket, wrap }));
-                    }
-                    Err(error) => {
-                        cx.counters.tcp_errors += 1;
-                        let socket = TcpSocket::Conn(conn);
-                        let refused = NetInput::Tcp(TcpEvent::Refused { socket, error });
-                        cx.net.local.push_back((owner, refused));
-                    }
-                }
+                self.hand_over(cx, owner, Owned::TcpConn(conn), &to, wrap);
             }
+        }
+    }
+
+    /// Hands `socket` over to the task `to` on this worker, which adopts it
+    /// before anything else is delivered; refused (the socket stays this
+    /// task's) when it is not this worker's, not open, or `to` is elsewhere or
+    /// gone.
+    fn hand_over<W: Worker>(
+        &mut self,
+        cx: &mut WorkerCx<W>,
+        owner: RawId,
+        socket: Owned,
+        to: &ErasedTarget,
+        wrap: Box<dyn Any + Send>,
+    ) {
+        if !cx.net.owns(owner, socket, &mut cx.counters) {
+            return;
+        }
+        let handed = hand_over_target(cx, to).and_then(|target| {
+            cx.net.hand_over(socket, owner, target)?;
+            Ok(target)
+        });
+        match handed {
+            Ok(target) => {
+                self.owned.retain(|owned| *owned != socket);
+                cx.adoptions.push_back((target, Adoption { socket, wrap }));
+            }
+            Err(error) => cx.net.refuse(owner, socket, error, &mut cx.counters),
         }
     }
 
@@ -594,19 +599,8 @@ impl<T: Task> Group<T> {
         {
             self.run(cx, slot, |task, ctx| task.on_tick(ctx));
         }
-        if let Some(entry) = self.entry(slot, generation)
-            && entry.armed.is_none()
-            && let Some(at) = entry.ctx.next_deadline()
-        {
-            entry.armed = Some(at);
-            cx.timers.push(
-                at,
-                Due::Task {
-                    group: T::GROUP,
-                    slot,
-                    generation,
-                },
-            );
+        if let Some(entry) = self.entry(slot, generation) {
+            entry.arm(cx, slot);
         }
     }
 
@@ -716,21 +710,7 @@ impl<T: Task> Group<T> {
                 self.remove(cx, slot);
                 cx.finished(id);
             }
-            Ok(()) => {
-                if let Some(at) = entry.ctx.next_deadline()
-                    && entry.armed.is_none_or(|armed| at < armed)
-                {
-                    entry.armed = Some(at);
-                    cx.timers.push(
-                        at,
-                        Due::Task {
-                            group: T::GROUP,
-                            slot,
-                            generation: entry.generation,
-                        },
-                    );
-                }
-            }
+            Ok(()) => entry.arm(cx, slot),
         }
     }
 

@@ -899,16 +899,27 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
                 generation,
                 payload,
                 from,
-            } => {
-                cx.delivering_from = from;
-                self.groups
-                    .deliver_erased(cx, group, slot, generation, payload);
-                cx.delivering_from = None;
-            }
+            } => self.deliver_erased(group, slot, generation, payload, from),
             Delivery::Reply { owner, id, result } => {
                 self.groups.reply(cx, owner, id, result);
             }
         }
+    }
+
+    /// Delivers a direct message or request to one task; `from`, the sender
+    /// of a direct message, is told if the task is gone.
+    fn deliver_erased(
+        &mut self,
+        group: u16,
+        slot: u32,
+        generation: u32,
+        payload: Box<dyn std::any::Any + Send>,
+        from: Option<crate::bus::Sender>,
+    ) {
+        self.cx.delivering_from = from;
+        self.groups
+            .deliver_erased(&mut self.cx, group, slot, generation, payload);
+        self.cx.delivering_from = None;
     }
 
     /// Handles what another worker (or an answering task) sent this one.
@@ -939,12 +950,7 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
                 generation,
                 payload,
                 from,
-            } => {
-                cx.delivering_from = from;
-                self.groups
-                    .deliver_erased(cx, group, slot, generation, payload);
-                cx.delivering_from = None;
-            }
+            } => self.deliver_erased(group, slot, generation, payload, from),
             BusEnvelope::Reply { owner, id, result } => {
                 self.groups.reply(cx, owner, id, result);
             }

@@ -1020,6 +1020,19 @@ impl Net {
             return true;
         }
         let error = foreign(name, usize::from(worker), self.worker);
+        self.refuse(from, socket, error, counters);
+        false
+    }
+
+    /// Tells the task `from` that its call on `socket` was refused, with the
+    /// error input of the socket's kind, counted.
+    pub(crate) fn refuse(
+        &mut self,
+        from: RawId,
+        socket: Owned,
+        error: io::Error,
+        counters: &mut crate::stats::Counters,
+    ) {
         let input = match socket {
             Owned::Udp(socket) => {
                 counters.udp_send_errors += 1;
@@ -1050,7 +1063,18 @@ impl Net {
             }
         };
         self.local.push_back((from, input));
-        false
+    }
+
+    /// Hands `socket` (a UDP socket or a connection) from `from` to `to`.
+    pub(crate) fn hand_over(&mut self, socket: Owned, from: RawId, to: RawId) -> io::Result<()> {
+        match socket {
+            Owned::Udp(socket) => self.udp_hand_over(socket, from, to),
+            Owned::TcpConn(conn) => self.tcp_hand_over(conn, from, to),
+            Owned::TcpListener(_) | Owned::Tun(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "only UDP sockets and TCP connections can be handed over",
+            )),
+        }
     }
 
     /// Hands connection `conn` from `from` to `to`: the connection's events
