@@ -578,6 +578,8 @@ pub struct Ctx<T: Task> {
     spawns_made: u64,
     /// When the task is asked to shut down: phase by phase.
     shutdown_phase: u8,
+    /// Answers queued (`Action::Reply`) since the harness last took them.
+    replies_queued: usize,
 }
 
 /// The number of shutdown phases: [`Ctx::set_shutdown_phase`] takes 0 to
@@ -602,6 +604,7 @@ impl<T: Task> Ctx<T> {
             requests_made: 0,
             spawns_made: 0,
             shutdown_phase: 0,
+            replies_queued: 0,
         }
     }
 
@@ -1096,7 +1099,18 @@ impl<T: Task> Ctx<T> {
 
     /// Queues an answer's delivery, carried out after the handler.
     pub(crate) fn reply(&mut self, send: Box<dyn FnOnce() + Send>) {
+        self.replies_queued += 1;
         self.actions.push_back(Action::Reply(send));
+    }
+
+    /// Takes the queued answers (for the harness, which carries them out
+    /// after each hook); cheap when there are none.
+    pub(crate) fn take_replies(&mut self) -> Vec<Action<T>> {
+        if self.replies_queued == 0 {
+            return Vec::new();
+        }
+        self.replies_queued = 0;
+        self.take_actions(|action| matches!(action, Action::Reply(_)))
     }
 
     /// The number for this task's next socket id.

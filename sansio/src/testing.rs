@@ -312,10 +312,7 @@ impl<T: Task> TaskHarness<T> {
     /// `#[on_request]` handler's return value), as a worker would after the
     /// handler: they go to whoever asked through [`TaskHarness::ask`].
     fn send_answers(&mut self) {
-        for action in self
-            .ctx
-            .take_actions(|action| matches!(action, Action::Reply(_)))
-        {
+        for action in self.ctx.take_replies() {
             if let Action::Reply(send) = action {
                 send();
             }
