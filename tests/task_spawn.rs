@@ -97,6 +97,12 @@ pub enum Do {
     SpawnStray,
     /// Bind a UDP socket.
     Bind,
+    /// Answer the next datagram, then hand the socket to this task in the
+    /// same handler.
+    HandOverOnFirst(TaskId<Child>),
+    /// Hold the worker (a test-only stand-in for a busy worker): what
+    /// arrives meanwhile is read in one batch afterwards.
+    Hold(Duration),
     /// Hand the connection over to this task, after queueing `before`.
     HandOver(TcpConnId, TaskId<Child>, &'static [u8]),
     /// Hand the UDP socket over to this task, after sending `before` to the
@@ -109,6 +115,7 @@ pub enum Do {
 #[sansio::task(output = Out)]
 pub struct Parent {
     spawned: u32,
+    hand_to: Option<TaskId<Child>>,
 }
 
 #[sansio::task]
@@ -125,6 +132,13 @@ impl Parent {
 
     #[on_input]
     fn datagram(&mut self, ctx: &mut Ctx<Self>, packet: UdpPacket) {
+        if let Some(child) = self.hand_to.take() {
+            let mut answer = PacketBuf::copy_from(b"parent: ");
+            answer.extend_from_slice(&packet.data);
+            ctx.udp_send(packet.socket, packet.from, answer);
+            ctx.udp_hand_over(packet.socket, child);
+            return;
+        }
         ctx.emit(Out::ParentDatagram(packet.data.to_vec()));
     }
 
@@ -157,6 +171,8 @@ impl Parent {
                 ctx.udp_send(socket, peer, PacketBuf::copy_from(before));
                 ctx.udp_hand_over(socket, to);
             }
+            Do::HandOverOnFirst(child) => self.hand_to = Some(child),
+            Do::Hold(time) => std::thread::sleep(time),
             Do::Bind => {
                 ctx.udp_bind("127.0.0.1:0".parse().unwrap(), UdpOptions::default());
             }
@@ -210,7 +226,15 @@ fn out(runtime: &Runtime<Family>) -> Out {
 
 /// A parent on worker 0, and the address it listens on.
 fn parent(runtime: &Runtime<Family>) -> (TaskId<Parent>, SocketAddr) {
-    let parent = runtime.spawn_on(0, Parent { spawned: 0 }).unwrap();
+    let parent = runtime
+        .spawn_on(
+            0,
+            Parent {
+                spawned: 0,
+                hand_to: None,
+            },
+        )
+        .unwrap();
     match out(runtime) {
         Out::Listening(addr) => (parent, addr),
         other => panic!("unexpected {other:?}"),
@@ -370,6 +394,36 @@ all_backend_tests! {
         client.send_to(b"to the child", server).unwrap();
         let (len, _) = client.recv_from(&mut buf).unwrap();
         assert_eq!(&buf[..len], b"child 2: to the child");
+        runtime.shutdown(Duration::from_secs(5)).unwrap();
+    }
+
+    fn a_socket_handed_over_mid_batch_gets_the_rest_of_the_batch(backend: Backend) {
+        let runtime = runtime(backend);
+        let (parent, _) = parent(&runtime);
+        runtime.send(parent, Do::Bind).unwrap();
+        let (_, server) = match out(&runtime) {
+            Out::Bound(socket, addr) => (socket, addr),
+            other => panic!("unexpected {other:?}"),
+        };
+        let child = child(&runtime, parent, None);
+        runtime.send(parent, Do::HandOverOnFirst(child)).unwrap();
+        runtime.send(parent, Do::Hold(Duration::from_millis(200))).unwrap();
+        // While the worker is held, 20 datagrams queue up: one receive batch.
+        std::thread::sleep(Duration::from_millis(50));
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.set_read_timeout(Some(PATIENCE)).unwrap();
+        for n in 0..20u8 {
+            client.send_to(&[b'a' + n], server).unwrap();
+        }
+        let mut buf = [0u8; 64];
+        let mut answers = Vec::new();
+        for _ in 0..20 {
+            let (len, _) = client.recv_from(&mut buf).unwrap();
+            answers.push(String::from_utf8_lossy(&buf[..len]).into_owned());
+        }
+        let mut expected = vec!["parent: a".to_owned()];
+        expected.extend((1..20u8).map(|n| format!("child 1: {}", char::from(b'a' + n))));
+        assert_eq!(answers, expected);
         runtime.shutdown(Duration::from_secs(5)).unwrap();
     }
 }

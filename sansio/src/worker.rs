@@ -797,13 +797,17 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
     ) -> R {
         let mut batch = std::mem::take(&mut self.cx.net.inbound);
         let result = receive(&mut self.cx.net, &mut batch, &mut self.cx.counters);
-        // Delivered from a queue the network state can see: a task that
-        // hands its socket over mid-batch has the rest re-owned there.
-        self.cx.net.delivering.extend(batch.drain(..));
-        self.cx.net.inbound = batch;
-        while let Some((owner, input)) = self.cx.net.delivering.pop_front() {
+        self.cx.net.handed_over.clear();
+        for (owner, input) in batch.drain(..) {
+            // A socket handed over by a task while this batch is delivered:
+            // the rest of the batch goes to its new owner.
+            let owner = self.cx.net.owner_now(owner, &input);
             self.groups.net(&mut self.cx, owner, input);
+            // A new owner adopts the socket before the rest is delivered.
+            self.place();
         }
+        self.cx.net.handed_over.clear();
+        self.cx.net.inbound = batch;
         result
     }
 

@@ -878,8 +878,9 @@ pub(crate) struct Net {
     pub(crate) local: std::collections::VecDeque<(RawId, NetInput)>,
     /// Scratch space for received datagrams, kept between batches.
     pub(crate) inbound: Vec<(RawId, NetInput)>,
-    /// A received batch being delivered.
-    pub(crate) delivering: std::collections::VecDeque<(RawId, NetInput)>,
+    /// UDP sockets handed over (socket, from, to) while a received batch is
+    /// delivered: the rest of the batch is re-owned as it goes.
+    pub(crate) handed_over: Vec<(UdpSocketId, RawId, RawId)>,
 }
 
 impl Net {
@@ -892,7 +893,7 @@ impl Net {
             tun: tun::TunDevices::default(),
             local: std::collections::VecDeque::new(),
             inbound: Vec::new(),
-            delivering: std::collections::VecDeque::new(),
+            handed_over: Vec::new(),
         }
     }
 
@@ -1125,10 +1126,30 @@ impl Net {
         for (owner, input) in &mut self.local {
             reown(owner, input);
         }
-        for (owner, input) in &mut self.delivering {
-            reown(owner, input);
-        }
+        self.handed_over.push((socket, from, to));
         Ok(())
+    }
+
+    /// The owner of a received event now: `owner`, unless its socket was
+    /// handed over since the event was read.
+    pub(crate) fn owner_now(&self, owner: RawId, input: &NetInput) -> RawId {
+        if self.handed_over.is_empty() {
+            return owner;
+        }
+        let (NetInput::UdpPacket(UdpPacket { socket, .. })
+        | NetInput::UdpError(UdpError { socket, .. })) = input
+        else {
+            return owner;
+        };
+        // In the order they were made, so that a socket handed on again
+        // goes to its last owner.
+        let mut owner = owner;
+        for (handed, from, to) in &self.handed_over {
+            if handed == socket && *from == owner {
+                owner = *to;
+            }
+        }
+        owner
     }
 
     /// Closes a socket a task owned (the task ended or asked). What was
