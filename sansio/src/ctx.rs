@@ -1105,6 +1105,11 @@ impl<T: Task> Ctx<T> {
 
     /// Takes the queued answers (for the harness, which carries them out
     /// after each hook); cheap when there are none.
+    #[inline]
+    pub(crate) fn has_replies(&self) -> bool {
+        self.replies_queued > 0
+    }
+
     pub(crate) fn take_replies(&mut self) -> Vec<Action<T>> {
         if self.replies_queued == 0 {
             return Vec::new();
@@ -1113,9 +1118,10 @@ impl<T: Task> Ctx<T> {
         self.take_actions(|action| matches!(action, Action::Reply(_)))
     }
 
-    /// The number for this task's next socket id.
+    /// The number for this task's next socket id (below 2³¹: the top bit
+    /// marks accepted connections).
     fn next_socket_number(&mut self) -> u32 {
-        self.sockets_made = self.sockets_made.wrapping_add(1);
+        self.sockets_made = self.sockets_made.wrapping_add(1) & !(1 << 31);
         self.sockets_made
     }
 
@@ -1150,7 +1156,12 @@ impl<T: Task> Ctx<T> {
     }
 
     /// The earliest of the timer, the keyed timers and the run-time tick.
+    #[inline]
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        // The common case, a task with at most its one timer, first.
+        if self.keyed_order.is_empty() && self.tick.is_none() {
+            return self.timer;
+        }
         let keyed = self
             .keyed_order
             .keys()
@@ -1162,8 +1173,12 @@ impl<T: Task> Ctx<T> {
 
     /// Disarms the keyed timers due at `now` and returns their keys, in
     /// deadline order.
+    #[inline]
     pub(crate) fn take_due_keyed(&mut self, now: Instant) -> Vec<T::TimerKey> {
         let mut due = Vec::new();
+        if self.keyed_order.is_empty() {
+            return due;
+        }
         while let Some(entry) = self.keyed_order.first_entry() {
             if entry.key().0 > now {
                 break;

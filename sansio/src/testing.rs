@@ -311,7 +311,15 @@ impl<T: Task> TaskHarness<T> {
     /// Carries out the answers the task gave (`Responder::respond`, or an
     /// `#[on_request]` handler's return value), as a worker would after the
     /// handler: they go to whoever asked through [`TaskHarness::ask`].
+    #[inline(always)]
     fn send_answers(&mut self) {
+        if self.ctx.has_replies() {
+            self.send_queued_answers();
+        }
+    }
+
+    #[cold]
+    fn send_queued_answers(&mut self) {
         for action in self.ctx.take_replies() {
             if let Action::Reply(send) = action {
                 send();
@@ -369,7 +377,10 @@ impl<T: Task> TaskHarness<T> {
         }
         // A tick interval set at run time replaces the attribute's.
         let tick = self.next_tick.filter(|_| !self.ctx.ticks_itself());
-        [self.ctx.next_deadline(), tick].into_iter().flatten().min()
+        match (self.ctx.next_deadline(), tick) {
+            (Some(deadline), Some(tick)) => Some(deadline.min(tick)),
+            (deadline, tick) => deadline.or(tick),
+        }
     }
 
     /// Calls the task's `#[on_shutdown]` handler, as the runtime does at a
@@ -452,11 +463,13 @@ impl<T: Task> TaskHarness<T> {
         if self.ctx.take_due_timer(now) {
             self.task.on_timer(&mut self.ctx);
         }
-        for key in self.ctx.take_due_keyed(now) {
-            if self.ctx.is_finished() {
-                return;
+        if self.ctx.keyed_timers() > 0 {
+            for key in self.ctx.take_due_keyed(now) {
+                if self.ctx.is_finished() {
+                    return;
+                }
+                self.task.on_keyed_timer(&mut self.ctx, key);
             }
-            self.task.on_keyed_timer(&mut self.ctx, key);
         }
         if self.ctx.ticks_itself() {
             if self.ctx.take_due_tick(now) && !self.ctx.is_finished() {

@@ -21,6 +21,10 @@ pub(crate) mod tcp;
 pub(crate) mod tun;
 pub(crate) mod udp;
 
+/// The bit of a socket id's number that marks an accepted connection (whose
+/// number counts the worker's accepted connections, not the task's sockets).
+const ACCEPTED: u32 = 1 << 31;
+
 /// Declares a socket id type: the worker it lives on, the task that made it
 /// and a number, unique among that task's sockets (or, for accepted
 /// connections, among the worker's accepted connections).
@@ -34,22 +38,35 @@ macro_rules! socket_id {
         /// in bus messages. A socket can only be used on the worker that
         /// owns it (`worker()`); a call with an id of another worker is
         /// refused with an error input and never acted on.
+        // Flat, 16 bytes: the worker sits in what would be the owner's
+        // padding, and an accepted connection's flag in the number's top
+        // bit, so that `Action` stays small enough to move inline.
         #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name {
             worker: u16,
-            owner: RawId,
+            group: u16,
+            slot: u32,
+            generation: u32,
             number: u32,
-            accepted: bool,
         }
 
         impl $name {
             pub(crate) fn new(worker: u16, owner: RawId, number: u32) -> Self {
-                $name { worker, owner, number, accepted: false }
+                $name {
+                    worker,
+                    group: owner.group,
+                    slot: owner.slot,
+                    generation: owner.generation,
+                    number: number & !ACCEPTED,
+                }
             }
 
             #[allow(dead_code, reason = "only connections are accepted")]
             pub(crate) fn accepted(worker: u16, owner: RawId, number: u32) -> Self {
-                $name { worker, owner, number, accepted: true }
+                $name {
+                    number: number | ACCEPTED,
+                    ..$name::new(worker, owner, number)
+                }
             }
 
             /// The index of the worker that owns the socket: the only one
@@ -75,11 +92,11 @@ macro_rules! socket_id {
                     f,
                     concat!($prefix, "#{}:{}.{}.{}/{}{}"),
                     self.worker,
-                    self.owner.group,
-                    self.owner.slot,
-                    self.owner.generation,
-                    if self.accepted { "a" } else { "" },
-                    self.number
+                    self.group,
+                    self.slot,
+                    self.generation,
+                    if self.number & ACCEPTED != 0 { "a" } else { "" },
+                    self.number & !ACCEPTED
                 )
             }
         }
