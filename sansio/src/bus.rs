@@ -286,7 +286,7 @@ pub trait Request: Send + 'static {
     label = "`{Self}` cannot answer `{R}`",
     note = "add `#[on_request] fn name(&mut self, ctx: &mut Ctx<Self>, request: {R}) -> <{R} as Request>::Response` to the `#[sansio::task]` impl of `{Self}`"
 )]
-pub trait Answers<R: Request>: crate::Task {
+pub trait Answers<R>: crate::Task {
     /// Wraps a request in the task's input enum.
     #[doc(hidden)]
     fn wrap_request(incoming: Incoming<R>) -> Self::Input;
@@ -364,7 +364,7 @@ where
 /// [`Responder`] that carries the answer back. The `#[on_request]` handlers
 /// take it apart for you.
 #[derive(Debug)]
-pub struct Incoming<R: Request> {
+pub struct Incoming<R> {
     /// The request.
     pub request: R,
     /// Where the answer goes.
@@ -399,17 +399,41 @@ pub trait ReplySink: Send + Sync + 'static {
     );
 }
 
-pub(crate) enum Route<R: Request> {
+/// Where an answer goes, type-erased: the answer travels as `Box<dyn Any>`
+/// and is typed again by whoever asked. (No `Request` bound here, so that a
+/// type that is not one is reported once, where it is answered, and not at
+/// every type that carries a responder.)
+pub(crate) enum Route {
     /// To a task, through its worker.
     Task {
         sink: std::sync::Arc<dyn ReplySink>,
         owner: crate::id::RawId,
         id: u64,
     },
-    /// To the controller, blocked in `Runtime::call`.
-    Controller(crossbeam_channel::Sender<Result<R::Response, crate::error::RpcError>>),
+    /// To the controller blocked in `Runtime::call` (or a test harness):
+    /// types the answer and hands it over.
+    Controller(Box<dyn FnOnce(Result<Box<dyn Any + Send>, crate::error::RpcError>) + Send>),
     /// Answered already.
     Done,
+}
+
+impl Route {
+    /// To whoever waits on `answer` for a response to `R`.
+    pub(crate) fn controller<R: Request>(
+        answer: crossbeam_channel::Sender<Result<R::Response, crate::error::RpcError>>,
+    ) -> Self {
+        Route::Controller(Box::new(move |result| {
+            let result = result.and_then(|response| {
+                response
+                    .downcast::<R::Response>()
+                    .map(|response| *response)
+                    // Only a responder of `R` answers here: unreachable.
+                    .map_err(|_| crate::error::RpcError::Dropped)
+            });
+            // The caller may have given up (timed out): nobody is listening.
+            let _ = answer.try_send(result);
+        }))
+    }
 }
 
 /// Carries the answer to one request back to whoever asked.
@@ -419,47 +443,47 @@ pub(crate) enum Route<R: Request> {
 /// keeps it and answers later, from any handler, with
 /// [`Responder::respond`]. Dropped unanswered (the task ended, or let it
 /// go), it tells the asker: `RpcError::Dropped`.
-pub struct Responder<R: Request> {
-    route: Route<R>,
+pub struct Responder<R> {
+    route: Route,
+    _request: std::marker::PhantomData<fn(R)>,
+}
+
+impl<R> Responder<R> {
+    pub(crate) fn new(route: Route) -> Self {
+        Responder {
+            route,
+            _request: std::marker::PhantomData,
+        }
+    }
 }
 
 impl<R: Request> Responder<R> {
-    pub(crate) fn new(route: Route<R>) -> Self {
-        Responder { route }
-    }
-
     /// Answers: the response goes back once the current handler returns, in
     /// order with the task's other actions.
     pub fn respond<T: crate::Task>(mut self, ctx: &mut crate::Ctx<T>, response: R::Response) {
         let route = std::mem::replace(&mut self.route, Route::Done);
+        let response: Box<dyn Any + Send> = Box::new(response);
         ctx.reply(Box::new(move || deliver(route, Ok(response))));
     }
 }
 
 /// Sends `result` along `route`.
-fn deliver<R: Request>(route: Route<R>, result: Result<R::Response, crate::error::RpcError>) {
+fn deliver(route: Route, result: Result<Box<dyn Any + Send>, crate::error::RpcError>) {
     match route {
-        Route::Task { sink, owner, id } => {
-            sink.reply(
-                owner,
-                id,
-                result.map(|response| Box::new(response) as Box<dyn Any + Send>),
-            );
-        }
-        // The caller may have given up (timed out): nobody is listening.
-        Route::Controller(sender) => drop(sender.try_send(result)),
+        Route::Task { sink, owner, id } => sink.reply(owner, id, result),
+        Route::Controller(answer) => answer(result),
         Route::Done => {}
     }
 }
 
-impl<R: Request> Drop for Responder<R> {
+impl<R> Drop for Responder<R> {
     fn drop(&mut self) {
         let route = std::mem::replace(&mut self.route, Route::Done);
         deliver(route, Err(crate::error::RpcError::Dropped));
     }
 }
 
-impl<R: Request> fmt::Debug for Responder<R> {
+impl<R> fmt::Debug for Responder<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let to = match &self.route {
             Route::Task { .. } => "task",

@@ -617,7 +617,7 @@ impl<W: Worker> Runtime<W> {
         let (answer_tx, answer_rx) = crossbeam_channel::bounded(1);
         let input = T::wrap_request(Incoming {
             request,
-            responder: Responder::new(Route::Controller(answer_tx)),
+            responder: Responder::new(Route::controller::<R>(answer_tx)),
         });
         match self.send_input(id, input, Some(timeout)) {
             Ok(()) => {}

@@ -245,7 +245,7 @@ impl<T: Task> TaskHarness<T> {
         let (tx, answer) = crossbeam_channel::bounded(1);
         let incoming = Incoming {
             request,
-            responder: Responder::new(Route::Controller(tx)),
+            responder: Responder::new(Route::controller::<R>(tx)),
         };
         self.task.on_input(&mut self.ctx, T::wrap_request(incoming));
         self.send_answers();
