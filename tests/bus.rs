@@ -63,6 +63,25 @@ fn viewers(
 }
 
 all_backend_tests! {
+    fn subscribed_says_when_a_subscription_is_in_effect_on_every_worker(backend: Backend) {
+        let runtime = hub(backend, 4096);
+        let publisher = runtime.spawn_on(0, Publisher { id: 7, ..Publisher::default() }).unwrap();
+        for (id, room) in [(1, Room(10)), (2, Room(20)), (3, Room(30))] {
+            let mut viewer = Viewer::new(id, vec![room.clone()], true);
+            viewer.confirm = true;
+            runtime.spawn_on(1, viewer).unwrap();
+            assert_eq!(next_out(&runtime), BusOut::Subscribed(id));
+            assert_eq!(next_out(&runtime), BusOut::InEffect(id, room.clone()));
+            // No waiting on the stats: once in effect, the first publish
+            // from the other worker reaches the viewer.
+            runtime.send(publisher, PublisherCommand::Publish(room.clone(), 1)).unwrap();
+            match next_out(&runtime) {
+                BusOut::Got { viewer, channel, .. } => assert_eq!((viewer, channel), (id, Some(room))),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
     fn a_thousand_subscribers_across_two_workers_get_each_event(backend: Backend) {
         let runtime = hub(backend, 4096);
         viewers(&runtime, 1000, &[Room(1)], true);

@@ -57,6 +57,8 @@ pub enum ViewerCommand {
 #[derive(Debug, PartialEq)]
 pub enum BusOut {
     Subscribed(u32),
+    /// A viewer's subscription is in effect on every worker.
+    InEffect(u32, Room),
     Got {
         viewer: u32,
         channel: Option<Room>,
@@ -86,6 +88,8 @@ pub struct Viewer {
     pub rooms: Vec<Room>,
     /// Report every event received (off for large fan-outs).
     pub report: bool,
+    /// Report when each subscription is in effect everywhere.
+    pub confirm: bool,
     received: u64,
     last_seq: std::collections::HashMap<u32, u64>,
     later: Option<Responder<Later>>,
@@ -114,6 +118,11 @@ impl Viewer {
 
     #[on_input]
     fn bus(&mut self, ctx: &mut Ctx<Self>, input: BusInput<Room, Media>) {
+        if let BusInput::Subscribed { channel } = &input
+            && self.confirm
+        {
+            ctx.emit(BusOut::InEffect(self.id, channel.clone()));
+        }
         let BusInput::Event { channel, event } = input else {
             return;
         };

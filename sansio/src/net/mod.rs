@@ -359,13 +359,32 @@ impl TcpOptions {
     }
 
     /// Refuses options a listener cannot be started with (kind
-    /// `InvalidInput`), before any socket is made.
+    /// `InvalidInput`), before any socket is made: those of its connections
+    /// too.
     pub(crate) fn check_listener(&self) -> io::Result<()> {
         if self.backlog == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "TcpOptions::backlog must be at least 1",
             ));
+        }
+        self.check_connection()
+    }
+
+    /// Refuses options a connection cannot work with (kind
+    /// `InvalidInput`): a read into no room would look like the peer closing,
+    /// and a send limit of nothing would refuse every send.
+    pub(crate) fn check_connection(&self) -> io::Result<()> {
+        for (value, name) in [
+            (self.read_chunk, "TcpOptions::read_chunk"),
+            (self.send_limit, "TcpOptions::send_limit"),
+        ] {
+            if value == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{name} must be at least 1"),
+                ));
+            }
         }
         Ok(())
     }
@@ -1355,5 +1374,20 @@ mod tests {
             .unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
         assert!(error.to_string().contains("backlog"), "{error}");
+    }
+
+    #[test]
+    fn a_connection_needs_room_to_read_and_to_send() {
+        assert!(TcpOptions::default().check_connection().is_ok());
+        for (options, name) in [
+            (TcpOptions::default().read_chunk(0), "read_chunk"),
+            (TcpOptions::default().send_limit(0), "send_limit"),
+        ] {
+            for check in [options.check_connection(), options.check_listener()] {
+                let error = check.unwrap_err();
+                assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+                assert!(error.to_string().contains(name), "{error}");
+            }
+        }
     }
 }

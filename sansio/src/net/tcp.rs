@@ -149,6 +149,7 @@ impl TcpSockets {
         out: &mut Outbox,
     ) {
         let started = (|| {
+            options.check_connection()?;
             let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
             socket.set_nonblocking(true)?;
             match socket.connect(&addr.into()) {
