@@ -399,6 +399,9 @@ pub trait ReplySink: Send + Sync + 'static {
     );
 }
 
+/// An answer (the response, boxed) or why there is none.
+type ErasedAnswer = Result<Box<dyn Any + Send>, crate::error::RpcError>;
+
 /// Where an answer goes, type-erased: the answer travels as `Box<dyn Any>`
 /// and is typed again by whoever asked. (No `Request` bound here, so that a
 /// type that is not one is reported once, where it is answered, and not at
@@ -412,7 +415,7 @@ pub(crate) enum Route {
     },
     /// To the controller blocked in `Runtime::call` (or a test harness):
     /// types the answer and hands it over.
-    Controller(Box<dyn FnOnce(Result<Box<dyn Any + Send>, crate::error::RpcError>) + Send>),
+    Controller(Box<dyn FnOnce(ErasedAnswer) + Send>),
     /// Answered already.
     Done,
 }
@@ -468,7 +471,7 @@ impl<R: Request> Responder<R> {
 }
 
 /// Sends `result` along `route`.
-fn deliver(route: Route, result: Result<Box<dyn Any + Send>, crate::error::RpcError>) {
+fn deliver(route: Route, result: ErasedAnswer) {
     match route {
         Route::Task { sink, owner, id } => sink.reply(owner, id, result),
         Route::Controller(answer) => answer(result),
