@@ -397,6 +397,53 @@ pub enum Chat {
     Stats(Stats),
 }
 
+/// Drives one `Session` under the test harness with `input` as the bytes
+/// its client sends, cut into reads at the zero bytes of `cuts` (so the
+/// same lines arrive in different pieces), and returns everything the
+/// session sent back. For the fuzz target (`fuzz/`) and the tests: whatever
+/// the bytes, the session must not panic, must answer in whole lines, and
+/// must keep no more than [`MAX_LINE`] bytes of an unfinished line.
+///
+/// # Panics
+///
+/// When the session breaks one of those rules.
+#[must_use]
+pub fn drive_session(input: &[u8], cuts: &[u8]) -> Vec<u8> {
+    use sansio::testing::{self, TaskHarness};
+    let conn = testing::tcp_conn_id(0, 1);
+    let stats = testing::task_id::<Stats>(0, 0, 1);
+    let peer = SocketAddr::from(([127, 0, 0, 1], 9));
+    let mut session = TaskHarness::new(Session::new(conn, peer, stats, Duration::from_secs(60)));
+    let mut rest = input;
+    let mut cuts = cuts.iter().cycle();
+    while !rest.is_empty() && !session.is_finished() {
+        // Reads of 1 to 256 bytes.
+        let len = (usize::from(*cuts.next().unwrap_or(&0)) + 1).min(rest.len());
+        let (read, after) = rest.split_at(len);
+        rest = after;
+        let data = PacketBuf::copy_from(read);
+        session.input(TcpEvent::Data { conn, data });
+        assert!(
+            session.task().partial.len() <= MAX_LINE,
+            "an unfinished line of {} bytes is kept",
+            session.task().partial.len()
+        );
+        // Answers to STATS would come from the Stats task: answer here.
+        for (_, id, GetStats) in session.drain_requests::<Stats, GetStats>() {
+            if !session.is_finished() {
+                let result = Ok(ChatStats::default());
+                session.input(Reply::<GetStats> { id, result });
+            }
+        }
+    }
+    let sent = session.drain_tcp_sent(conn);
+    assert!(
+        sent.is_empty() || sent.ends_with(b"\n"),
+        "answers are whole lines"
+    );
+    sent
+}
+
 /// A running chat server.
 #[derive(Debug)]
 pub struct Server {

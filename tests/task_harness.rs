@@ -165,6 +165,16 @@ fn messages_and_requests_to_other_tasks_are_typed() {
     assert_eq!(actions[0].request::<GetTotal>(), Some(&GetTotal));
     assert_eq!(actions[0].requested_of::<Store>(), Some(store));
     assert!(actions[0].request::<NextPut>().is_none());
+    // Or taken with its id, to answer it.
+    client.input(Go::AskTotal);
+    let asked = client.drain_requests::<Store, GetTotal>();
+    assert_eq!(asked.len(), 1);
+    assert_eq!((asked[0].0, &asked[0].2), (store, &GetTotal));
+    client.input(Reply::<GetTotal> {
+        id: asked[0].1,
+        result: Ok(11),
+    });
+    assert!(client.drain_actions().is_empty());
 }
 
 #[test]

@@ -97,6 +97,54 @@ fn start(backend: Backend, idle: Duration) -> (Runtime<Chat>, SocketAddr, TaskId
     (server.runtime, server.addr, server.stats)
 }
 
+/// A session answers whatever bytes arrive, in whatever pieces, in whole
+/// lines, without panicking or keeping more than a line (the fuzz target in
+/// `fuzz/` searches further).
+#[test]
+fn a_session_takes_any_bytes_in_any_pieces() {
+    let said = chat::drive_session(
+        b"NICK ann\nJOIN r\nMSG hi\nSTATS\nQUIT\nMSG late\n",
+        &[0, 3, 1],
+    );
+    let said = String::from_utf8(said).unwrap();
+    assert!(
+        said.starts_with("welcome Session#0.0.0\nok nick ann\n"),
+        "{said}"
+    );
+    assert!(
+        said.ends_with("stats sessions=0 messages=0\nbye\n"),
+        "{said}"
+    );
+    // Pseudo-random soup: commands, garbage, invalid UTF-8, long lines.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let words: [&[u8]; 9] = [
+        b"NICK ",
+        b"JOIN ",
+        b"MSG ",
+        b"STATS",
+        b"QUIT",
+        b"\n",
+        b"\r\n",
+        &[0xff, 0xfe],
+        &[b'x'; 700],
+    ];
+    for _ in 0..500 {
+        let mut input = Vec::new();
+        for _ in 0..next() % 40 {
+            input.extend_from_slice(words[(next() % words.len() as u64) as usize]);
+        }
+        let cuts: Vec<u8> = (0..8).map(|_| next() as u8).collect();
+        let said = chat::drive_session(&input, &cuts);
+        assert!(said.starts_with(b"welcome "));
+    }
+}
+
 all_backend_tests! {
     fn every_message_reaches_exactly_its_rooms_members(backend: Backend) {
         let (runtime, server, stats_id) = start(backend, Duration::from_secs(60));

@@ -12,7 +12,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::bus::{Answers, Incoming, Request, Responder, Route};
+use crate::bus::{Answers, Incoming, Request, RequestId, Responder, Route};
 use crate::error::RpcError;
 use crate::id::RawId;
 use crate::net::{TcpConnId, TcpListenerId, TunId, UdpSocketId};
@@ -270,6 +270,30 @@ impl<T: Task> TaskHarness<T> {
             .take_actions(|action| action.sent::<U, M>().is_some())
             .into_iter()
             .filter_map(|action| action.into_sent::<U, M>().ok())
+            .collect()
+    }
+
+    /// Takes the requests of type `R` the task made of tasks of type `U`
+    /// (`ctx.request`), oldest first, with their targets and ids (answer one
+    /// by delivering `Reply { id, result }`); other actions stay queued.
+    pub fn drain_requests<U, R>(&mut self) -> Vec<(TaskId<U>, RequestId, R)>
+    where
+        U: Task,
+        R: Request,
+    {
+        self.ctx
+            .take_actions(|action| {
+                action.request::<R>().is_some() && action.requested_of::<U>().is_some()
+            })
+            .into_iter()
+            .filter_map(|action| {
+                let target = action.requested_of::<U>()?;
+                let Action::Request { id, request, .. } = action else {
+                    return None;
+                };
+                let request = request.downcast::<R>().ok()?;
+                Some((target, RequestId(id), *request))
+            })
             .collect()
     }
 
