@@ -11,7 +11,7 @@ use std::time::Duration;
 use sansio::prelude::*;
 use util::next;
 use util::udp::{
-    Command, Net, NetOutput, UdpOut, UdpTask, any_port, client, offload_supported, recv, silent,
+    Command, Net, NetOutput, UdpOut, UdpTask, any_port, client, recv, require_offload, silent,
 };
 
 /// Spawns `task` and returns its id and the address it bound.
@@ -112,9 +112,7 @@ all_backend_tests! {
     }
 
     fn a_run_to_one_peer_leaves_in_gso_messages_and_arrives_whole(backend: Backend) {
-        if !offload_supported() {
-            return;
-        }
+        require_offload();
         let runtime = runtime(backend);
         let (task, _) = spawn_bound(&runtime, UdpTask::listener(any_port(), UdpOptions::default()));
         let client = client();
@@ -145,9 +143,7 @@ all_backend_tests! {
     }
 
     fn gro_splits_coalesced_bursts_into_the_datagrams_sent(backend: Backend) {
-        if !offload_supported() {
-            return;
-        }
+        require_offload();
         let runtime = runtime(backend);
         let options = UdpOptions::default().gro(true).max_datagram(1000);
         let (_, receiver) = spawn_bound(&runtime, UdpTask::listener(any_port(), options));

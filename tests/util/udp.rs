@@ -172,9 +172,10 @@ pub fn silent(socket: &UdpSocket, wait: Duration) -> bool {
     silent
 }
 
-/// Whether this kernel has UDP GSO (`UDP_SEGMENT`) and GRO (`UDP_GRO`);
-/// prints why a test is skipped when it has not.
-pub fn offload_supported() -> bool {
+/// Insists that this kernel has UDP GSO (`UDP_SEGMENT`) and GRO
+/// (`UDP_GRO`): the offload tests need them (Linux 5.0 or later), and a test
+/// that cannot run fails, saying why, instead of passing.
+pub fn require_offload() {
     use std::os::fd::AsRawFd;
     let socket = UdpSocket::bind(any_port()).unwrap();
     let fd = socket.as_raw_fd();
@@ -201,8 +202,8 @@ pub fn offload_supported() -> bool {
             size_of::<libc::c_int>() as libc::socklen_t,
         )
     } == 0;
-    if !(gso && gro) {
-        eprintln!("skipped: this kernel lacks UDP GSO or GRO (gso {gso}, gro {gro})");
-    }
-    gso && gro
+    assert!(
+        gso && gro,
+        "this kernel lacks UDP GSO or GRO (gso {gso}, gro {gro}): run the tests on Linux 5.0 or later"
+    );
 }

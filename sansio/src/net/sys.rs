@@ -513,10 +513,10 @@ mod tests {
     #[test]
     fn gso_runs_arrive_as_the_datagrams_that_were_queued() {
         let (a, b) = pair();
-        if !gso_supported(a.as_raw_fd()) {
-            eprintln!("skipped: this kernel has no UDP_SEGMENT");
-            return;
-        }
+        assert!(
+            gso_supported(a.as_raw_fd()),
+            "this kernel has no UDP_SEGMENT (GSO): run the tests on Linux 4.18 or later"
+        );
         let mut batch = Batch::new();
         // A run longer than one GSO message, a shorter datagram ending a
         // run, a larger one starting the next, an empty one (never part of
@@ -540,10 +540,10 @@ mod tests {
     fn gso_runs_never_mix_destinations() {
         let (a, b) = pair();
         let c = UdpSocket::bind("127.0.0.1:0").unwrap();
-        if !gso_supported(a.as_raw_fd()) {
-            eprintln!("skipped: this kernel has no UDP_SEGMENT");
-            return;
-        }
+        assert!(
+            gso_supported(a.as_raw_fd()),
+            "this kernel has no UDP_SEGMENT (GSO): run the tests on Linux 4.18 or later"
+        );
         let (to_b, to_c) = (b.local_addr().unwrap(), c.local_addr().unwrap());
         // Runs of 5 to each peer in turn, all 300 bytes.
         let queue: Vec<(SocketAddr, Vec<u8>)> = (0..60u8)
@@ -577,10 +577,10 @@ mod tests {
     #[test]
     fn gro_delivers_a_gso_run_as_one_message_that_splits_back() {
         let (a, b) = pair();
-        if !gso_supported(a.as_raw_fd()) || enable_gro(b.as_raw_fd()).is_err() {
-            eprintln!("skipped: this kernel has no UDP_SEGMENT or UDP_GRO");
-            return;
-        }
+        assert!(
+            gso_supported(a.as_raw_fd()) && enable_gro(b.as_raw_fd()).is_ok(),
+            "this kernel has no UDP_SEGMENT or UDP_GRO: run the tests on Linux 5.0 or later"
+        );
         let mut payloads: Vec<Vec<u8>> = (0..20u8).map(|n| vec![n; 300]).collect();
         payloads.push(vec![99; 100]);
         payloads.push(vec![7; 50]); // Alone: shorter than the run's last.
