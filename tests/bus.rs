@@ -177,6 +177,11 @@ all_backend_tests! {
         // No answer: the timeout.
         runtime.send(publisher, PublisherCommand::AskLater(ids[0], Duration::from_millis(50))).unwrap();
         assert_eq!(next_out(&runtime), BusOut::Later(Err(RpcError::Timeout)));
+        // Answered after the timeout: not delivered, counted.
+        let undelivered = || -> u64 { runtime.stats().workers.iter().map(|w| w.bus_undelivered).sum() };
+        let before = undelivered();
+        runtime.send(ids[0], Pending::AnswerNow).unwrap();
+        eventually("the late answer is counted", || undelivered() == before + 1);
         // A responder let go: the asker hears at once.
         runtime.send(publisher, PublisherCommand::AskLater(ids[1], Duration::from_secs(10))).unwrap();
         std::thread::sleep(Duration::from_millis(20));

@@ -262,7 +262,8 @@ pub struct WorkerStats {
     /// each reported to the publisher (`BusInput::Overflow`).
     pub bus_overflow: u64,
     /// Direct messages and requests not delivered (target gone, inbox full),
-    /// each reported to the sender.
+    /// each reported to the sender; and answers that found their asker
+    /// gone or past its timeout.
     pub bus_undelivered: u64,
     /// Requests of the worker's tasks that timed out.
     pub rpc_timeouts: u64,

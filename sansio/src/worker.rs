@@ -905,7 +905,11 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
                 from,
             } => self.deliver_erased(group, slot, generation, payload, from),
             Delivery::Reply { owner, id, result } => {
-                self.groups.reply(cx, owner, id, result);
+                // An answer for a task that has ended, or that came after
+                // its request timed out: counted, not delivered.
+                if !self.groups.reply(cx, owner, id, result) {
+                    cx.counters.bus_undelivered += 1;
+                }
             }
         }
     }
@@ -956,7 +960,11 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
                 from,
             } => self.deliver_erased(group, slot, generation, payload, from),
             BusEnvelope::Reply { owner, id, result } => {
-                self.groups.reply(cx, owner, id, result);
+                // An answer for a task that has ended, or that came after
+                // its request timed out: counted, not delivered.
+                if !self.groups.reply(cx, owner, id, result) {
+                    cx.counters.bus_undelivered += 1;
+                }
             }
             BusEnvelope::SendFailed { owner, error } => {
                 self.groups.bus(cx, owner, BusInput::SendFailed { error });
