@@ -16,6 +16,8 @@ const MS: Duration = Duration::from_millis(1);
 /// What a `Timeouts` task saw: which timer fired, and `ctx.now()` then.
 #[derive(Debug, PartialEq, Clone, Copy)]
 pub enum Fired {
+    Pong,
+    Spun(u64),
     Plain(Instant),
     Keyed(u32, Instant),
     Tick(Instant),
@@ -27,12 +29,19 @@ pub struct ArmKey(pub u32, pub Duration);
 pub struct CancelKey(pub u32);
 /// Arms the single timer for `after` from now.
 pub struct ArmPlain(pub Duration);
+/// Re-arm key 0 for the current instant every time it fires, until `Stop`.
+pub struct Spin;
+/// Stop spinning; report how many times key 0 fired.
+pub struct Stop;
+/// Answered at once with `Fired::Pong`.
+pub struct Ping;
 
 /// One plain timer, timers keyed by `u32`, and a tick whose interval comes
 /// from the constructor.
 #[sansio::task(output = Fired)]
 pub struct Timeouts {
     tick: Option<Duration>,
+    spinning: Option<u64>,
 }
 
 #[sansio::task]
@@ -67,7 +76,29 @@ impl Timeouts {
     #[on_timer]
     fn keyed(&mut self, ctx: &mut Ctx<Self>, key: u32) {
         assert_eq!(ctx.timer_for(&key), None, "a fired keyed timer is disarmed");
+        if let Some(spun) = &mut self.spinning {
+            *spun += 1;
+            ctx.set_timer_for(key, ctx.now());
+            return;
+        }
         ctx.emit(Fired::Keyed(key, ctx.now()));
+    }
+
+    #[on_input]
+    fn spin(&mut self, ctx: &mut Ctx<Self>, _: Spin) {
+        self.spinning = Some(0);
+        ctx.set_timer_for(0, ctx.now());
+    }
+
+    #[on_input]
+    fn stop(&mut self, ctx: &mut Ctx<Self>, _: Stop) {
+        ctx.cancel_timer_for(&0);
+        ctx.emit(Fired::Spun(self.spinning.take().unwrap_or(0)));
+    }
+
+    #[on_input]
+    fn ping(&mut self, ctx: &mut Ctx<Self>, _: Ping) {
+        ctx.emit(Fired::Pong);
     }
 
     // The attribute's interval is the default; the constructor's replaces it.
@@ -84,7 +115,10 @@ pub enum Clocks {
 
 #[test]
 fn keyed_timers_fire_each_at_its_deadline_after_the_plain_timer() {
-    let mut harness = TaskHarness::new(Timeouts { tick: None });
+    let mut harness = TaskHarness::new(Timeouts {
+        tick: None,
+        spinning: None,
+    });
     let start = harness.now();
     harness
         .input(ArmKey(1, 30 * MS))
@@ -115,6 +149,7 @@ fn keyed_timers_fire_each_at_its_deadline_after_the_plain_timer() {
 fn a_tick_interval_from_the_constructor_replaces_the_attributes() {
     let mut harness = TaskHarness::new(Timeouts {
         tick: Some(10 * MS),
+        spinning: None,
     });
     let start = harness.now();
     harness.advance(45 * MS);
@@ -125,7 +160,7 @@ fn a_tick_interval_from_the_constructor_replaces_the_attributes() {
 all_backend_tests! {
     fn a_thousand_keyed_timers_fire_in_deadline_order_on_a_worker(backend: Backend) {
         let runtime = Runtime::<Clocks>::builder().workers(1).backend(backend).build().unwrap();
-        let task = runtime.spawn(Timeouts { tick: None }).unwrap();
+        let task = runtime.spawn(Timeouts { tick: None, spinning: None }).unwrap();
         // Deadlines 1..=50 ms away, 20 keys each, set in scrambled order;
         // every other key of the first 10 ms is cancelled.
         let keys: Vec<u32> = (0..1000).map(|n| (n * 7919) % 1000).collect();
@@ -155,7 +190,7 @@ all_backend_tests! {
 
     fn a_tick_interval_set_at_run_time_ticks_on_a_worker(backend: Backend) {
         let runtime = Runtime::<Clocks>::builder().workers(1).backend(backend).build().unwrap();
-        runtime.spawn(Timeouts { tick: Some(20 * MS) }).unwrap();
+        runtime.spawn(Timeouts { tick: Some(20 * MS), spinning: None }).unwrap();
         let ticks: Vec<Instant> = (0..5)
             .map(|_| match next(&runtime) {
                 Event::Output { output: Fired::Tick(at), .. } => at,
@@ -167,6 +202,27 @@ all_backend_tests! {
         // two ticks for one point; five within a second even when loaded.
         assert!(ticks.windows(2).all(|pair| pair[1] - pair[0] >= 10 * MS), "{ticks:?}");
         assert!(ticks[4] - ticks[0] < Duration::from_secs(1), "{ticks:?}");
+        runtime.shutdown(Duration::from_secs(5)).unwrap();
+    }
+
+    fn a_timer_re_armed_for_now_does_not_hold_the_worker(backend: Backend) {
+        let runtime = Runtime::<Clocks>::builder().workers(1).backend(backend).build().unwrap();
+        let task = runtime.spawn(Timeouts { tick: None, spinning: None }).unwrap();
+        runtime.send(task, Spin).unwrap();
+        // The worker keeps serving its inbox while the timer fires turn
+        // after turn.
+        for _ in 0..3 {
+            runtime.send(task, Ping).unwrap();
+            match next(&runtime) {
+                Event::Output { output: Fired::Pong, .. } => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        runtime.send(task, Stop).unwrap();
+        match next(&runtime) {
+            Event::Output { output: Fired::Spun(times), .. } => assert!(times > 0),
+            other => panic!("unexpected {other:?}"),
+        }
         runtime.shutdown(Duration::from_secs(5)).unwrap();
     }
 }

@@ -582,7 +582,8 @@ impl<T: Task> Group<T> {
             self.run(cx, slot, |task, ctx| task.on_timer(ctx));
         }
         // The keys due now, taken at once: a key re-armed for `now` by its
-        // handler fires on the next turn, not in a loop here.
+        // handler gets a heap entry past the worker's horizon for this turn,
+        // so it fires on the next turn, not in a loop here.
         let due = match self.entry(slot, generation) {
             Some(entry) => entry.ctx.take_due_keyed(now),
             None => return,

@@ -83,8 +83,18 @@ impl Timers {
     }
 
     /// Takes the earliest entry if it is due at `now`.
-    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Instant, Due)> {
-        if self.next_deadline()? > now {
+    /// The number of the last entry pushed: [`Timers::pop_due`] takes only
+    /// entries up to a horizon read before firing, so that what a firing
+    /// handler arms for the current instant waits for the worker's next turn
+    /// instead of firing again in the same loop.
+    pub(crate) fn horizon(&self) -> u64 {
+        self.sequence
+    }
+
+    /// The earliest entry due at `now`, if it was pushed by `horizon`.
+    pub(crate) fn pop_due(&mut self, now: Instant, horizon: u64) -> Option<(Instant, Due)> {
+        let Reverse((deadline, sequence, _)) = self.heap.peek()?;
+        if *deadline > now || *sequence > horizon {
             return None;
         }
         let Reverse((deadline, _, due)) = self.heap.pop()?;
@@ -118,8 +128,8 @@ mod tests {
         timers.push(epoch + 5 * MS, task(1));
         timers.push(epoch + 2 * MS, task(2));
         timers.push(epoch + 5 * MS, task(3));
-        assert_eq!(timers.pop_due(epoch + MS), None);
-        let fired: Vec<Due> = std::iter::from_fn(|| timers.pop_due(epoch + 10 * MS))
+        assert_eq!(timers.pop_due(epoch + MS, u64::MAX), None);
+        let fired: Vec<Due> = std::iter::from_fn(|| timers.pop_due(epoch + 10 * MS, u64::MAX))
             .map(|(_, due)| due)
             .collect();
         assert_eq!(fired, [task(2), task(1), task(3)]);
@@ -134,7 +144,7 @@ mod tests {
         assert_eq!(timers.len(), 1, "one tick entry per group");
         assert_eq!(timers.next_deadline(), Some(epoch + 10 * MS));
         // The worker wakes late, at 37 ms: the next tick is at 40, not 20.
-        let (_, due) = timers.pop_due(epoch + 37 * MS).unwrap();
+        let (_, due) = timers.pop_due(epoch + 37 * MS, u64::MAX).unwrap();
         assert_eq!(due, Due::Tick { group: 1 });
         timers.schedule_tick(1, 10 * MS, epoch + 37 * MS);
         assert_eq!(timers.next_deadline(), Some(epoch + 40 * MS));

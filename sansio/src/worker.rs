@@ -635,7 +635,11 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
                 self.next_shutdown_phase();
             }
 
-            while let Some((deadline, due)) = self.cx.timers.pop_due(self.cx.now) {
+            // What the handlers arm for now fires next turn, after the inbox
+            // and I/O have had theirs: a timer re-armed for the current
+            // instant cannot hold the worker here.
+            let horizon = self.cx.timers.horizon();
+            while let Some((deadline, due)) = self.cx.timers.pop_due(self.cx.now, horizon) {
                 match due {
                     Due::Tick { group } => self.groups.tick(&mut self.cx, group),
                     Due::Task {
