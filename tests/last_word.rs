@@ -66,13 +66,30 @@ impl LastWord {
 #[sansio::task(output = SocketAddr)]
 pub struct Farewell {
     bytes: usize,
+    /// How it ends: `finish()` (a graceful close, within this timeout), or
+    /// `tcp_abort` first.
+    close_timeout: Duration,
+    abort: bool,
+}
+
+impl Farewell {
+    fn new(bytes: usize) -> Self {
+        Farewell {
+            bytes,
+            close_timeout: Duration::from_secs(5),
+            abort: false,
+        }
+    }
 }
 
 #[sansio::task]
 impl Farewell {
     #[on_start]
     fn start(&mut self, ctx: &mut Ctx<Self>) {
-        ctx.tcp_listen("127.0.0.1:0".parse().unwrap(), TcpOptions::default());
+        let options = TcpOptions::default()
+            .close_timeout(self.close_timeout)
+            .send_limit(16 << 20);
+        ctx.tcp_listen("127.0.0.1:0".parse().unwrap(), options);
     }
 
     #[on_input]
@@ -83,6 +100,9 @@ impl Farewell {
                 let pattern: Vec<u8> = (0..self.bytes).map(|n| (n % 251) as u8).collect();
                 for chunk in pattern.chunks(16 << 10) {
                     ctx.tcp_send(conn, PacketBuf::copy_from(chunk));
+                }
+                if self.abort {
+                    ctx.tcp_abort(conn);
                 }
                 ctx.finish();
             }
@@ -175,7 +195,7 @@ all_backend_tests! {
     fn bytes_queued_before_a_task_finishes_reach_the_peer(backend: Backend) {
         let runtime = runtime(backend);
         let bytes = 256 << 10;
-        runtime.spawn(Farewell { bytes }).unwrap();
+        runtime.spawn(Farewell::new(bytes)).unwrap();
         let server = address(&runtime);
         let mut stream = TcpStream::connect(server).unwrap();
         stream.set_read_timeout(Some(PATIENCE)).unwrap();
@@ -184,5 +204,65 @@ all_backend_tests! {
         assert_eq!(received.len(), bytes);
         assert!(received.iter().enumerate().all(|(n, &byte)| byte == (n % 251) as u8));
         runtime.shutdown(Duration::from_secs(5)).unwrap();
+    }
+
+    fn a_close_the_peer_never_reads_gives_up_at_its_timeout(backend: Backend) {
+        let runtime = runtime(backend);
+        let farewell = Farewell {
+            close_timeout: Duration::from_millis(200),
+            ..Farewell::new(12 << 20)
+        };
+        runtime.spawn(farewell).unwrap();
+        let server = address(&runtime);
+        // A client with a small receive window that never reads: 12 MiB
+        // cannot all leave the server.
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.connect(&server.into()).unwrap();
+        util::eventually("the close gives up and resets", || {
+            let stats = runtime.stats();
+            stats.workers.iter().map(|w| w.tcp_closes_aborted).sum::<u64>() == 1
+                && stats.workers.iter().map(|w| w.tcp_sockets).sum::<u64>() == 0
+        });
+        // The server is gone: the client's next read ends in a reset.
+        let mut stream = TcpStream::from(socket);
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut sink = Vec::new();
+        assert!(stream.read_to_end(&mut sink).is_err(), "a reset, not an orderly end");
+        runtime.shutdown(Duration::from_secs(5)).unwrap();
+    }
+
+    fn tcp_abort_resets_at_once(backend: Backend) {
+        let runtime = runtime(backend);
+        runtime.spawn(Farewell { abort: true, ..Farewell::new(1 << 20) }).unwrap();
+        let server = address(&runtime);
+        let mut stream = TcpStream::connect(server).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut sink = Vec::new();
+        let error = stream.read_to_end(&mut sink).unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset);
+        assert!(sink.len() < 1 << 20, "what was queued is dropped");
+        util::eventually("the abort is counted", || {
+            runtime.stats().workers.iter().map(|w| w.tcp_closes_aborted).sum::<u64>() == 1
+        });
+        runtime.shutdown(Duration::from_secs(5)).unwrap();
+    }
+
+    fn a_shutdown_waits_for_what_closing_sockets_still_send(backend: Backend) {
+        let runtime = runtime(backend);
+        runtime.spawn(Farewell::new(8 << 20)).unwrap();
+        let server = address(&runtime);
+        let mut stream = TcpStream::connect(server).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        // The task has finished; its connection is still sending 8 MiB when
+        // the runtime shuts down. The reader is slow to start.
+        std::thread::sleep(Duration::from_millis(50));
+        let reader = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            let mut received = Vec::new();
+            stream.read_to_end(&mut received).map(|_| received.len())
+        });
+        runtime.shutdown(Duration::from_secs(5)).unwrap();
+        assert_eq!(reader.join().unwrap().unwrap(), 8 << 20);
     }
 }

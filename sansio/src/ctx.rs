@@ -107,6 +107,11 @@ pub enum Action<T: Task> {
         /// The connection.
         conn: TcpConnId,
     },
+    /// Reset a connection at once ([`Ctx::tcp_abort`]).
+    TcpAbort {
+        /// The connection.
+        conn: TcpConnId,
+    },
     /// Stop listening ([`Ctx::tcp_close_listener`]).
     TcpCloseListener {
         /// The listener.
@@ -490,6 +495,7 @@ where
                 .field("conn", conn)
                 .finish(),
             Action::TcpClose { conn } => f.debug_struct("TcpClose").field("conn", conn).finish(),
+            Action::TcpAbort { conn } => f.debug_struct("TcpAbort").field("conn", conn).finish(),
             Action::TcpCloseListener { listener } => f
                 .debug_struct("TcpCloseListener")
                 .field("listener", listener)
@@ -872,9 +878,17 @@ impl<T: Task> Ctx<T> {
         self.actions.push_back(Action::TcpShutdownWrite { conn });
     }
 
-    /// Closes `conn` once what is queued has been sent.
+    /// Closes `conn` once what is queued has been sent, or resets it if
+    /// that has not happened within `TcpOptions::close_timeout` (a peer that
+    /// stopped reading).
     pub fn tcp_close(&mut self, conn: TcpConnId) {
         self.actions.push_back(Action::TcpClose { conn });
+    }
+
+    /// Resets `conn` at once: what is queued is dropped, the peer sees a
+    /// reset. Counted in `tcp_closes_aborted`.
+    pub fn tcp_abort(&mut self, conn: TcpConnId) {
+        self.actions.push_back(Action::TcpAbort { conn });
     }
 
     /// Stops listening; connections already accepted stay open.

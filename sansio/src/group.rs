@@ -136,6 +136,12 @@ impl<T: Task> Entry<T> {
                 }
             }
             Action::TcpClose { conn } => self.close(cx, owner, Owned::TcpConn(conn)),
+            Action::TcpAbort { conn } => {
+                if cx.net.owns(owner, Owned::TcpConn(conn), counters) {
+                    self.owned.retain(|owned| *owned != Owned::TcpConn(conn));
+                    cx.net.tcp_abort(conn, counters);
+                }
+            }
             Action::TcpCloseListener { listener } => {
                 self.close(cx, owner, Owned::TcpListener(listener));
             }
@@ -261,7 +267,7 @@ impl<T: Task> Entry<T> {
     fn close<W: Worker>(&mut self, cx: &mut WorkerCx<W>, owner: RawId, socket: Owned) {
         if cx.net.owns(owner, socket, &mut cx.counters) {
             self.owned.retain(|owned| *owned != socket);
-            cx.net.close_owned(socket, &mut cx.counters);
+            cx.net.close_owned(socket, cx.now, &mut cx.counters);
         }
     }
 
@@ -618,7 +624,7 @@ impl<T: Task> Group<T> {
     {
         let Adoption { socket, wrap } = adoption;
         let Some(entry) = self.entry(slot, generation) else {
-            cx.net.close_owned(socket, &mut cx.counters);
+            cx.net.close_owned(socket, cx.now, &mut cx.counters);
             return;
         };
         match wrap.downcast::<TcpWrap<T>>() {
@@ -724,7 +730,7 @@ impl<T: Task> Group<T> {
             self.live -= 1;
             cx.count_phase(entry.phase, false);
             for &socket in &entry.owned {
-                cx.net.close_owned(socket, &mut cx.counters);
+                cx.net.close_owned(socket, cx.now, &mut cx.counters);
             }
             cx.bus.forget(owner::<W, T>(slot, entry.generation));
             // The task's own Drop may panic; that must not take the worker.

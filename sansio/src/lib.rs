@@ -216,9 +216,9 @@ pub use crate::ctx::{
 pub use crate::error::{Error, Result, RpcError, SendError, SpawnError};
 pub use crate::id::TaskId;
 pub use crate::net::{
-    TcpConnId, TcpEvent, TcpListenerId, TcpOptions, TcpSocket, TcpWrap, TunError, TunId, TunMode,
-    TunOpened, TunOptions, TunPacket, TunWrap, UdpBound, UdpError, UdpOptions, UdpPacket,
-    UdpSocketId, UdpWrap,
+    DEFAULT_CLOSE_TIMEOUT, TcpConnId, TcpEvent, TcpListenerId, TcpOptions, TcpSocket, TcpWrap,
+    TunError, TunId, TunMode, TunOpened, TunOptions, TunPacket, TunWrap, UdpBound, UdpError,
+    UdpOptions, UdpPacket, UdpSocketId, UdpWrap,
 };
 pub use crate::runtime::{
     Builder, DEFAULT_QUEUE_CAPACITY, DEFAULT_SHUTDOWN, Event, Runtime, ShutdownReport,

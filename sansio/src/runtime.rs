@@ -711,6 +711,7 @@ impl<W: Worker> Runtime<W> {
                     tcp_bytes_written: counters.tcp_bytes_written,
                     tcp_send_rejected: counters.tcp_send_rejected,
                     tcp_errors: counters.tcp_errors,
+                    tcp_closes_aborted: counters.tcp_closes_aborted,
                     tun_devices: counters.tun_devices,
                     tun_received: counters.tun_received,
                     tun_sent: counters.tun_sent,

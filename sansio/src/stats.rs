@@ -86,6 +86,9 @@ counters! {
     tcp_send_rejected,
     /// Connection errors: resets, failed connects, failed accepts.
     tcp_errors,
+    /// Closes that could not finish sending within the close timeout (or
+    /// were asked to abort) and reset the connection instead.
+    tcp_closes_aborted,
     /// Open TUN/TAP devices.
     tun_devices,
     /// Packets read from devices.
@@ -242,6 +245,9 @@ pub struct WorkerStats {
     pub tcp_send_rejected: u64,
     /// TCP errors: resets, failed connects and accepts.
     pub tcp_errors: u64,
+    /// TCP closes that reset the connection: `tcp_abort`, or a graceful
+    /// close that did not finish within `TcpOptions::close_timeout`.
+    pub tcp_closes_aborted: u64,
     /// Open TUN/TAP devices.
     pub tun_devices: u64,
     /// Packets read from TUN/TAP devices.

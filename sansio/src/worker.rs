@@ -666,8 +666,14 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
             self.serve_io();
             self.cx.sink.flush(&mut self.cx.counters);
 
+            if self.cx.net.next_deadline().is_some() {
+                self.cx.net.expire(Instant::now(), &mut self.cx.counters);
+            }
+            // Done once every task has ended and what they sent on closed
+            // sockets has gone (or the deadline has come).
             if let Some(deadline) = shutdown_deadline
-                && (self.groups.live() == 0 || Instant::now() >= deadline)
+                && ((self.groups.live() == 0 && !self.cx.net.lingering())
+                    || Instant::now() >= deadline)
             {
                 self.account_busy(woke);
                 return;
@@ -683,7 +689,10 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
                 self.account_busy(woke);
                 continue;
             }
-            let mut deadline = self.cx.timers.next_deadline();
+            let mut deadline = match (self.cx.timers.next_deadline(), self.cx.net.next_deadline()) {
+                (Some(timer), Some(close)) => Some(timer.min(close)),
+                (timer, close) => timer.or(close),
+            };
             if let Some(shutdown) = shutdown_deadline {
                 deadline = Some(deadline.map_or(shutdown, |at| at.min(shutdown)));
             }

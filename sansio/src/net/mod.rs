@@ -21,6 +21,9 @@ pub(crate) mod tcp;
 pub(crate) mod tun;
 pub(crate) mod udp;
 
+/// The default [`TcpOptions::close_timeout`].
+pub const DEFAULT_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The bit of a socket id's number that marks an accepted connection (whose
 /// number counts the worker's accepted connections, not the task's sockets).
 const ACCEPTED: u32 = 1 << 31;
@@ -300,6 +303,12 @@ pub struct TcpOptions {
     /// for with 0 is refused (`TcpEvent::Listening` with an error of kind
     /// `InvalidInput`); values above `i32::MAX` count as `i32::MAX`.
     pub backlog: u32,
+    /// How long a graceful close (`tcp_close`, or the task owning the
+    /// connection ending) may wait for the queued bytes to be sent before
+    /// the connection is reset instead (default 5 s): a peer that stops
+    /// reading cannot hold a descriptor and its queue for ever. Counted in
+    /// `tcp_closes_aborted`.
+    pub close_timeout: std::time::Duration,
 }
 
 impl Default for TcpOptions {
@@ -311,6 +320,7 @@ impl Default for TcpOptions {
             reuse_address: true,
             reuse_port: false,
             backlog: 1024,
+            close_timeout: DEFAULT_CLOSE_TIMEOUT,
         }
     }
 }
@@ -355,6 +365,13 @@ impl TcpOptions {
     #[must_use]
     pub fn backlog(mut self, connections: u32) -> Self {
         self.backlog = connections;
+        self
+    }
+
+    /// Sets [`TcpOptions::close_timeout`].
+    #[must_use]
+    pub fn close_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.close_timeout = timeout;
         self
     }
 
@@ -1193,18 +1210,51 @@ impl Net {
     /// at once and goes when its queue is empty; a connection closes
     /// gracefully, once its queued bytes are written; a listener stops at
     /// once.
-    pub(crate) fn close_owned(&mut self, owned: Owned, counters: &mut crate::stats::Counters) {
+    pub(crate) fn close_owned(
+        &mut self,
+        owned: Owned,
+        now: std::time::Instant,
+        counters: &mut crate::stats::Counters,
+    ) {
         match owned {
             Owned::Udp(socket) => self.udp.close(socket, self.registry.as_mut()),
             Owned::TcpListener(listener) => {
                 self.tcp.close_listener(listener, self.registry.as_mut())
             }
-            Owned::TcpConn(conn) => self.tcp.close(conn),
+            Owned::TcpConn(conn) => self.tcp.close(conn, now),
             Owned::Tun(tun) => self.tun.close(tun, self.registry.as_mut()),
         }
         counters.udp_sockets = self.udp.len() as u64;
         counters.tcp_sockets = self.tcp.len() as u64;
         counters.tun_devices = self.tun.len() as u64;
+    }
+
+    /// Resets a connection at once (`tcp_abort`).
+    pub(crate) fn tcp_abort(&mut self, conn: TcpConnId, counters: &mut crate::stats::Counters) {
+        self.tcp.abort(conn, self.registry.as_mut(), counters);
+        counters.tcp_sockets = self.tcp.len() as u64;
+    }
+
+    /// Resets the connections whose graceful close has run out of time.
+    pub(crate) fn expire(
+        &mut self,
+        now: std::time::Instant,
+        counters: &mut crate::stats::Counters,
+    ) {
+        self.tcp.expire(now, self.registry.as_mut(), counters);
+        counters.tcp_sockets = self.tcp.len() as u64;
+    }
+
+    /// The earliest deadline the network state has (a graceful close that
+    /// will give up).
+    pub(crate) fn next_deadline(&self) -> Option<std::time::Instant> {
+        self.tcp.next_close_deadline()
+    }
+
+    /// Whether closed sockets are still sending what was queued on them: a
+    /// worker shutting down waits for them (within its deadline).
+    pub(crate) fn lingering(&self) -> bool {
+        self.tcp.lingering() || self.udp.lingering() || self.tun.lingering()
     }
 
     /// Opens a device and queues the outcome for its task.
@@ -1336,7 +1386,8 @@ mod tests {
             .read_chunk(6)
             .reuse_address(false)
             .reuse_port(true)
-            .backlog(8);
+            .backlog(8)
+            .close_timeout(std::time::Duration::from_secs(5));
         let expected = TcpOptions {
             nodelay: false,
             send_limit: 5,
@@ -1344,6 +1395,7 @@ mod tests {
             reuse_address: false,
             reuse_port: true,
             backlog: 8,
+            close_timeout: std::time::Duration::from_secs(5),
         };
         assert_eq!(tcp, expected);
 

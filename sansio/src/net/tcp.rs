@@ -22,6 +22,7 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -65,6 +66,8 @@ struct Conn {
     write_shut: bool,
     /// Close once the queue is flushed.
     close: bool,
+    /// When a graceful close gives up and resets the connection.
+    close_by: Option<Instant>,
     /// The peer has closed its side: no more reading.
     read_closed: bool,
 }
@@ -90,6 +93,8 @@ pub(crate) struct TcpSockets {
     pub(crate) unserved: Vec<Source>,
     /// Accepted connections get their numbers from here.
     accepted: u32,
+    /// Connections closing gracefully: their deadline, index and id.
+    closing: Vec<(Instant, usize, TcpConnId)>,
     /// The worker these sockets belong to, for accepted connections' ids.
     worker: u16,
 }
@@ -448,14 +453,74 @@ impl TcpSockets {
         }
     }
 
-    /// Closes `conn` once its queue is flushed.
-    pub(crate) fn close(&mut self, conn: TcpConnId) {
+    /// Closes `conn` once its queue is flushed, or resets it if that has
+    /// not happened by `now + close_timeout`.
+    pub(crate) fn close(&mut self, conn: TcpConnId, now: Instant) {
         if let Some(&index) = self.conn_ids.get(&conn)
             && let Some(entry) = self.conns[index].as_mut()
         {
             entry.close = true;
+            if entry.close_by.is_none() {
+                let deadline = now + entry.options.close_timeout;
+                entry.close_by = Some(deadline);
+                self.closing.push((deadline, index, conn));
+            }
             self.mark_dirty(index);
         }
+    }
+
+    /// Resets `conn` at once, dropping what it had queued; counted.
+    pub(crate) fn abort(
+        &mut self,
+        conn: TcpConnId,
+        registry: &mut dyn Registry,
+        counters: &mut Counters,
+    ) {
+        if let Some(&index) = self.conn_ids.get(&conn) {
+            if let Some(entry) = &self.conns[index] {
+                // A zero linger makes the close a reset: the queue is gone
+                // and the peer learns so at once.
+                let _ = socket2::SockRef::from(&entry.stream).set_linger(Some(Duration::ZERO));
+            }
+            counters.tcp_closes_aborted += 1;
+            self.remove(index, registry);
+        }
+    }
+
+    /// Resets the connections whose graceful close has run out of time.
+    pub(crate) fn expire(
+        &mut self,
+        now: Instant,
+        registry: &mut dyn Registry,
+        counters: &mut Counters,
+    ) {
+        let mut expired = Vec::new();
+        self.closing.retain(|&(deadline, index, conn)| {
+            let open = self.conns[index]
+                .as_ref()
+                .is_some_and(|entry| entry.id == conn);
+            if open && deadline <= now {
+                expired.push(conn);
+            }
+            open && deadline > now
+        });
+        for conn in expired {
+            self.abort(conn, registry, counters);
+        }
+    }
+
+    /// The earliest graceful-close deadline, if a close is waiting.
+    pub(crate) fn next_close_deadline(&self) -> Option<Instant> {
+        self.closing.iter().map(|(deadline, _, _)| *deadline).min()
+    }
+
+    /// Whether closes are still sending what was queued.
+    pub(crate) fn lingering(&self) -> bool {
+        self.closing.iter().any(|&(_, index, conn)| {
+            self.conns[index]
+                .as_ref()
+                .is_some_and(|entry| entry.id == conn)
+        })
     }
 
     /// Gives `conn` to a new owner: its events go there from now on.
@@ -650,6 +715,7 @@ impl Conn {
             shutdown_write: false,
             write_shut: false,
             close: false,
+            close_by: None,
             read_closed: false,
         }
     }

@@ -346,6 +346,11 @@ impl TunDevices {
     pub(crate) fn len(&self) -> usize {
         self.ids.len()
     }
+
+    /// Whether closed devices still have packets to write.
+    pub(crate) fn lingering(&self) -> bool {
+        self.devices.iter().flatten().any(|device| device.closing)
+    }
 }
 
 #[cfg(test)]

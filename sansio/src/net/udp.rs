@@ -516,6 +516,11 @@ impl UdpSockets {
     pub(crate) fn len(&self) -> usize {
         self.by_id.len()
     }
+
+    /// Whether closed sockets still have datagrams to send.
+    pub(crate) fn lingering(&self) -> bool {
+        self.entries.iter().flatten().any(|entry| entry.closing)
+    }
 }
 
 #[cfg(test)]
