@@ -97,6 +97,12 @@ pub struct Stats {
 
 #[sansio::task]
 impl Stats {
+    /// Shut down after the sessions: it still counts their goodbyes.
+    #[on_start]
+    fn start(&mut self, ctx: &mut Ctx<Self>) {
+        ctx.set_shutdown_phase(1);
+    }
+
     #[on_input]
     fn activity(&mut self, _: &mut Ctx<Self>, activity: Activity) {
         let figures = &mut self.figures;

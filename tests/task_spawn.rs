@@ -426,4 +426,26 @@ all_backend_tests! {
         assert_eq!(answers, expected);
         runtime.shutdown(Duration::from_secs(5)).unwrap();
     }
+
+    fn only_the_owner_hands_a_connection_over(backend: Backend) {
+        let runtime = runtime(backend);
+        let (owner, addr) = parent(&runtime);
+        let (other, _) = parent(&runtime);
+        let (mut stream, conn) = connect(&runtime, addr);
+        let child = child(&runtime, owner, None);
+        // Another task on the same worker knows the id, but does not own it.
+        runtime.send(other, Do::HandOver(conn, child, b"")).unwrap();
+        match out(&runtime) {
+            Out::Refused(got, io::ErrorKind::PermissionDenied) => assert_eq!(got, conn),
+            other => panic!("unexpected {other:?}"),
+        }
+        stream.write_all(b"still the owner's").unwrap();
+        match out(&runtime) {
+            Out::ParentData(got, data) => {
+                assert_eq!((got, data.as_slice()), (conn, &b"still the owner's"[..]));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        runtime.shutdown(Duration::from_secs(5)).unwrap();
+    }
 }

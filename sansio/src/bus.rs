@@ -768,10 +768,20 @@ impl<W: crate::Worker> BusHub<W> {
     }
 
     /// Sends `envelope` to `worker`, or keeps it to retry next turn.
+    /// Keeps the order per peer: behind anything still waiting for it.
     fn send_or_retry(&mut self, worker: u16, envelope: BusEnvelope<W>) {
+        if self.retry.iter().any(|(waiting, _)| *waiting == worker) {
+            self.retry.push_back((worker, envelope));
+            return;
+        }
         if let Err(envelope) = self.peers[usize::from(worker)].send(envelope) {
             self.retry.push_back((worker, envelope));
         }
+    }
+
+    /// Whether updates wait for room in a peer's inbox.
+    pub(crate) fn has_retry(&self) -> bool {
+        !self.retry.is_empty()
     }
 
     /// Worker `worker` announced its interest in `channel` (number `seq`):
@@ -940,12 +950,21 @@ impl<W: crate::Worker> BusHub<W> {
     }
 
     /// Sends interest updates that found an inbox full before.
+    /// In order per peer: once one finds a peer's inbox full again, the
+    /// later ones for that peer wait too (an interest update must not
+    /// overtake an earlier one).
     pub(crate) fn retry(&mut self) {
+        let mut full: Vec<u16> = Vec::new();
         for _ in 0..self.retry.len() {
             let Some((worker, update)) = self.retry.pop_front() else {
                 break;
             };
+            if full.contains(&worker) {
+                self.retry.push_back((worker, update));
+                continue;
+            }
             if let Err(update) = self.peers[usize::from(worker)].send(update) {
+                full.push(worker);
                 self.retry.push_back((worker, update));
             }
         }

@@ -1080,9 +1080,10 @@ impl<T: Task> Ctx<T> {
     /// [`TcpEvent`] of the connection goes to `to`, including those already
     /// waiting to be delivered, and the connection closes when `to` ends.
     /// What was queued for sending stays queued, in order. A hand-over that
-    /// cannot be made (the connection is not open on this worker, `to` has
-    /// ended or runs elsewhere) comes back as [`TcpEvent::Refused`] and the
-    /// connection stays this task's.
+    /// cannot be made comes back as [`TcpEvent::Refused`] and the connection
+    /// stays where it was: it is another worker's (`InvalidInput`), not open
+    /// (`NotConnected`) or not this task's (`PermissionDenied`), or `to` runs
+    /// elsewhere (`InvalidInput`) or has ended (`NotFound`).
     pub fn tcp_hand_over<U>(&mut self, conn: TcpConnId, to: TaskId<U>)
     where
         U: Handles<TcpEvent>,
@@ -1098,8 +1099,11 @@ impl<T: Task> Ctx<T> {
     /// on this worker: from then on the datagrams it receives (those already
     /// waiting to be delivered included) and its errors go to `to`, and it
     /// closes when `to` ends. Queued datagrams stay queued, in order. A
-    /// hand-over that cannot be made comes back as a [`UdpError`] (kind
-    /// `InvalidInput` or `NotFound`) and the socket stays this task's.
+    /// hand-over that cannot be made comes back as a [`UdpError`] and the
+    /// socket stays where it was: the socket is another worker's
+    /// (`InvalidInput`), not open (`NotConnected`) or not this task's
+    /// (`PermissionDenied`), or `to` runs elsewhere (`InvalidInput`) or has
+    /// ended (`NotFound`).
     pub fn udp_hand_over<U>(&mut self, socket: UdpSocketId, to: TaskId<U>)
     where
         U: Handles<UdpBound> + Handles<UdpPacket> + Handles<UdpError>,
@@ -1209,9 +1213,14 @@ impl<T: Task> Ctx<T> {
     pub(crate) fn take_due_tick(&mut self, now: Instant) -> bool {
         match &mut self.tick {
             Some((every, next)) if *next <= now => {
-                while *next <= now {
-                    *next += *every;
-                }
+                // The first point of the schedule after `now`, in one step
+                // however many were missed.
+                let missed = now.duration_since(*next).as_nanos() / every.as_nanos().max(1);
+                let steps = u32::try_from(missed + 1).unwrap_or(u32::MAX);
+                *next = every
+                    .checked_mul(steps)
+                    .and_then(|ahead| next.checked_add(ahead))
+                    .unwrap_or(now + *every);
                 true
             }
             _ => false,

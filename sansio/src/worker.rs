@@ -630,6 +630,11 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
                 self.cx.shutting_down = true;
                 self.cx.sink.be_patient_until(deadline + SHUTDOWN_GRACE);
                 self.groups.shutdown(&mut self.cx);
+                // Phases may have ended here before this worker counted as
+                // shutting down (and so told nobody): the others look again.
+                for peer in self.cx.bus.peers.iter() {
+                    peer.shared.notifier.notify();
+                }
             }
             if shutdown_deadline.is_some() {
                 self.next_shutdown_phase();
@@ -696,7 +701,7 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
             if let Some(shutdown) = shutdown_deadline {
                 deadline = Some(deadline.map_or(shutdown, |at| at.min(shutdown)));
             }
-            if self.cx.sink.has_pending() {
+            if self.cx.sink.has_pending() || self.cx.bus.has_retry() {
                 let retry = Instant::now() + RETRY_HELD;
                 deadline = Some(deadline.map_or(retry, |at| at.min(retry)));
             }
@@ -811,6 +816,7 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
         let mut batch = std::mem::take(&mut self.cx.net.inbound);
         let result = receive(&mut self.cx.net, &mut batch, &mut self.cx.counters);
         self.cx.net.handed_over.clear();
+        self.cx.net.delivering_batch = true;
         for (owner, input) in batch.drain(..) {
             // A socket handed over by a task while this batch is delivered:
             // the rest of the batch goes to its new owner.
@@ -820,6 +826,7 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
             self.place();
         }
         self.cx.net.handed_over.clear();
+        self.cx.net.delivering_batch = false;
         self.cx.net.inbound = batch;
         result
     }

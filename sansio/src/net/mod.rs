@@ -109,8 +109,9 @@ macro_rules! socket_id {
 socket_id!(
     /// A UDP socket of a task, from `Ctx::udp_bind`.
     ///
-    /// Ids are never reused; any task on the owning worker may send through
-    /// a socket, and what it receives goes to the task that bound it.
+    /// An id names one socket at a time; any task on the owning worker may
+    /// send through a socket, and what it receives goes to the task that
+    /// bound it (or was handed it).
     UdpSocketId,
     "udp"
 );
@@ -934,6 +935,8 @@ pub(crate) struct Net {
     /// UDP sockets handed over (socket, from, to) while a received batch is
     /// delivered: the rest of the batch is re-owned as it goes.
     pub(crate) handed_over: Vec<(UdpSocketId, RawId, RawId)>,
+    /// A received batch is being delivered (hand-overs then re-own the rest).
+    pub(crate) delivering_batch: bool,
 }
 
 impl Net {
@@ -947,6 +950,7 @@ impl Net {
             local: std::collections::VecDeque::new(),
             inbound: Vec::new(),
             handed_over: Vec::new(),
+            delivering_batch: false,
         }
     }
 
@@ -1140,7 +1144,7 @@ impl Net {
         from: RawId,
         to: RawId,
     ) -> Result<(), io::Error> {
-        self.tcp.set_owner(conn, to)?;
+        self.tcp.set_owner(conn, from, to)?;
         for (owner, input) in &mut self.local {
             if *owner == from
                 && let NetInput::Tcp(
@@ -1166,7 +1170,7 @@ impl Net {
         from: RawId,
         to: RawId,
     ) -> Result<(), io::Error> {
-        self.udp.set_owner(socket, to)?;
+        self.udp.set_owner(socket, from, to)?;
         let reown = |owner: &mut RawId, input: &NetInput| {
             if *owner == from
                 && let NetInput::UdpPacket(UdpPacket { socket: of, .. })
@@ -1179,7 +1183,9 @@ impl Net {
         for (owner, input) in &mut self.local {
             reown(owner, input);
         }
-        self.handed_over.push((socket, from, to));
+        if self.delivering_batch {
+            self.handed_over.push((socket, from, to));
+        }
         Ok(())
     }
 

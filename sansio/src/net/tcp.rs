@@ -233,8 +233,7 @@ impl TcpSockets {
             };
             let (owner, listener_id, options) =
                 (listener.owner, listener.id, listener.options.clone());
-            self.accepted = self.accepted.wrapping_add(1);
-            let conn = TcpConnId::accepted(self.worker, owner, self.accepted);
+            let conn = self.next_accepted_id(owner);
             let setup = stream
                 .set_nonblocking(true)
                 .and_then(|()| stream.set_nodelay(options.nodelay));
@@ -523,8 +522,27 @@ impl TcpSockets {
         })
     }
 
-    /// Gives `conn` to a new owner: its events go there from now on.
-    pub(crate) fn set_owner(&mut self, conn: TcpConnId, owner: RawId) -> io::Result<()> {
+    /// The id for the next accepted connection: numbers count accepted
+    /// connections and wrap after 2³¹, skipping any still open, so that an
+    /// id never names two connections at once.
+    fn next_accepted_id(&mut self, owner: RawId) -> TcpConnId {
+        loop {
+            self.accepted = self.accepted.wrapping_add(1) & !(1 << 31);
+            let conn = TcpConnId::accepted(self.worker, owner, self.accepted);
+            if !self.conn_ids.contains_key(&conn) {
+                return conn;
+            }
+        }
+    }
+
+    /// Gives `conn` from its owner `from` to `owner`: its events go there
+    /// from now on. Only its owner can give it away.
+    pub(crate) fn set_owner(
+        &mut self,
+        conn: TcpConnId,
+        from: RawId,
+        owner: RawId,
+    ) -> io::Result<()> {
         let entry = self
             .conn_ids
             .get(&conn)
@@ -536,6 +554,9 @@ impl TcpSockets {
                 format!("{conn} is not open"),
             ));
         };
+        if entry.owner != from {
+            return Err(super::udp::not_the_owner(&conn));
+        }
         entry.owner = owner;
         Ok(())
     }

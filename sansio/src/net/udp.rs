@@ -106,6 +106,14 @@ fn split(
     }
 }
 
+/// The error for a hand-over by a task that does not own the socket.
+pub(crate) fn not_the_owner(socket: &dyn std::fmt::Display) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!("{socket} belongs to another task: only its owner can hand it over"),
+    )
+}
+
 /// Hands a send that was not queued back to its sender, counted.
 fn refuse(
     from: RawId,
@@ -313,9 +321,14 @@ impl UdpSockets {
         }
     }
 
-    /// Gives `socket` to a new owner: what it receives goes there from now
-    /// on.
-    pub(crate) fn set_owner(&mut self, socket: UdpSocketId, owner: RawId) -> io::Result<()> {
+    /// Gives `socket` from its owner `from` to `owner`: what it receives
+    /// goes there from now on. Only its owner can give it away.
+    pub(crate) fn set_owner(
+        &mut self,
+        socket: UdpSocketId,
+        from: RawId,
+        owner: RawId,
+    ) -> io::Result<()> {
         let entry = self
             .by_id
             .get(&socket)
@@ -326,6 +339,9 @@ impl UdpSockets {
                 format!("{socket} is not open"),
             ));
         };
+        if entry.owner != from {
+            return Err(not_the_owner(&socket));
+        }
         entry.owner = owner;
         Ok(())
     }
