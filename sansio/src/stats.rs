@@ -89,6 +89,10 @@ counters! {
     /// Closes that could not finish sending within the close timeout (or
     /// were asked to abort) and reset the connection instead.
     tcp_closes_aborted,
+    /// Accepts that failed for want of descriptors or memory (`EMFILE`,
+    /// `ENFILE`, `ENOBUFS`, `ENOMEM`, or another error that may pass) and
+    /// were tried again after a back-off.
+    tcp_accept_retries,
     /// Open TUN/TAP devices.
     tun_devices,
     /// Packets read from devices.
@@ -248,6 +252,9 @@ pub struct WorkerStats {
     /// TCP closes that reset the connection: `tcp_abort`, or a graceful
     /// close that did not finish within `TcpOptions::close_timeout`.
     pub tcp_closes_aborted: u64,
+    /// Accepts that failed for want of descriptors or memory and were
+    /// tried again after a back-off (10 ms, doubling up to 100 ms).
+    pub tcp_accept_retries: u64,
     /// Open TUN/TAP devices.
     pub tun_devices: u64,
     /// Packets read from TUN/TAP devices.

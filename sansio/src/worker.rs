@@ -672,7 +672,9 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
             self.cx.sink.flush(&mut self.cx.counters);
 
             if self.cx.net.next_deadline().is_some() {
+                // Closes that give up, accepts tried again after a back-off.
                 self.cx.net.expire(Instant::now(), &mut self.cx.counters);
+                self.settle();
             }
             // Done once every task has ended and what they sent on closed
             // sockets has gone (or the deadline has come).

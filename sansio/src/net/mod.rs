@@ -429,8 +429,14 @@ pub enum TcpEvent {
         /// The peer.
         peer: SocketAddr,
     },
-    /// Accepting failed (out of descriptors, a connection aborted before it
-    /// was accepted); the listener carries on.
+    /// Accepting failed; the listener carries on. A connection aborted
+    /// before it was accepted is reported and the next one accepted. Out of
+    /// descriptors, buffers or memory (`EMFILE`, `ENFILE`, `ENOBUFS`,
+    /// `ENOMEM`), the listener tries again after a back-off (10 ms, doubling
+    /// up to 100 ms) until it works, so connections waiting in the backlog
+    /// are served once descriptors are free, without a new arrival; only
+    /// the first failure of such a run is reported, every retry is counted
+    /// (`tcp_accept_retries`).
     AcceptFailed {
         /// The listener.
         listener: TcpListenerId,
@@ -1241,20 +1247,23 @@ impl Net {
         counters.tcp_sockets = self.tcp.len() as u64;
     }
 
-    /// Resets the connections whose graceful close has run out of time.
+    /// Resets the connections whose graceful close has run out of time, and
+    /// accepts again on listeners whose back-off has passed.
     pub(crate) fn expire(
         &mut self,
         now: std::time::Instant,
         counters: &mut crate::stats::Counters,
     ) {
         self.tcp.expire(now, self.registry.as_mut(), counters);
+        self.tcp
+            .retry_accepts(now, self.registry.as_mut(), &mut self.local, counters);
         counters.tcp_sockets = self.tcp.len() as u64;
     }
 
     /// The earliest deadline the network state has (a graceful close that
-    /// will give up).
+    /// will give up, an accept to try again).
     pub(crate) fn next_deadline(&self) -> Option<std::time::Instant> {
-        self.tcp.next_close_deadline()
+        self.tcp.next_deadline()
     }
 
     /// Whether closed sockets are still sending what was queued on them: a

@@ -41,6 +41,34 @@ struct Listener {
     owner: RawId,
     listener: TcpListener,
     options: TcpOptions,
+    /// The back-off after accepts failed for want of resources (zero when
+    /// the last accept worked).
+    backoff: Duration,
+}
+
+/// The first wait before accepting again after `EMFILE` and its kind; it
+/// doubles with each failure in a row, up to [`MAX_ACCEPT_BACKOFF`].
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Whether a failed accept was about that one connection (it was aborted,
+/// or the network failed under it): the next one may be fine, so accepting
+/// goes on (accept(2) says to treat these like `EAGAIN` and retry).
+fn lost_connection(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(
+            libc::ECONNABORTED
+                | libc::EPROTO
+                | libc::EPERM
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EHOSTUNREACH
+                | libc::ENETDOWN
+                | libc::ENETUNREACH
+        )
+    )
 }
 
 struct Conn {
@@ -95,6 +123,8 @@ pub(crate) struct TcpSockets {
     accepted: u32,
     /// Connections closing gracefully: their deadline, index and id.
     closing: Vec<(Instant, usize, TcpConnId)>,
+    /// Listeners to accept on again after a back-off: when, index and id.
+    accept_retries: Vec<(Instant, usize, TcpListenerId)>,
     /// The worker these sockets belong to, for accepted connections' ids.
     worker: u16,
 }
@@ -137,6 +167,7 @@ impl TcpSockets {
             owner,
             listener,
             options: options.clone(),
+            backoff: Duration::ZERO,
         };
         place(&mut self.listeners, index, entry);
         self.listener_ids.insert(id, index);
@@ -217,9 +248,28 @@ impl TcpSockets {
                 Ok(accepted) => accepted,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) if !lost_connection(&error) => {
+                    // Out of descriptors, buffers or memory (or anything
+                    // else that may pass): connections still wait in the
+                    // backlog, and no new readiness will say so. Try again
+                    // after a back-off, telling the owner at the first
+                    // failure of a run.
+                    let (owner, id, first) =
+                        (listener.owner, listener.id, listener.backoff.is_zero());
+                    self.retry_accept(index, counters);
+                    if first {
+                        counters.tcp_errors += 1;
+                        let failed = TcpEvent::AcceptFailed {
+                            listener: id,
+                            error,
+                        };
+                        out.push_back(event(owner, failed));
+                    }
+                    return false;
+                }
                 Err(error) => {
-                    // A connection that failed before it was accepted
-                    // (ECONNABORTED), or out of descriptors: tell the owner.
+                    // A connection that failed before it was accepted: tell
+                    // the owner, and go on with the next one.
                     counters.tcp_errors += 1;
                     out.push_back(event(
                         listener.owner,
@@ -228,8 +278,14 @@ impl TcpSockets {
                             error,
                         },
                     ));
-                    return false;
+                    continue;
                 }
+            };
+            if let Some(Some(listener)) = self.listeners.get_mut(index) {
+                listener.backoff = Duration::ZERO;
+            }
+            let Some(Some(listener)) = self.listeners.get(index) else {
+                return false;
             };
             let (owner, listener_id, options) =
                 (listener.owner, listener.id, listener.options.clone());
@@ -486,6 +542,44 @@ impl TcpSockets {
         }
     }
 
+    /// Schedules listener `index` to accept again after its back-off, which
+    /// grows with each failure in a row; counted.
+    fn retry_accept(&mut self, index: usize, counters: &mut Counters) {
+        let Some(Some(listener)) = self.listeners.get_mut(index) else {
+            return;
+        };
+        listener.backoff = (listener.backoff * 2).clamp(ACCEPT_BACKOFF, MAX_ACCEPT_BACKOFF);
+        counters.tcp_accept_retries += 1;
+        let id = listener.id;
+        self.accept_retries
+            .push((Instant::now() + listener.backoff, index, id));
+    }
+
+    /// Accepts again on the listeners whose back-off has passed.
+    pub(crate) fn retry_accepts(
+        &mut self,
+        now: Instant,
+        registry: &mut dyn Registry,
+        out: &mut Outbox,
+        counters: &mut Counters,
+    ) {
+        let mut due = Vec::new();
+        self.accept_retries.retain(|&(at, index, id)| {
+            if at <= now {
+                due.push((index, id));
+            }
+            at > now
+        });
+        for (index, id) in due {
+            let open = self.listeners.get(index).is_some_and(|listener| {
+                listener.as_ref().is_some_and(|listener| listener.id == id)
+            });
+            if open && self.accept(index, registry, out, counters) {
+                self.unserved.push(Source::TcpListener(index));
+            }
+        }
+    }
+
     /// Resets the connections whose graceful close has run out of time.
     pub(crate) fn expire(
         &mut self,
@@ -508,9 +602,11 @@ impl TcpSockets {
         }
     }
 
-    /// The earliest graceful-close deadline, if a close is waiting.
-    pub(crate) fn next_close_deadline(&self) -> Option<Instant> {
-        self.closing.iter().map(|(deadline, _, _)| *deadline).min()
+    /// The earliest graceful-close deadline or accept retry, if any.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        let closes = self.closing.iter().map(|(deadline, _, _)| *deadline);
+        let retries = self.accept_retries.iter().map(|(at, _, _)| *at);
+        closes.chain(retries).min()
     }
 
     /// Whether closes are still sending what was queued.
