@@ -310,6 +310,12 @@ pub struct TcpOptions {
     /// reading cannot hold a descriptor and its queue for ever. Counted in
     /// `tcp_closes_aborted`.
     pub close_timeout: std::time::Duration,
+    /// `SO_SNDBUF` of connections (a listener's accepted connections take
+    /// it from the listener), when set: how much the kernel holds for a
+    /// peer before the send queue fills.
+    pub send_buffer: Option<usize>,
+    /// `SO_RCVBUF` of connections, when set.
+    pub recv_buffer: Option<usize>,
 }
 
 impl Default for TcpOptions {
@@ -322,6 +328,8 @@ impl Default for TcpOptions {
             reuse_port: false,
             backlog: 1024,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            send_buffer: None,
+            recv_buffer: None,
         }
     }
 }
@@ -366,6 +374,20 @@ impl TcpOptions {
     #[must_use]
     pub fn backlog(mut self, connections: u32) -> Self {
         self.backlog = connections;
+        self
+    }
+
+    /// Sets [`TcpOptions::send_buffer`].
+    #[must_use]
+    pub fn send_buffer(mut self, bytes: usize) -> Self {
+        self.send_buffer = Some(bytes);
+        self
+    }
+
+    /// Sets [`TcpOptions::recv_buffer`].
+    #[must_use]
+    pub fn recv_buffer(mut self, bytes: usize) -> Self {
+        self.recv_buffer = Some(bytes);
         self
     }
 
@@ -1402,7 +1424,9 @@ mod tests {
             .reuse_address(false)
             .reuse_port(true)
             .backlog(8)
-            .close_timeout(std::time::Duration::from_secs(5));
+            .close_timeout(std::time::Duration::from_secs(5))
+            .send_buffer(1 << 16)
+            .recv_buffer(1 << 17);
         let expected = TcpOptions {
             nodelay: false,
             send_limit: 5,
@@ -1411,6 +1435,8 @@ mod tests {
             reuse_port: true,
             backlog: 8,
             close_timeout: std::time::Duration::from_secs(5),
+            send_buffer: Some(1 << 16),
+            recv_buffer: Some(1 << 17),
         };
         assert_eq!(tcp, expected);
 

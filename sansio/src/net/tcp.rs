@@ -51,6 +51,17 @@ struct Listener {
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// Sets the socket buffer sizes the options ask for.
+fn set_buffers(socket: &Socket, options: &TcpOptions) -> io::Result<()> {
+    if let Some(bytes) = options.send_buffer {
+        socket.set_send_buffer_size(bytes)?;
+    }
+    if let Some(bytes) = options.recv_buffer {
+        socket.set_recv_buffer_size(bytes)?;
+    }
+    Ok(())
+}
+
 /// Whether a failed accept was about that one connection (it was aborted,
 /// or the network failed under it): the next one may be fine, so accepting
 /// goes on (accept(2) says to treat these like `EAGAIN` and retry).
@@ -152,6 +163,8 @@ impl TcpSockets {
         if options.reuse_port {
             socket.set_reuse_port(true)?;
         }
+        // Set on the listener, they are its accepted connections' too.
+        set_buffers(&socket, options)?;
         socket.bind(&addr.into())?;
         socket.listen(i32::try_from(options.backlog).unwrap_or(i32::MAX))?;
         let listener: TcpListener = socket.into();
@@ -188,6 +201,7 @@ impl TcpSockets {
             options.check_connection()?;
             let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
             socket.set_nonblocking(true)?;
+            set_buffers(&socket, options)?;
             match socket.connect(&addr.into()) {
                 Ok(()) => {}
                 Err(error) if error.raw_os_error() == Some(libc::EINPROGRESS) => {}
