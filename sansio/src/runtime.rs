@@ -640,6 +640,7 @@ impl<W: Worker> Runtime<W> {
                 Some(deadline) => self.events.recv_deadline(deadline).ok()?,
                 None => self.events.recv().ok()?,
             };
+            self.wake_holders();
             match envelope {
                 Envelope::Event(event) => return Some(event),
                 Envelope::Exited(exit) => lock(&self.exits).push(exit),
@@ -647,10 +648,25 @@ impl<W: Worker> Runtime<W> {
         }
     }
 
+    /// Wakes the workers that hold events for want of room: there is some
+    /// now.
+    fn wake_holders(&self) {
+        for handle in &self.workers {
+            let held = &handle.shared.events_held;
+            if held.load(std::sync::atomic::Ordering::SeqCst)
+                && held.swap(false, std::sync::atomic::Ordering::SeqCst)
+            {
+                handle.shared.notifier.notify();
+            }
+        }
+    }
+
     /// The next event, if one is waiting.
     pub fn try_next_event(&self) -> Option<Event<W>> {
         loop {
-            match self.events.try_recv().ok()? {
+            let envelope = self.events.try_recv().ok()?;
+            self.wake_holders();
+            match envelope {
                 Envelope::Event(event) => return Some(event),
                 Envelope::Exited(exit) => lock(&self.exits).push(exit),
             }

@@ -204,6 +204,9 @@ pub(crate) struct WorkerShared {
     pub(crate) counters: SharedCounters,
     /// Set once, to the shutdown deadline.
     pub(crate) shutdown: OnceLock<Instant>,
+    /// The worker holds events for a full event queue: the controller
+    /// wakes it when it takes one.
+    pub(crate) events_held: std::sync::atomic::AtomicBool,
     /// Live tasks per shutdown phase, for every worker to tell when a phase
     /// has ended everywhere.
     pub(crate) phases: [AtomicUsize; SHUTDOWN_PHASES as usize],
@@ -217,6 +220,7 @@ impl WorkerShared {
             counters: SharedCounters::default(),
             shutdown: OnceLock::new(),
             phases: std::array::from_fn(|_| AtomicUsize::new(0)),
+            events_held: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -475,6 +479,13 @@ impl<W: Worker> EventSink<W> {
         !self.pending.is_empty()
     }
 
+    /// Whether the event queue has room (the controller took some).
+    pub(crate) fn has_room(&self) -> bool {
+        self.tx
+            .capacity()
+            .is_none_or(|capacity| self.tx.len() < capacity)
+    }
+
     fn be_patient_until(&mut self, until: Instant) {
         self.patient_until = Some(until);
     }
@@ -703,9 +714,15 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
             if let Some(shutdown) = shutdown_deadline {
                 deadline = Some(deadline.map_or(shutdown, |at| at.min(shutdown)));
             }
-            if self.cx.sink.has_pending() || self.cx.bus.has_retry() {
+            if self.cx.bus.has_retry() {
                 let retry = Instant::now() + RETRY_HELD;
                 deadline = Some(deadline.map_or(retry, |at| at.min(retry)));
+            }
+            // Events held for a full event queue: the controller wakes this
+            // worker when it takes one (no polling for room).
+            let holding = self.cx.sink.has_pending();
+            if holding {
+                self.cx.shared.events_held.store(true, Ordering::SeqCst);
             }
             if self.spin > Duration::ZERO && self.spin_for_work(deadline) {
                 self.account_busy(woke);
@@ -715,7 +732,8 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
             let work_arrived = !self.inbox.is_empty()
                 || !self.bus_inbox.is_empty()
                 || (shutdown_deadline.is_none() && self.cx.shared.shutdown.get().is_some())
-                || (shutdown_deadline.is_some() && self.shutdown_phase_over());
+                || (shutdown_deadline.is_some() && self.shutdown_phase_over())
+                || (holding && self.cx.sink.has_room());
             self.account_busy(woke);
             if !work_arrived && let Err(error) = self.poller.wait(deadline, &mut self.ready) {
                 // The poller failed (out of memory, a closed descriptor): do
