@@ -61,9 +61,49 @@ impl Server {
     }
 }
 
+/// Greets what it accepts, keeping at most `max` connections.
+#[sansio::task(output = ServerOut)]
+pub struct Limited {
+    max: usize,
+}
+
+#[sansio::task]
+impl Limited {
+    #[on_start]
+    fn start(&mut self, ctx: &mut Ctx<Self>) {
+        let options = TcpOptions::default().max_connections(self.max);
+        ctx.tcp_listen("127.0.0.1:0".parse().unwrap(), options);
+    }
+
+    #[on_input]
+    fn tcp(&mut self, ctx: &mut Ctx<Self>, event: TcpEvent) {
+        match event {
+            TcpEvent::Listening { result, .. } => ctx.emit(ServerOut::Listening(result.unwrap())),
+            TcpEvent::Accepted { conn, .. } => ctx.tcp_send(conn, PacketBuf::copy_from(b"hello\n")),
+            TcpEvent::PeerClosed { conn } | TcpEvent::Closed { conn, .. } => ctx.tcp_close(conn),
+            _ => {}
+        }
+    }
+}
+
 #[sansio::worker(output = ServerOut)]
 pub enum Accepting {
     Server(Server),
+    Limited(Limited),
+}
+
+/// Connects to `server` and returns the stream with whether it was greeted
+/// (or closed at once).
+fn greeted(server: SocketAddr) -> (TcpStream, bool) {
+    let mut stream = TcpStream::connect(server).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut hello = [0u8; 6];
+    let greeted = match stream.read(&mut hello) {
+        Ok(6) => true,
+        Ok(0) | Err(_) => false,
+        Ok(n) => panic!("a short greeting ({n} bytes)"),
+    };
+    (stream, greeted)
 }
 
 /// The child: limits its descriptors, serves, prints what the parent needs.
@@ -184,5 +224,38 @@ all_backend_tests! {
         assert!(retries > 0, "the limit was never reached: the test proves nothing");
         let mut child = child;
         assert!(child.0.wait().unwrap().success());
+    }
+
+    fn connections_over_a_listeners_limit_are_closed_at_once(backend: Backend) {
+        let runtime = Runtime::<Accepting>::builder().workers(1).backend(backend).build().unwrap();
+        runtime.spawn(Limited { max: 5 }).unwrap();
+        let server = match util::next(&runtime) {
+            Event::Output { output: ServerOut::Listening(addr), .. } => addr,
+            other => panic!("unexpected {other:?}"),
+        };
+        let mut kept: Vec<TcpStream> = Vec::new();
+        for n in 0..10 {
+            let (stream, greeted) = greeted(server);
+            assert_eq!(greeted, n < 5, "connection {n}");
+            if greeted {
+                kept.push(stream);
+            }
+        }
+        util::eventually("the five over the limit are counted", || {
+            runtime.stats().workers[0].tcp_over_limit == 5
+        });
+        // One closes: there is room for one more.
+        drop(kept.pop());
+        let mut room = false;
+        let give_up = Instant::now() + PATIENCE;
+        while !room && Instant::now() < give_up {
+            let (stream, greeted) = greeted(server);
+            if greeted {
+                kept.push(stream);
+                room = true;
+            }
+        }
+        assert!(room, "a closed connection leaves room for another");
+        runtime.shutdown(Duration::from_secs(5)).unwrap();
     }
 }

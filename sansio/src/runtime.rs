@@ -729,6 +729,7 @@ impl<W: Worker> Runtime<W> {
                     tcp_errors: counters.tcp_errors,
                     tcp_closes_aborted: counters.tcp_closes_aborted,
                     tcp_accept_retries: counters.tcp_accept_retries,
+                    tcp_over_limit: counters.tcp_over_limit,
                     tun_devices: counters.tun_devices,
                     tun_received: counters.tun_received,
                     tun_sent: counters.tun_sent,

@@ -93,6 +93,8 @@ counters! {
     /// `ENFILE`, `ENOBUFS`, `ENOMEM`, or another error that may pass) and
     /// were tried again after a back-off.
     tcp_accept_retries,
+    /// Connections over a listener's `max_connections`, reset at once.
+    tcp_over_limit,
     /// Open TUN/TAP devices.
     tun_devices,
     /// Packets read from devices.
@@ -255,6 +257,9 @@ pub struct WorkerStats {
     /// Accepts that failed for want of descriptors or memory and were
     /// tried again after a back-off (10 ms, doubling up to 100 ms).
     pub tcp_accept_retries: u64,
+    /// Connections over a listener's `max_connections`, accepted and reset
+    /// at once.
+    pub tcp_over_limit: u64,
     /// Open TUN/TAP devices.
     pub tun_devices: u64,
     /// Packets read from TUN/TAP devices.

@@ -316,6 +316,10 @@ pub struct TcpOptions {
     pub send_buffer: Option<usize>,
     /// `SO_RCVBUF` of connections, when set.
     pub recv_buffer: Option<usize>,
+    /// The most connections a listener keeps open at once (unlimited when
+    /// `None`): one more is accepted and reset at once, counted in
+    /// `tcp_over_limit`, so that a flood cannot use up every descriptor.
+    pub max_connections: Option<usize>,
 }
 
 impl Default for TcpOptions {
@@ -330,6 +334,7 @@ impl Default for TcpOptions {
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
             send_buffer: None,
             recv_buffer: None,
+            max_connections: None,
         }
     }
 }
@@ -388,6 +393,13 @@ impl TcpOptions {
     #[must_use]
     pub fn recv_buffer(mut self, bytes: usize) -> Self {
         self.recv_buffer = Some(bytes);
+        self
+    }
+
+    /// Sets [`TcpOptions::max_connections`].
+    #[must_use]
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = Some(connections);
         self
     }
 
@@ -1426,7 +1438,8 @@ mod tests {
             .backlog(8)
             .close_timeout(std::time::Duration::from_secs(5))
             .send_buffer(1 << 16)
-            .recv_buffer(1 << 17);
+            .recv_buffer(1 << 17)
+            .max_connections(9);
         let expected = TcpOptions {
             nodelay: false,
             send_limit: 5,
@@ -1437,6 +1450,7 @@ mod tests {
             close_timeout: std::time::Duration::from_secs(5),
             send_buffer: Some(1 << 16),
             recv_buffer: Some(1 << 17),
+            max_connections: Some(9),
         };
         assert_eq!(tcp, expected);
 

@@ -44,6 +44,8 @@ struct Listener {
     /// The back-off after accepts failed for want of resources (zero when
     /// the last accept worked).
     backoff: Duration,
+    /// Connections it accepted that are still open.
+    open: usize,
 }
 
 /// The first wait before accepting again after `EMFILE` and its kind; it
@@ -107,6 +109,8 @@ struct Conn {
     close: bool,
     /// When a graceful close gives up and resets the connection.
     close_by: Option<Instant>,
+    /// The listener that accepted it (index and id), for its count.
+    listener: Option<(usize, TcpListenerId)>,
     /// The peer has closed its side: no more reading.
     read_closed: bool,
 }
@@ -181,6 +185,7 @@ impl TcpSockets {
             listener,
             options: options.clone(),
             backoff: Duration::ZERO,
+            open: 0,
         };
         place(&mut self.listeners, index, entry);
         self.listener_ids.insert(id, index);
@@ -301,6 +306,17 @@ impl TcpSockets {
             let Some(Some(listener)) = self.listeners.get(index) else {
                 return false;
             };
+            if listener
+                .options
+                .max_connections
+                .is_some_and(|max| listener.open >= max)
+            {
+                // Over the listener's limit: closed at once, so a flood
+                // cannot take every descriptor (a reset, nothing queued).
+                let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+                counters.tcp_over_limit += 1;
+                continue;
+            }
             let (owner, listener_id, options) =
                 (listener.owner, listener.id, listener.options.clone());
             let conn = self.next_accepted_id(owner);
@@ -328,11 +344,12 @@ impl TcpSockets {
                 continue;
             }
             counters.tcp_accepted += 1;
-            place(
-                &mut self.conns,
-                slot,
-                Conn::new(conn, owner, stream, options, false),
-            );
+            let mut accepted = Conn::new(conn, owner, stream, options, false);
+            accepted.listener = Some((index, listener_id));
+            if let Some(Some(listener)) = self.listeners.get_mut(index) {
+                listener.open += 1;
+            }
+            place(&mut self.conns, slot, accepted);
             self.conn_ids.insert(conn, slot);
             out.push_back(event(
                 owner,
@@ -814,6 +831,12 @@ impl TcpSockets {
             let _ = registry.deregister(conn.stream.as_raw_fd());
             self.conn_ids.remove(&conn.id);
             self.free_conns.push(index);
+            if let Some((listener, id)) = conn.listener
+                && let Some(Some(listener)) = self.listeners.get_mut(listener)
+                && listener.id == id
+            {
+                listener.open -= 1;
+            }
         }
     }
 
@@ -847,6 +870,7 @@ impl Conn {
             write_shut: false,
             close: false,
             close_by: None,
+            listener: None,
             read_closed: false,
         }
     }
