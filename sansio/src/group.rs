@@ -701,10 +701,27 @@ impl<T: Task> Group<T> {
             entry.phase = phase;
         }
         // What the task queued before a panic was queued by a correct task
-        // state: carry it out too.
-        while let Some(action) = entry.ctx.next_action() {
-            entry.carry_out(cx, id, owner, action);
-        }
+        // state: carry it out too. Carrying out runs the task's types' code
+        // as well (an event's `Clone` at a publish, a channel's `Hash`): a
+        // panic there ends the task like a panic in its handler.
+        let carried = panic::catch_unwind(AssertUnwindSafe(|| {
+            while let Some(action) = entry.ctx.next_action() {
+                entry.carry_out(cx, id, owner, action);
+            }
+        }));
+        let outcome = match (outcome, carried) {
+            (Ok(()), Err(payload)) => {
+                // What is left was queued after the action that panicked.
+                let rest: Vec<Action<T>> = std::iter::from_fn(|| entry.ctx.next_action()).collect();
+                let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(rest)));
+                Err(payload)
+            }
+            (Err(payload), Err(second)) => {
+                let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(second)));
+                Err(payload)
+            }
+            (outcome, Ok(())) => outcome,
+        };
         match outcome {
             Err(payload) => {
                 let message = panic_message(payload.as_ref());

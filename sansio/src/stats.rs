@@ -208,7 +208,9 @@ pub struct WorkerStats {
     pub events_dropped: u64,
     /// Messages that reached the worker after their task had ended.
     pub undelivered: u64,
-    /// Handlers that panicked (each ended its task).
+    /// Panics caught: in a handler, or in carrying out what it queued (each
+    /// ended its task), or in the application's code run by the bus's
+    /// fan-out (an event's `Clone`; the event was dropped).
     pub panics: u64,
     /// Entries in the worker's timer heap (ticks and task timers; some may be
     /// stale re-arms that will be skipped).

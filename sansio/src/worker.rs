@@ -624,7 +624,7 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
 
             for _ in 0..BATCH {
                 match self.bus_inbox.try_recv() {
-                    Ok(envelope) => self.handle_bus(envelope),
+                    Ok(envelope) => self.contain(|worker| worker.handle_bus(envelope)),
                     Err(_) => {
                         break;
                     }
@@ -763,7 +763,7 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
                 let Ok(envelope) = self.bus_inbox.try_recv() else {
                     break;
                 };
-                self.handle_bus(envelope);
+                self.contain(|worker| worker.handle_bus(envelope));
                 self.settle();
             }
             self.cx.shutdown_phase += 1;
@@ -900,7 +900,7 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
                 self.place();
             }
             while let Some(delivery) = self.cx.bus.local.pop_front() {
-                self.deliver(delivery);
+                self.contain(|worker| worker.deliver(delivery));
                 self.place();
             }
             if self.cx.net.has_dirty() {
@@ -921,6 +921,17 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
         }
         while let Some((owner, adoption)) = self.cx.adoptions.pop_front() {
             self.groups.adopt(&mut self.cx, owner, adoption);
+        }
+    }
+
+    /// Runs `f`, which delivers bus traffic: the fan-out clones events and
+    /// hashes channels with the application's code, which may panic outside
+    /// any task's handler. Such a panic drops what was being delivered and
+    /// is counted; the worker carries on.
+    fn contain(&mut self, f: impl FnOnce(&mut Self)) {
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| f(self))) {
+            self.cx.counters.panics += 1;
+            let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(payload)));
         }
     }
 
