@@ -18,10 +18,24 @@ pub const DEFAULT_CAPACITY: usize = 2048;
 const POOLED_PER_CLASS: usize = 4096;
 /// Distinct capacities each thread's pool keeps.
 const POOL_CLASSES: usize = 4;
+/// The most memory each thread's pool keeps, whatever the capacities (16
+/// MiB): a burst of large datagrams (up to 65,507 bytes each) leaves no more
+/// than this behind per thread once it has passed; the rest is freed.
+pub const POOL_BYTES: usize = 16 << 20;
+
+/// One thread's free buffers, by total capacity, and their bytes.
+struct Pool {
+    classes: Vec<(usize, Vec<Vec<u8>>)>,
+    bytes: usize,
+}
 
 thread_local! {
-    /// Free buffers of this thread, by total capacity.
-    static POOL: RefCell<Vec<(usize, Vec<Vec<u8>>)>> = const { RefCell::new(Vec::new()) };
+    static POOL: RefCell<Pool> = const {
+        RefCell::new(Pool {
+            classes: Vec::new(),
+            bytes: 0,
+        })
+    };
 }
 
 /// Memory of `total` bytes (zeroed the first time), from this thread's pool
@@ -30,9 +44,13 @@ fn take(total: usize) -> Vec<u8> {
     let pooled = POOL
         .try_with(|pool| {
             let mut pool = pool.borrow_mut();
-            pool.iter_mut()
+            let memory = pool
+                .classes
+                .iter_mut()
                 .find(|(capacity, _)| *capacity == total)
-                .and_then(|(_, free)| free.pop())
+                .and_then(|(_, free)| free.pop())?;
+            pool.bytes -= total;
+            Some(memory)
         })
         .ok()
         .flatten();
@@ -45,19 +63,33 @@ fn give(memory: Vec<u8>) {
     let total = memory.len();
     let _ = POOL.try_with(|pool| {
         let mut pool = pool.borrow_mut();
-        let class = match pool.iter().position(|(capacity, _)| *capacity == total) {
+        if pool.bytes + total > POOL_BYTES {
+            return;
+        }
+        let class = match pool
+            .classes
+            .iter()
+            .position(|(capacity, _)| *capacity == total)
+        {
             Some(class) => class,
-            None if pool.len() < POOL_CLASSES => {
-                pool.push((total, Vec::new()));
-                pool.len() - 1
+            None if pool.classes.len() < POOL_CLASSES => {
+                pool.classes.push((total, Vec::new()));
+                pool.classes.len() - 1
             }
             None => return,
         };
-        let free = &mut pool[class].1;
+        let free = &mut pool.classes[class].1;
         if free.len() < POOLED_PER_CLASS {
             free.push(memory);
+            pool.bytes += total;
         }
     });
+}
+
+/// The bytes this thread's pool keeps.
+#[cfg(test)]
+fn pooled_bytes() -> usize {
+    POOL.with(|pool| pool.borrow().bytes)
 }
 
 /// A packet: bytes with headroom in front and room behind.
@@ -286,6 +318,23 @@ mod tests {
         let second = PacketBuf::with_capacity(1000);
         assert_eq!(second.memory.as_ptr(), address, "taken back from the pool");
         assert!(second.is_empty());
+    }
+
+    #[test]
+    fn the_pool_keeps_at_most_its_bound_in_bytes() {
+        // 400 of the largest datagrams at once (26 MB), then dropped.
+        let bufs: Vec<PacketBuf> = (0..400).map(|_| PacketBuf::with_capacity(65_507)).collect();
+        drop(bufs);
+        let kept = pooled_bytes();
+        assert!(kept <= POOL_BYTES, "{kept} bytes kept");
+        assert!(
+            kept > POOL_BYTES / 2,
+            "the pool still keeps what fits ({kept} bytes)"
+        );
+        // What it keeps is handed out again.
+        let again = PacketBuf::with_capacity(65_507);
+        assert!(pooled_bytes() < kept);
+        drop(again);
     }
 
     #[test]

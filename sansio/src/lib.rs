@@ -204,7 +204,7 @@ mod worker;
 struct ReadmeDoctests;
 
 pub use crate::backend::{Backend, UnknownBackend};
-pub use crate::buf::{DEFAULT_CAPACITY, HEADROOM, PacketBuf};
+pub use crate::buf::{DEFAULT_CAPACITY, HEADROOM, POOL_BYTES, PacketBuf};
 pub use crate::bus::{
     Answers, BusInput, DEFAULT_REQUEST_TIMEOUT, Incoming, Reply, Request, RequestId, Responder,
 };
