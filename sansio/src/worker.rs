@@ -495,6 +495,9 @@ impl<W: Worker> EventSink<W> {
 /// their turn.
 const BATCH: usize = 1024;
 
+/// Deliveries whose queue memory a worker keeps between bursts.
+const LOCAL_KEPT: usize = 1024;
+
 /// Receive batches read from one socket per turn before the others get
 /// theirs.
 const READS_PER_TURN: usize = 8;
@@ -606,7 +609,10 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
             let mut inbox_empty = false;
             for _ in 0..BATCH {
                 match self.inbox.try_recv() {
-                    Ok(control) => self.handle(control),
+                    Ok(control) => {
+                        self.handle(control);
+                        self.deliver_local();
+                    }
                     Err(TryRecvError::Empty) => {
                         inbox_empty = true;
                         break;
@@ -624,7 +630,10 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
 
             for _ in 0..BATCH {
                 match self.bus_inbox.try_recv() {
-                    Ok(envelope) => self.contain(|worker| worker.handle_bus(envelope)),
+                    Ok(envelope) => {
+                        self.contain(|worker| worker.handle_bus(envelope));
+                        self.deliver_local();
+                    }
                     Err(_) => {
                         break;
                     }
@@ -909,6 +918,34 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
             if self.cx.net.local.is_empty() && self.cx.bus.local.is_empty() {
                 return;
             }
+        }
+    }
+
+    /// Delivers what the last input produced for this worker's tasks (bus
+    /// deliveries, events the worker made), without flushing sends: what a
+    /// batch of inputs holds in memory is then what one input produces, not
+    /// a whole batch's (a thousand publishes per input, each coming back as
+    /// an overflow, over a batch of 1,024 inputs). Sends still leave in
+    /// batches, at `settle`.
+    fn deliver_local(&mut self) {
+        while !self.cx.net.local.is_empty()
+            || !self.cx.bus.local.is_empty()
+            || !self.cx.spawns.is_empty()
+            || !self.cx.adoptions.is_empty()
+        {
+            self.place();
+            while let Some((owner, input)) = self.cx.net.local.pop_front() {
+                self.groups.net(&mut self.cx, owner, input);
+                self.place();
+            }
+            while let Some(delivery) = self.cx.bus.local.pop_front() {
+                self.contain(|worker| worker.deliver(delivery));
+                self.place();
+            }
+        }
+        // A burst's queue memory goes back once it has passed.
+        if self.cx.bus.local.capacity() > LOCAL_KEPT {
+            self.cx.bus.local.shrink_to(LOCAL_KEPT);
         }
     }
 
