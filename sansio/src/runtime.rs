@@ -720,6 +720,7 @@ impl<W: Worker> Runtime<W> {
                     udp_truncated: counters.udp_truncated,
                     udp_send_errors: counters.udp_send_errors,
                     udp_recv_errors: counters.udp_recv_errors,
+                    udp_kernel_drops: counters.udp_kernel_drops,
                     net_dropped: counters.net_dropped,
                     tcp_sockets: counters.tcp_sockets,
                     tcp_accepted: counters.tcp_accepted,

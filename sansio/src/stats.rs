@@ -69,6 +69,9 @@ counters! {
     udp_send_errors,
     /// Errors reading a socket.
     udp_recv_errors,
+    /// Datagrams the kernel dropped because a socket's receive buffer was
+    /// full (`SO_RXQ_OVFL`; known once a later datagram arrives).
+    udp_kernel_drops,
     /// Open UDP sockets.
     udp_sockets,
     /// Network events for tasks that had ended, dropped.
@@ -238,6 +241,10 @@ pub struct WorkerStats {
     pub udp_send_errors: u64,
     /// Errors reading a socket, each reported to its task.
     pub udp_recv_errors: u64,
+    /// Datagrams the kernel dropped because a UDP socket's receive buffer
+    /// was full (`SO_RXQ_OVFL`), as reported with the next datagram that
+    /// arrived: the first number to look at when a server loses packets.
+    pub udp_kernel_drops: u64,
     /// Network events for tasks that had already ended, dropped.
     pub net_dropped: u64,
     /// Open TCP listeners and connections.

@@ -38,11 +38,17 @@ const _: () = assert!(
         <= mem::size_of::<Control>()
 );
 const _: () = assert!(GRO_MESSAGES <= BATCH);
+// Both a GRO segment size and a kernel drop count fit at once.
+// SAFETY: as above.
+const _: () = assert!(
+    2 * unsafe { libc::CMSG_SPACE(mem::size_of::<u32>() as u32) } as usize
+        <= mem::size_of::<Control>()
+);
 
 /// Room for one control message, aligned as `cmsghdr` needs.
 #[derive(Clone, Copy)]
 #[repr(C, align(8))]
-struct Control([u8; 32]);
+struct Control([u8; 64]);
 
 /// What one received datagram was.
 #[derive(Debug, Clone, Copy)]
@@ -50,6 +56,9 @@ pub(crate) struct Received {
     pub(crate) from: Option<SocketAddr>,
     /// The kernel cut the datagram to fit the buffer (`MSG_TRUNC`).
     pub(crate) truncated: bool,
+    /// The socket's count of datagrams the kernel dropped for a full
+    /// receive buffer, as of this one (`SO_RXQ_OVFL`), when it says.
+    pub(crate) drops: Option<u32>,
 }
 
 /// Messages per receive with `UDP_GRO` on.
@@ -68,6 +77,8 @@ pub(crate) struct Coalesced {
     pub(crate) segment: usize,
     /// The kernel cut the message to fit the buffer (`MSG_TRUNC`).
     pub(crate) truncated: bool,
+    /// The socket's count of kernel drops as of this message, if said.
+    pub(crate) drops: Option<u32>,
 }
 
 /// Scratch space for [`BATCH`]-datagram system calls, reused across calls.
@@ -113,7 +124,7 @@ impl Batch {
             sources: vec![storage; BATCH],
             destinations: (0..BATCH).map(|_| empty_address()).collect(),
             segments: [0; BATCH],
-            controls: vec![Control([0; 32]); BATCH],
+            controls: vec![Control([0; 64]); BATCH],
         }
     }
 
@@ -127,7 +138,7 @@ impl Batch {
         received: &mut Vec<Received>,
     ) -> io::Result<usize> {
         let areas = bufs.iter_mut().take(BATCH).map(PacketBuf::receive_area);
-        let got = self.receive(fd, areas, false)?;
+        let got = self.receive(fd, areas, true)?;
         received.clear();
         for (index, (header, buf)) in self
             .headers
@@ -140,6 +151,7 @@ impl Batch {
             received.push(Received {
                 from: self.source(index, header.msg_hdr.msg_namelen),
                 truncated: header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+                drops: control_messages(header).drops,
             });
         }
         Ok(got)
@@ -162,25 +174,17 @@ impl Batch {
         for index in 0..got {
             let header = &self.headers[index];
             let len = header.msg_len as usize;
-            let mut segment = len;
-            // SAFETY: the kernel set `msg_control`/`msg_controllen` to the
-            // control messages it wrote into `controls[index]`, which the
-            // CMSG macros walk without leaving that length.
-            unsafe {
-                let mut cmsg = libc::CMSG_FIRSTHDR(&header.msg_hdr);
-                while !cmsg.is_null() {
-                    if (*cmsg).cmsg_level == libc::SOL_UDP && (*cmsg).cmsg_type == libc::UDP_GRO {
-                        let size = ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
-                        segment = usize::try_from(size).unwrap_or(len);
-                    }
-                    cmsg = libc::CMSG_NXTHDR(&header.msg_hdr, cmsg);
-                }
-            }
+            let control = control_messages(header);
+            let segment = control
+                .segment
+                .and_then(|size| usize::try_from(size).ok())
+                .unwrap_or(len);
             received.push(Coalesced {
                 from: self.source(index, header.msg_hdr.msg_namelen),
                 len,
                 segment: if segment == 0 { len } else { segment },
                 truncated: header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+                drops: control.drops,
             });
         }
         Ok(got)
@@ -380,6 +384,61 @@ fn iovec(payload: &[u8]) -> libc::iovec {
         iov_base: payload.as_ptr().cast_mut().cast(),
         iov_len: payload.len(),
     }
+}
+
+/// What the control messages of one received message said.
+#[derive(Debug, Default, Clone, Copy)]
+struct ControlMessages {
+    /// `UDP_GRO`: the size of the coalesced segments.
+    segment: Option<libc::c_int>,
+    /// `SO_RXQ_OVFL`: the socket's kernel drop count.
+    drops: Option<u32>,
+}
+
+/// Reads the control messages the kernel wrote for `header`.
+fn control_messages(header: &libc::mmsghdr) -> ControlMessages {
+    let mut found = ControlMessages::default();
+    if header.msg_hdr.msg_control.is_null() {
+        return found;
+    }
+    // SAFETY: the kernel set `msg_control`/`msg_controllen` to the control
+    // messages it wrote into this header's `Control` buffer, which the CMSG
+    // macros walk without leaving that length; each datum is read unaligned.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&header.msg_hdr);
+        while !cmsg.is_null() {
+            match ((*cmsg).cmsg_level, (*cmsg).cmsg_type) {
+                (libc::SOL_UDP, libc::UDP_GRO) => {
+                    found.segment = Some(ptr::read_unaligned(
+                        libc::CMSG_DATA(cmsg).cast::<libc::c_int>(),
+                    ));
+                }
+                (libc::SOL_SOCKET, libc::SO_RXQ_OVFL) => {
+                    found.drops = Some(ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<u32>()));
+                }
+                _ => {}
+            }
+            cmsg = libc::CMSG_NXTHDR(&header.msg_hdr, cmsg);
+        }
+    }
+    found
+}
+
+/// Asks the kernel to report, with received datagrams, how many it dropped
+/// for a full receive buffer (`SO_RXQ_OVFL`). Best effort: without it the
+/// count stays unknown.
+pub(crate) fn report_drops(fd: RawFd) {
+    let on: libc::c_int = 1;
+    // SAFETY: `on` is valid for reads of the size given.
+    let _ = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RXQ_OVFL,
+            (&raw const on).cast(),
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
 }
 
 /// Turns on `UDP_GRO` for `fd`: the kernel may then deliver several

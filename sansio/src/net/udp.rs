@@ -155,6 +155,9 @@ struct Entry {
     /// Closed by its task (or the task ended) with datagrams still queued:
     /// no longer read or open for sends, removed once the queue is sent.
     closing: bool,
+    /// The kernel's count of datagrams it dropped for this socket's full
+    /// receive buffer, as last reported (`SO_RXQ_OVFL`).
+    kernel_drops: u32,
 }
 
 /// The UDP sockets of one worker.
@@ -230,6 +233,7 @@ impl UdpSockets {
         let socket: UdpSocket = socket.into();
         let local = socket.local_addr()?;
         let gso = options.gso && sys::gso_supported(socket.as_raw_fd());
+        sys::report_drops(socket.as_raw_fd());
         // Without kernel support, receive datagram by datagram as usual.
         let gro = options.gro && sys::enable_gro(socket.as_raw_fd()).is_ok();
         if gro && self.gro_bufs.is_empty() {
@@ -251,6 +255,7 @@ impl UdpSockets {
             dirty: false,
             blocked: false,
             closing: false,
+            kernel_drops: 0,
         };
         if index == self.entries.len() {
             self.entries.push(Some(entry));
@@ -509,6 +514,25 @@ impl UdpSockets {
                     got == BATCH
                 })
         };
+        // The kernel's drop count, as the newest datagram of the batch said
+        // it: what it grew by since the last one is counted.
+        let said = if entry.gro {
+            self.coalesced
+                .iter()
+                .filter_map(|message| message.drops)
+                .max()
+        } else {
+            self.received.iter().filter_map(|meta| meta.drops).max()
+        };
+        let owner_and_id = (entry.owner, entry.id);
+        if read.is_ok()
+            && let Some(drops) = said
+            && let Some(Some(entry)) = self.entries.get_mut(index)
+        {
+            counters.udp_kernel_drops += u64::from(drops.wrapping_sub(entry.kernel_drops));
+            entry.kernel_drops = drops;
+        }
+        let (owner, id) = owner_and_id;
         match read {
             Ok(more) => Ok(more),
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(false),
@@ -516,9 +540,9 @@ impl UdpSockets {
             Err(error) => {
                 counters.udp_recv_errors += 1;
                 Err((
-                    entry.owner,
+                    owner,
                     UdpError {
-                        socket: entry.id,
+                        socket: id,
                         peer: None,
                         error,
                         data: None,
