@@ -716,17 +716,18 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
                 self.account_busy(woke);
                 continue;
             }
-            let mut deadline = match (self.cx.timers.next_deadline(), self.cx.net.next_deadline()) {
-                (Some(timer), Some(close)) => Some(timer.min(close)),
-                (timer, close) => timer.or(close),
-            };
-            if let Some(shutdown) = shutdown_deadline {
-                deadline = Some(deadline.map_or(shutdown, |at| at.min(shutdown)));
-            }
-            if self.cx.bus.has_retry() {
-                let retry = Instant::now() + RETRY_HELD;
-                deadline = Some(deadline.map_or(retry, |at| at.min(retry)));
-            }
+            // The earliest of: a timer, a close that gives up or an accept
+            // to retry, the shutdown deadline, bus updates to send again.
+            let retry = self.cx.bus.has_retry().then(|| Instant::now() + RETRY_HELD);
+            let deadline = [
+                self.cx.timers.next_deadline(),
+                self.cx.net.next_deadline(),
+                shutdown_deadline,
+                retry,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             // Events held for a full event queue: the controller wakes this
             // worker when it takes one (no polling for room).
             let holding = self.cx.sink.has_pending();
@@ -844,7 +845,6 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
     ) -> R {
         let mut batch = std::mem::take(&mut self.cx.net.inbound);
         let result = receive(&mut self.cx.net, &mut batch, &mut self.cx.counters);
-        self.cx.net.handed_over.clear();
         self.cx.net.delivering_batch = true;
         for (owner, input) in batch.drain(..) {
             // A socket handed over by a task while this batch is delivered:
@@ -903,15 +903,7 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
     /// datagrams to the kernel, until neither has anything left.
     fn settle(&mut self) {
         loop {
-            self.place();
-            while let Some((owner, input)) = self.cx.net.local.pop_front() {
-                self.groups.net(&mut self.cx, owner, input);
-                self.place();
-            }
-            while let Some(delivery) = self.cx.bus.local.pop_front() {
-                self.contain(|worker| worker.deliver(delivery));
-                self.place();
-            }
+            self.deliver_local();
             if self.cx.net.has_dirty() {
                 self.cx.net.flush(&mut self.cx.counters);
             }

@@ -551,6 +551,22 @@ impl fmt::Display for TcpSocket {
     }
 }
 
+/// Sets `SO_SNDBUF` and `SO_RCVBUF` of `socket` to the sizes asked for, if
+/// any (UDP sockets, TCP listeners and connections).
+fn set_buffer_sizes(
+    socket: &socket2::Socket,
+    send: Option<usize>,
+    recv: Option<usize>,
+) -> io::Result<()> {
+    if let Some(bytes) = send {
+        socket.set_send_buffer_size(bytes)?;
+    }
+    if let Some(bytes) = recv {
+        socket.set_recv_buffer_size(bytes)?;
+    }
+    Ok(())
+}
+
 /// The error for a socket id used on a worker that does not own it.
 fn foreign(id: &dyn fmt::Display, owner: usize, here: u16) -> io::Error {
     io::Error::new(

@@ -55,13 +55,7 @@ const MAX_ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Sets the socket buffer sizes the options ask for.
 fn set_buffers(socket: &Socket, options: &TcpOptions) -> io::Result<()> {
-    if let Some(bytes) = options.send_buffer {
-        socket.set_send_buffer_size(bytes)?;
-    }
-    if let Some(bytes) = options.recv_buffer {
-        socket.set_recv_buffer_size(bytes)?;
-    }
-    Ok(())
+    super::set_buffer_sizes(socket, options.send_buffer, options.recv_buffer)
 }
 
 /// Whether a failed accept was about that one connection (it was aborted,

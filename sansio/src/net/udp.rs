@@ -223,12 +223,7 @@ impl UdpSockets {
         if options.reuse_port {
             socket.set_reuse_port(true)?;
         }
-        if let Some(bytes) = options.recv_buffer {
-            socket.set_recv_buffer_size(bytes)?;
-        }
-        if let Some(bytes) = options.send_buffer {
-            socket.set_send_buffer_size(bytes)?;
-        }
+        super::set_buffer_sizes(&socket, options.send_buffer, options.recv_buffer)?;
         socket.bind(&addr.into())?;
         let socket: UdpSocket = socket.into();
         let local = socket.local_addr()?;
@@ -524,7 +519,7 @@ impl UdpSockets {
         } else {
             self.received.iter().filter_map(|meta| meta.drops).max()
         };
-        let owner_and_id = (entry.owner, entry.id);
+        let (owner, id) = (entry.owner, entry.id);
         if read.is_ok()
             && let Some(drops) = said
             && let Some(Some(entry)) = self.entries.get_mut(index)
@@ -532,7 +527,6 @@ impl UdpSockets {
             counters.udp_kernel_drops += u64::from(drops.wrapping_sub(entry.kernel_drops));
             entry.kernel_drops = drops;
         }
-        let (owner, id) = owner_and_id;
         match read {
             Ok(more) => Ok(more),
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(false),
