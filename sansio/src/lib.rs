@@ -186,6 +186,11 @@ mod buf;
 pub mod bus;
 mod ctx;
 mod error;
+#[cfg(feature = "fault-injection")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fault-injection")))]
+pub mod faults;
+#[cfg(not(feature = "fault-injection"))]
+mod faults;
 mod group;
 mod id;
 mod net;

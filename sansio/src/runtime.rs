@@ -124,6 +124,7 @@ pub struct Builder<W> {
     queue_capacity: usize,
     event_capacity: Option<usize>,
     spin: Duration,
+    faults: crate::faults::Setup,
     _worker: PhantomData<fn() -> W>,
 }
 
@@ -137,6 +138,7 @@ impl<W> fmt::Debug for Builder<W> {
             .field("queue_capacity", &self.queue_capacity)
             .field("event_capacity", &self.event_capacity)
             .field("spin_before_sleep", &self.spin)
+            .field("faults", &self.faults)
             .finish()
     }
 }
@@ -154,6 +156,7 @@ impl<W: Worker> Builder<W> {
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             event_capacity: None,
             spin: Duration::ZERO,
+            faults: Default::default(),
             _worker: PhantomData,
         }
     }
@@ -223,6 +226,17 @@ impl<W: Worker> Builder<W> {
         self
     }
 
+    /// Injects faults under the workers' socket calls, as `plan` says: for
+    /// tests of what the runtime (and the tasks on it) do on a bad day. See
+    /// [`faults`](crate::faults).
+    #[cfg(feature = "fault-injection")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "fault-injection")))]
+    #[must_use]
+    pub fn faults(mut self, plan: crate::faults::FaultPlan) -> Self {
+        self.faults = Some(plan);
+        self
+    }
+
     /// Starts the worker threads.
     pub fn build(self) -> Result<Runtime<W>> {
         let workers = match self.workers {
@@ -245,6 +259,7 @@ impl<W: Worker> Builder<W> {
                 "event_capacity must be at least 1".to_owned(),
             ));
         }
+        crate::faults::check(&self.faults).map_err(Error::Config)?;
         if !self.backend.is_available() {
             return Err(Error::BackendUnavailable {
                 backend: self.backend,
@@ -293,6 +308,7 @@ impl<W: Worker> Builder<W> {
                 events: events_tx.clone(),
                 core,
                 spin: self.spin,
+                faults: self.faults.clone(),
             })?);
         }
         // Every worker reaches every other through its bus inbox.
@@ -317,6 +333,7 @@ struct WorkerConfig<W: Worker> {
     events: Sender<Envelope<W>>,
     core: Option<core_affinity::CoreId>,
     spin: Duration,
+    faults: crate::faults::Setup,
 }
 
 /// A worker made but not started: its handle, how the others reach it,
@@ -339,6 +356,7 @@ fn prepare<W: Worker, P: Poller>(config: WorkerConfig<W>) -> Result<Prepared<W>>
         events,
         core,
         spin,
+        faults,
     } = config;
     let io = move |context: &str| {
         let context = format!("worker {index}: {context}");
@@ -370,6 +388,7 @@ fn prepare<W: Worker, P: Poller>(config: WorkerConfig<W>) -> Result<Prepared<W>>
                     // Best effort: an unpinned worker still works.
                     core_affinity::set_for_current(core);
                 }
+                crate::faults::install(&faults, index);
                 WorkerLoop::new(setup, peers).run();
             })
             .map_err(io("spawning the thread"))

@@ -11,6 +11,7 @@ use std::ptr;
 use socket2::{SockAddr, SockAddrStorage};
 
 use crate::buf::PacketBuf;
+use crate::faults::{self, Call};
 
 /// Messages per system call.
 pub(crate) const BATCH: usize = 32;
@@ -199,6 +200,9 @@ impl Batch {
         areas: impl Iterator<Item = &'a mut [u8]>,
         control: bool,
     ) -> io::Result<usize> {
+        if let Some(injected) = faults::error(Call::UdpRecv) {
+            return Err(injected);
+        }
         let mut count = 0;
         for (index, area) in areas.take(BATCH).enumerate() {
             self.iovecs[index] = libc::iovec {
@@ -260,6 +264,9 @@ impl Batch {
     /// cuts into datagrams (`UDP_SEGMENT`): one trip through the stack for
     /// up to [`MAX_SEGMENTS`] datagrams.
     ///
+    /// `waiting`: the socket is already watched for writability (for fault
+    /// injection only).
+    ///
     /// Returns how many datagrams the kernel took, from the first, and how
     /// many of those went in GSO runs. On an error nothing was sent; it is
     /// the first message's, and says whether that message was a GSO run.
@@ -268,6 +275,7 @@ impl Batch {
         fd: RawFd,
         datagrams: impl Iterator<Item = (&'a SocketAddr, &'a [u8])>,
         gso: bool,
+        waiting: bool,
     ) -> Result<Sent, SendFailed> {
         let mut datagrams = datagrams.peekable();
         let mut messages = 0;
@@ -335,6 +343,16 @@ impl Batch {
         if messages == 0 {
             return Ok(Sent::default());
         }
+        let first = self.segments[0];
+        let injected = faults::send_error(Call::UdpSend, waiting)
+            .or_else(|| (first > 1).then(faults::gso_error).flatten());
+        if let Some(error) = injected {
+            return Err(SendFailed {
+                error,
+                datagrams: first,
+            });
+        }
+        let messages = faults::shorten(Call::UdpSend, messages);
         // SAFETY: `headers[..messages]` point into `destinations`, `iovecs`,
         // `controls` and the payloads, which outlive this call; the kernel
         // only reads them.
@@ -349,7 +367,7 @@ impl Batch {
         if sent < 0 {
             return Err(SendFailed {
                 error: io::Error::last_os_error(),
-                segmented: self.segments[0] > 1,
+                datagrams: first,
             });
         }
         let segments = &self.segments[..sent as usize];
@@ -369,14 +387,22 @@ pub(crate) struct Sent {
     pub(crate) segmented: usize,
 }
 
-/// A `sendmmsg` that sent nothing.
+/// A `sendmmsg` that sent nothing: the error is its first message's.
 #[derive(Debug)]
 pub(crate) struct SendFailed {
     pub(crate) error: io::Error,
-    /// The first message was a GSO run: the error may be GSO's (a device
-    /// without checksum offload, a segment above the path MTU), and the same
-    /// datagrams may go through one by one.
-    pub(crate) segmented: bool,
+    /// Datagrams in the first message: more than one for a GSO run, whose
+    /// error may be GSO's (see [`gso_unsupported`]).
+    pub(crate) datagrams: usize,
+}
+
+/// Whether a failed GSO send says the path cannot segment at all — `EIO`
+/// (a device without checksum offload) or `EINVAL` (segmentation refused,
+/// as with checksums off) — rather than something that may pass
+/// (`ENOBUFS`, `EAGAIN`, `EINTR`, …) or that the datagrams would meet one by
+/// one too.
+pub(crate) fn gso_unsupported(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EIO | libc::EINVAL))
 }
 
 fn iovec(payload: &[u8]) -> libc::iovec {
@@ -512,6 +538,7 @@ mod tests {
                         .iter()
                         .map(|p| (&to, p.as_slice())),
                     gso,
+                    false,
                 )
                 .map_err(|failed| failed.error)
                 .unwrap();
@@ -616,6 +643,7 @@ mod tests {
                     a.as_raw_fd(),
                     queue[sent..].iter().map(|(to, p)| (to, p.as_slice())),
                     true,
+                    false,
                 )
                 .map_err(|failed| failed.error)
                 .unwrap()

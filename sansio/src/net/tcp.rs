@@ -29,6 +29,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use super::{NetInput, Source, TcpConnId, TcpEvent, TcpListenerId, TcpOptions};
 use crate::backend::{Interest, Registry, watch_writable};
 use crate::buf::PacketBuf;
+use crate::faults::{self, Call};
 use crate::id::RawId;
 use crate::stats::Counters;
 
@@ -257,7 +258,11 @@ impl TcpSockets {
             let Some(Some(listener)) = self.listeners.get(index) else {
                 return false;
             };
-            let (stream, peer) = match listener.listener.accept() {
+            let accepted = match faults::error(Call::Accept) {
+                Some(injected) => Err(injected),
+                None => listener.listener.accept(),
+            };
+            let (stream, peer) = match accepted {
                 Ok(accepted) => accepted,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
@@ -449,7 +454,11 @@ impl TcpSockets {
             }
             let mut buf = PacketBuf::with_capacity(conn.options.read_chunk);
             let area = buf.receive_area();
-            match conn.stream.read(area) {
+            let read = match faults::error(Call::TcpRead) {
+                Some(injected) => Err(injected),
+                None => conn.stream.read(area),
+            };
+            match read {
                 Ok(0) => {
                     conn.read_closed = true;
                     out.push_back(event(conn.owner, TcpEvent::PeerClosed { conn: conn.id }));
@@ -725,7 +734,14 @@ impl TcpSockets {
             let mut failed = None;
             let mut blocked = false;
             while let Some(front) = conn.queue.front_mut() {
-                match conn.stream.write(front) {
+                let written = match faults::send_error(Call::TcpWrite, conn.blocked) {
+                    Some(injected) => Err(injected),
+                    None => {
+                        let len = faults::shorten(Call::TcpWrite, front.len());
+                        conn.stream.write(&front[..len])
+                    }
+                };
+                match written {
                     Ok(written) if written == front.len() => {
                         counters.tcp_bytes_written += written as u64;
                         conn.queued_bytes -= written;

@@ -158,6 +158,23 @@ struct Entry {
     /// The kernel's count of datagrams it dropped for this socket's full
     /// receive buffer, as last reported (`SO_RXQ_OVFL`).
     kernel_drops: u32,
+    /// Receives that failed in a row: the socket is read again next turn
+    /// (datagrams may wait behind the error, and an edge-triggered poller
+    /// will not say so again) up to [`FAILED_READS`] times.
+    failed_reads: u8,
+}
+
+/// Failed receives in a row after which a socket waits for its next
+/// readiness instead of being read again next turn: an error that does not
+/// pass must not keep the worker busy.
+const FAILED_READS: u8 = 16;
+
+/// A copy of `error` for each datagram of a failed message.
+fn copy_error(error: &io::Error) -> io::Error {
+    match error.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(error.kind(), error.to_string()),
+    }
 }
 
 /// The UDP sockets of one worker.
@@ -251,6 +268,7 @@ impl UdpSockets {
             blocked: false,
             closing: false,
             kernel_drops: 0,
+            failed_reads: 0,
         };
         if index == self.entries.len() {
             self.entries.push(Some(entry));
@@ -393,7 +411,7 @@ impl UdpSockets {
                     .queue
                     .iter()
                     .map(|(to, payload)| (to, payload.bytes()));
-                match self.batch.send(fd, datagrams, entry.gso) {
+                match self.batch.send(fd, datagrams, entry.gso, entry.blocked) {
                     Ok(sent) => {
                         counters.udp_sent += sent.datagrams as u64;
                         counters.udp_sent_segmented += sent.segmented as u64;
@@ -405,22 +423,27 @@ impl UdpSockets {
                     }
                     Err(SendFailed { error, .. }) if error.kind() == io::ErrorKind::Interrupted => {
                     }
-                    Err(SendFailed {
-                        segmented: true, ..
-                    }) => {
-                        // The kernel or the device refused a GSO run (no
-                        // checksum offload, a segment above the path MTU…):
-                        // send one datagram per message on this socket from
-                        // now on; the run goes again that way, so an error
-                        // that was not GSO's comes back for its datagram.
+                    Err(SendFailed { error, datagrams })
+                        if datagrams > 1 && sys::gso_unsupported(&error) =>
+                    {
+                        // The kernel or the device cannot segment (no
+                        // checksum offload, checksums off): send one
+                        // datagram per message on this socket from now on;
+                        // the run goes again that way.
                         entry.gso = false;
                         counters.udp_gso_disabled += 1;
                     }
-                    Err(SendFailed { error, .. }) => {
-                        // The first datagram failed (refused, too big, no
-                        // buffer space…): hand it back and go on with the rest.
-                        counters.udp_send_errors += 1;
-                        if let Some((to, payload)) = entry.queue.pop_front() {
+                    Err(SendFailed { error, datagrams }) => {
+                        // The first message failed (refused, too big, no
+                        // buffer space…): its datagrams go back, each with
+                        // the error, and the rest go on. GSO stays on: the
+                        // error was not about segmenting.
+                        counters.udp_send_errors += datagrams as u64;
+                        let copies: Vec<_> = (1..datagrams).map(|_| copy_error(&error)).collect();
+                        for error in copies.into_iter().chain([error]) {
+                            let Some((to, payload)) = entry.queue.pop_front() else {
+                                break;
+                            };
                             errors.push_back((
                                 entry.owner,
                                 NetInput::UdpError(UdpError {
@@ -520,19 +543,31 @@ impl UdpSockets {
             self.received.iter().filter_map(|meta| meta.drops).max()
         };
         let (owner, id) = (entry.owner, entry.id);
+        let Some(Some(entry)) = self.entries.get_mut(index) else {
+            return Ok(false);
+        };
         if read.is_ok()
             && let Some(drops) = said
-            && let Some(Some(entry)) = self.entries.get_mut(index)
         {
             counters.udp_kernel_drops += u64::from(drops.wrapping_sub(entry.kernel_drops));
             entry.kernel_drops = drops;
         }
         match read {
-            Ok(more) => Ok(more),
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Ok(more) => {
+                entry.failed_reads = 0;
+                Ok(more)
+            }
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                entry.failed_reads = 0;
+                Ok(false)
+            }
             Err(error) if error.kind() == io::ErrorKind::Interrupted => Ok(true),
             Err(error) => {
                 counters.udp_recv_errors += 1;
+                entry.failed_reads = entry.failed_reads.saturating_add(1);
+                if entry.failed_reads <= FAILED_READS {
+                    self.unread.push(index);
+                }
                 Err((
                     owner,
                     UdpError {
