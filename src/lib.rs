@@ -8,3 +8,4 @@ pub mod chat;
 pub mod cli;
 pub mod echo;
 pub mod loadgen;
+pub mod soak;
