@@ -142,7 +142,7 @@ fn pongs(runtime: &Runtime<Field>, subs: &[TaskId<Sub>]) -> Vec<u64> {
         .collect()
 }
 
-backend_tests! {
+all_backend_tests! {
     fn a_panicking_clone_at_a_publish_ends_the_publisher_only(backend: Backend) {
         let runtime = runtime(backend);
         let subs = subs(&runtime, &[0, 1]);
