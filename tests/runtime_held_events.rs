@@ -53,3 +53,28 @@ backend_tests! {
         runtime.shutdown(Duration::from_secs(5)).unwrap();
     }
 }
+
+/// A busy-poll worker spins by design (that is what it is for), so it is
+/// not asked to sleep; what it held still all arrives.
+#[test]
+fn a_busy_poll_worker_delivers_every_held_event() {
+    let runtime = Runtime::<Held>::builder()
+        .workers(1)
+        .backend(Backend::BusyPoll)
+        .event_capacity(4)
+        .build()
+        .unwrap();
+    for _ in 0..20 {
+        runtime.spawn(Brief).unwrap();
+    }
+    util::eventually("every task has run", || {
+        runtime.stats().workers[0].tasks.iter().map(|(_, n)| n).sum::<usize>() == 0
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    let mut finished = 0;
+    util::events_until(&runtime, |event| {
+        finished += usize::from(matches!(event, Event::Finished { .. }));
+        finished == 20
+    });
+    runtime.shutdown(Duration::from_secs(5)).unwrap();
+}
