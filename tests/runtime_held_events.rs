@@ -68,7 +68,12 @@ fn a_busy_poll_worker_delivers_every_held_event() {
         runtime.spawn(Brief).unwrap();
     }
     util::eventually("every task has run", || {
-        runtime.stats().workers[0].tasks.iter().map(|(_, n)| n).sum::<usize>() == 0
+        runtime.stats().workers[0]
+            .tasks
+            .iter()
+            .map(|(_, n)| n)
+            .sum::<usize>()
+            == 0
     });
     std::thread::sleep(Duration::from_millis(50));
     let mut finished = 0;

@@ -749,7 +749,17 @@ impl<T: Task> Group<T> {
             for &socket in &entry.owned {
                 cx.net.close_owned(socket, cx.now, &mut cx.counters);
             }
-            cx.bus.forget(owner::<W, T>(slot, entry.generation));
+            // Unsubscribing hashes and compares the task's channels with
+            // the application's code, which may panic (the task may have
+            // ended for just that): the worker carries on, counting it; a
+            // subscription left behind is harmless, as what reaches an
+            // ended task is dropped.
+            let owner = owner::<W, T>(slot, entry.generation);
+            let bus = &mut cx.bus;
+            if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| bus.forget(owner))) {
+                cx.counters.panics += 1;
+                let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(payload)));
+            }
             // The task's own Drop may panic; that must not take the worker.
             let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(entry)));
             cx.release(T::GROUP, slot);
