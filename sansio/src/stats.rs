@@ -70,7 +70,7 @@ counters! {
     /// Errors reading a socket.
     udp_recv_errors,
     /// Datagrams the kernel dropped because a socket's receive buffer was
-    /// full (`SO_RXQ_OVFL`; known once a later datagram arrives).
+    /// full (`SO_RXQ_OVFL`, and `SO_MEMINFO` 100 ms after a receive).
     udp_kernel_drops,
     /// Open UDP sockets.
     udp_sockets,
@@ -242,8 +242,10 @@ pub struct WorkerStats {
     /// Errors reading a socket, each reported to its task.
     pub udp_recv_errors: u64,
     /// Datagrams the kernel dropped because a UDP socket's receive buffer
-    /// was full (`SO_RXQ_OVFL`), as reported with the next datagram that
-    /// arrived: the first number to look at when a server loses packets.
+    /// was full: the count comes with each datagram received
+    /// (`SO_RXQ_OVFL`), and is read again 100 ms after a socket received
+    /// (`SO_MEMINFO`), for the drops after the last datagram to arrive. The
+    /// first number to look at when a server loses packets.
     pub udp_kernel_drops: u64,
     /// Network events for tasks that had already ended, dropped.
     pub net_dropped: u64,

@@ -1307,13 +1307,17 @@ impl Net {
         self.tcp.expire(now, self.registry.as_mut(), counters);
         self.tcp
             .retry_accepts(now, self.registry.as_mut(), &mut self.local, counters);
+        self.udp.refresh_drops(now, counters);
         counters.tcp_sockets = self.tcp.len() as u64;
     }
 
     /// The earliest deadline the network state has (a graceful close that
-    /// will give up, an accept to try again).
+    /// will give up, an accept to try again, UDP drop counts to read).
     pub(crate) fn next_deadline(&self) -> Option<std::time::Instant> {
-        self.tcp.next_deadline()
+        [self.tcp.next_deadline(), self.udp.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Whether closed sockets are still sending what was queued on them: a

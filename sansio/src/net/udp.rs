@@ -13,6 +13,7 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -158,6 +159,8 @@ struct Entry {
     /// The kernel's count of datagrams it dropped for this socket's full
     /// receive buffer, as last reported (`SO_RXQ_OVFL`).
     kernel_drops: u32,
+    /// Received since the drop count was last read with `SO_MEMINFO`.
+    drops_unread: bool,
     /// Receives that failed in a row: the socket is read again next turn
     /// (datagrams may wait behind the error, and an edge-triggered poller
     /// will not say so again) up to [`FAILED_READS`] times.
@@ -192,6 +195,25 @@ pub(crate) struct UdpSockets {
     /// Sockets left readable when the worker stopped reading them to be
     /// fair to others; read again next turn.
     pub(crate) unread: Vec<usize>,
+    /// When to read the kernel's drop count of the sockets that received
+    /// since it was last read ([`DROPS_REFRESH`] after the first of them).
+    drops_check: Option<Instant>,
+}
+
+/// How long after a receive the kernel's drop count is read again: the
+/// count that comes with each datagram (`SO_RXQ_OVFL`) misses the drops
+/// after the last one to arrive, at the end of every flood.
+const DROPS_REFRESH: Duration = Duration::from_millis(100);
+
+/// Adds what the kernel's drop count `now` grew by since `last` (it only
+/// grows, and wraps): a count read from a datagram queued before the last
+/// refresh may be older than `last`, and adds nothing.
+fn add_drops(last: &mut u32, now: u32, counters: &mut Counters) {
+    let grew = now.wrapping_sub(*last);
+    if grew < u32::MAX / 2 {
+        counters.udp_kernel_drops += u64::from(grew);
+        *last = now;
+    }
 }
 
 impl UdpSockets {
@@ -206,6 +228,7 @@ impl UdpSockets {
             coalesced: Vec::with_capacity(GRO_MESSAGES),
             dirty: Vec::new(),
             unread: Vec::new(),
+            drops_check: None,
         }
     }
 
@@ -268,6 +291,7 @@ impl UdpSockets {
             blocked: false,
             closing: false,
             kernel_drops: 0,
+            drops_unread: false,
             failed_reads: 0,
         };
         if index == self.entries.len() {
@@ -546,11 +570,15 @@ impl UdpSockets {
         let Some(Some(entry)) = self.entries.get_mut(index) else {
             return Ok(false);
         };
-        if read.is_ok()
-            && let Some(drops) = said
-        {
-            counters.udp_kernel_drops += u64::from(drops.wrapping_sub(entry.kernel_drops));
-            entry.kernel_drops = drops;
+        if read.is_ok() {
+            if let Some(drops) = said {
+                add_drops(&mut entry.kernel_drops, drops, counters);
+            }
+            if !entry.drops_unread {
+                entry.drops_unread = true;
+                self.drops_check
+                    .get_or_insert_with(|| Instant::now() + DROPS_REFRESH);
+            }
         }
         match read {
             Ok(more) => {
@@ -584,6 +612,27 @@ impl UdpSockets {
     /// Open sockets.
     pub(crate) fn len(&self) -> usize {
         self.by_id.len()
+    }
+
+    /// When the kernel's drop counts are due to be read.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.drops_check
+    }
+
+    /// Reads the kernel's drop count of each socket that received since it
+    /// was last read, once [`DROPS_REFRESH`] has passed.
+    pub(crate) fn refresh_drops(&mut self, now: Instant, counters: &mut Counters) {
+        if self.drops_check.is_none_or(|due| due > now) {
+            return;
+        }
+        self.drops_check = None;
+        for entry in self.entries.iter_mut().flatten() {
+            if std::mem::take(&mut entry.drops_unread)
+                && let Some(drops) = sys::kernel_drops(entry.socket.as_raw_fd())
+            {
+                add_drops(&mut entry.kernel_drops, drops, counters);
+            }
+        }
     }
 
     /// Whether closed sockets still have datagrams to send.
