@@ -9,3 +9,4 @@ pub mod cli;
 pub mod echo;
 pub mod loadgen;
 pub mod soak;
+pub mod whip;
