@@ -309,3 +309,59 @@ fn a_thousand_idle_connections_do_not_keep_others_waiting() {
     still_serving(&server);
     drop(idle);
 }
+
+/// Requests a fuzzer would start from, whole and cut short, with bytes
+/// flipped, in pieces of every size: signalling answers each with whole
+/// HTTP responses (`drive_signalling` checks) and never panics.
+#[test]
+fn signalling_takes_any_bytes_in_any_pieces() {
+    let sdp = offer();
+    let post = format!(
+        "POST /whip/cam HTTP/1.1\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    let play = post.replace("/whip/", "/whep/");
+    let requests: Vec<Vec<u8>> = vec![
+        post.clone().into_bytes(),
+        format!("{post}{play}DELETE /session/1 HTTP/1.1\r\n\r\n").into_bytes(),
+        b"OPTIONS /session/1 HTTP/1.1\r\n\r\nGET /whip.html HTTP/1.1\r\n\r\n".to_vec(),
+        b"GET / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n".to_vec(),
+    ];
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut random = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut answered = 0;
+    for request in &requests {
+        for cut in [0u8, 1, 7, 255] {
+            let sent = sansio_suite::whip::server::drive_signalling(request, &[cut]);
+            answered += usize::from(!sent.is_empty());
+        }
+        for _ in 0..50 {
+            let mut bytes = request.clone();
+            let len = bytes.len();
+            bytes.truncate(1 + random() as usize % len);
+            for _ in 0..3 {
+                let at = random() as usize % bytes.len();
+                bytes[at] ^= random() as u8;
+            }
+            let cuts = random().to_le_bytes();
+            let _ = sansio_suite::whip::server::drive_signalling(&bytes, &cuts);
+        }
+    }
+    assert!(
+        answered >= 12,
+        "only {answered} of the whole requests were answered"
+    );
+    let first = sansio_suite::whip::server::drive_signalling(&requests[0], &[3]);
+    let reply = sansio_suite::whip::client::parse_reply(&first).unwrap();
+    assert_eq!(
+        reply.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+}

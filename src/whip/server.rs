@@ -187,6 +187,13 @@ impl Signalling {
                 Ok(Some(request)) => {
                     let close = request.wants_close();
                     let mut response = self.respond(ctx, &request);
+                    tracing::debug!(
+                        %conn,
+                        method = %request.method,
+                        path = %request.path,
+                        status = response.status,
+                        "request"
+                    );
                     if close {
                         response = response.closing();
                     }
@@ -195,6 +202,7 @@ impl Signalling {
                     self.send(ctx, conn, &response);
                 }
                 Err(bad) => {
+                    tracing::debug!(%conn, status = bad.status, reason = %bad.reason, "bad request");
                     let response = Response::text(bad.status, bad.reason).closing();
                     self.send(ctx, conn, &response);
                     return;
@@ -337,6 +345,7 @@ impl Signalling {
         self.next_worker += 1;
         let spawn = ctx.spawn_on(worker, peer);
         self.spawning.insert(spawn, session);
+        tracing::info!(session, stream = %stream, publish, "session started");
         if publish {
             self.streams.insert(Arc::clone(&stream), session);
         }
@@ -382,6 +391,7 @@ impl Signalling {
             if gone.publisher && self.streams.get(&gone.stream) == Some(&session) {
                 self.streams.remove(&gone.stream);
             }
+            tracing::info!(session, stream = %gone.stream, "session ended");
             ctx.emit(Up::SessionEnded { session });
         }
     }
@@ -729,6 +739,16 @@ impl Peer {
     }
 
     fn on_event(&mut self, ctx: &mut Ctx<Self>, event: RtcEvent) {
+        match &event {
+            RtcEvent::IceConnectionStateChange(state) => {
+                tracing::debug!(session = self.session, ?state, "ICE state");
+            }
+            RtcEvent::Connected => tracing::debug!(session = self.session, "connected"),
+            RtcEvent::MediaAdded(added) => {
+                tracing::debug!(session = self.session, mid = %added.mid, kind = ?added.kind, "media added");
+            }
+            _ => {}
+        }
         match event {
             RtcEvent::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 self.rtc.disconnect();
@@ -952,4 +972,79 @@ fn up(runtime: &Runtime<Whip>) -> Result<Up, String> {
         }) => Ok(up),
         other => Err(format!("the server did not start: {other:?}")),
     }
+}
+
+/// Drives signalling (under the harness, virtual time) with `input` as one
+/// connection's bytes, read in pieces of 1 to 256 bytes as `cuts` says;
+/// returns what it sent back. The fuzz target `whip_http` and the tests
+/// run it: it checks that every response is a whole HTTP/1.1 response with
+/// its CORS headers, whatever the bytes were, and that bad input gets a 4xx
+/// or 5xx after which nothing more is read.
+///
+/// # Panics
+///
+/// When signalling breaks one of those rules.
+#[must_use]
+pub fn drive_signalling(input: &[u8], cuts: &[u8]) -> Vec<u8> {
+    use sansio::testing::{self, TaskHarness};
+    let config = Config {
+        http: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        udp: SocketAddr::from(([127, 0, 0, 1], 8090)),
+        token: None,
+        idle: Duration::from_secs(10),
+        workers: 2,
+    };
+    let router = testing::task_id::<Router>(0, 0, 1);
+    let conn = testing::tcp_conn_id(0, 1);
+    let listener = testing::tcp_listener_id(0, 1);
+    let peer = SocketAddr::from(([127, 0, 0, 1], 9));
+    let mut signalling = TaskHarness::new(Signalling::new(config.clone(), config.udp, router));
+    signalling.input(TcpEvent::Accepted {
+        listener,
+        conn,
+        peer,
+    });
+    let mut rest = input;
+    let mut cuts = cuts.iter().cycle();
+    while !rest.is_empty() {
+        let len = (usize::from(*cuts.next().unwrap_or(&0)) + 1).min(rest.len());
+        let (read, after) = rest.split_at(len);
+        rest = after;
+        signalling.input(TcpEvent::Data {
+            conn,
+            data: PacketBuf::copy_from(read),
+        });
+        let held = signalling
+            .task()
+            .conns
+            .get(&conn)
+            .map_or(0, |state| state.reader.pending());
+        assert!(
+            held <= super::http::MAX_HEAD + super::http::MAX_BODY + 256,
+            "{held} bytes of an unfinished request are kept"
+        );
+    }
+    let sent = signalling.drain_tcp_sent(conn);
+    let mut at = &sent[..];
+    while !at.is_empty() {
+        let reply =
+            super::client::parse_reply(at).unwrap_or_else(|e| panic!("a broken response ({e})"));
+        assert!(
+            reply.header("access-control-allow-origin") == Some("*"),
+            "a response without CORS headers"
+        );
+        let length: usize = reply
+            .header("content-length")
+            .and_then(|len| len.parse().ok())
+            .expect("every response has a Content-Length");
+        let head = at.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0) + 4;
+        at = &at[(head + length).min(at.len())..];
+        if reply.status >= 400 && reply.header("connection") == Some("close") {
+            assert!(
+                at.is_empty(),
+                "a response after one that closed the connection"
+            );
+        }
+    }
+    sent
 }
