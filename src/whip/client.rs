@@ -113,6 +113,25 @@ pub struct Counts {
     pub connected: AtomicBool,
     /// The connection has ended.
     pub ended: AtomicBool,
+    /// RTP and RTCP datagrams received (every viewer counts them; a light
+    /// viewer only counts them).
+    pub packets: AtomicU64,
+}
+
+/// How a peer takes part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Sends video frames of this many bytes, 30 a second, and audio.
+    Publisher {
+        /// Bytes per video frame (a 2.5 Mbit/s stream is about 10,400).
+        frame: usize,
+    },
+    /// Receives, decrypts and depacketizes everything (counts frames).
+    Viewer,
+    /// Receives and counts RTP/RTCP datagrams without decrypting them: a
+    /// cheap stand-in for many viewers in the fan-out benchmark (ICE
+    /// consent and DTLS still run through str0m).
+    Counter,
 }
 
 /// A peer running on its thread.
@@ -133,7 +152,7 @@ impl TestPeer {
     ///
     /// Signalling failed (with the server's status and message).
     pub fn publish(http: SocketAddr, stream: &str) -> Result<TestPeer, String> {
-        TestPeer::start(http, &format!("/whip/{stream}"), Direction::SendOnly)
+        TestPeer::join(http, stream, Role::Publisher { frame: 1200 })
     }
 
     /// A viewer of `stream`.
@@ -142,10 +161,20 @@ impl TestPeer {
     ///
     /// Signalling failed (with the server's status and message).
     pub fn play(http: SocketAddr, stream: &str) -> Result<TestPeer, String> {
-        TestPeer::start(http, &format!("/whep/{stream}"), Direction::RecvOnly)
+        TestPeer::join(http, stream, Role::Viewer)
     }
 
-    fn start(http: SocketAddr, path: &str, direction: Direction) -> Result<TestPeer, String> {
+    /// A peer of `stream` in `role`.
+    ///
+    /// # Errors
+    ///
+    /// Signalling failed (with the server's status and message).
+    pub fn join(http: SocketAddr, stream: &str, role: Role) -> Result<TestPeer, String> {
+        let (path, direction) = match role {
+            Role::Publisher { .. } => (format!("/whip/{stream}"), Direction::SendOnly),
+            Role::Viewer | Role::Counter => (format!("/whep/{stream}"), Direction::RecvOnly),
+        };
+        let path = path.as_str();
         let socket = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
         let local = socket.local_addr().map_err(|e| e.to_string())?;
         let mut rtc = Rtc::builder().build(Instant::now());
@@ -177,15 +206,10 @@ impl TestPeer {
         accept(&mut rtc, pending, answer)?;
         let counts = Arc::new(Counts::default());
         let stop = Arc::new(AtomicBool::new(false));
-        let sending = direction == Direction::SendOnly;
         let thread = {
             let (counts, stop) = (Arc::clone(&counts), Arc::clone(&stop));
             thread::spawn(move || {
-                let media = Media {
-                    video,
-                    audio,
-                    sending,
-                };
+                let media = Media { video, audio, role };
                 run(rtc, socket, local, &media, &counts, &stop);
                 counts.ended.store(true, Ordering::SeqCst);
             })
@@ -227,13 +251,13 @@ fn accept(rtc: &mut Rtc, pending: SdpPendingOffer, answer: SdpAnswer) -> Result<
 struct Media {
     video: Mid,
     audio: Mid,
-    sending: bool,
+    role: Role,
 }
 
-/// A synthetic VP8 frame: a keyframe every 30th (the first bit clear),
-/// different bytes each time.
-fn vp8_frame(n: u64) -> Vec<u8> {
-    let mut frame = vec![0u8; 1200];
+/// A synthetic VP8 frame of `len` bytes: a keyframe every 30th (the first
+/// bit clear), different bytes each time.
+fn vp8_frame(n: u64, len: usize) -> Vec<u8> {
+    let mut frame = vec![0u8; len.max(1)];
     frame[0] = if n.is_multiple_of(30) { 0x10 } else { 0x11 };
     for (i, byte) in frame.iter_mut().enumerate().skip(1) {
         *byte = (n as usize * 31 + i) as u8;
@@ -270,7 +294,7 @@ fn run(
                     Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                         rtc.disconnect();
                     }
-                    Event::MediaData(data) if !media.sending => {
+                    Event::MediaData(data) if media.role == Role::Viewer => {
                         if data.params.spec().codec == Codec::Opus {
                             counts.audio.fetch_add(1, Ordering::Relaxed);
                         } else {
@@ -290,7 +314,13 @@ fn run(
             return;
         }
         let now = Instant::now();
-        if media.sending && counts.connected.load(Ordering::SeqCst) {
+        let sending = match media.role {
+            Role::Publisher { frame } => Some(frame),
+            Role::Viewer | Role::Counter => None,
+        };
+        if let Some(frame) = sending
+            && counts.connected.load(Ordering::SeqCst)
+        {
             if now >= next_video {
                 next_video += Duration::from_millis(33);
                 if let Some(writer) = rtc.writer(media.video) {
@@ -300,7 +330,10 @@ fn run(
                         .map(|p| p.pt());
                     let Some(pt) = pt else { return };
                     let time = MediaTime::from_90khz(video_sent * 3000);
-                    if writer.write(pt, now, time, vp8_frame(video_sent)).is_ok() {
+                    if writer
+                        .write(pt, now, time, vp8_frame(video_sent, frame))
+                        .is_ok()
+                    {
                         video_sent += 1;
                         counts.video.fetch_add(1, Ordering::Relaxed);
                     }
@@ -327,7 +360,7 @@ fn run(
         // Wait for a packet until the earliest of the Rtc's deadline and
         // the next frame to send, at most 20 ms (to see `stop`).
         let mut wake = deadline.min(now + Duration::from_millis(20));
-        if media.sending && counts.connected.load(Ordering::SeqCst) {
+        if sending.is_some() && counts.connected.load(Ordering::SeqCst) {
             wake = wake.min(next_video).min(next_audio);
         }
         let wait = wake
@@ -335,6 +368,18 @@ fn run(
             .max(Duration::from_millis(1));
         let _ = socket.set_read_timeout(Some(wait));
         let input = match socket.recv_from(&mut buf) {
+            Ok((len, _))
+                if len > 0 && (128..192).contains(&buf[0]) && media.role == Role::Counter =>
+            {
+                // RTP or RTCP (RFC 7983): counted, not decrypted. The Rtc
+                // still gets its timeouts (ICE consent, DTLS).
+                counts.packets.fetch_add(1, Ordering::Relaxed);
+                let now = Instant::now();
+                if now < deadline {
+                    continue;
+                }
+                Input::Timeout(now)
+            }
             Ok((len, source)) => match Receive::new(Protocol::Udp, source, local, &buf[..len]) {
                 Ok(receive) => Input::Receive(Instant::now(), receive),
                 Err(_) => continue,
