@@ -59,8 +59,33 @@ fn a_published_stream_reaches_every_viewer_and_ends_with_its_publisher() {
             "the picture did not change: {distinct} distinct frames"
         );
     }
+    // Each viewer joining asked the publisher for a keyframe.
+    assert!(
+        publisher.counts.keyframe_requests.load(Relaxed) > 0,
+        "no keyframe was requested"
+    );
     // Signalling, the router, a publisher and two viewers.
     assert_eq!(tasks(&server), 5);
+    // A third viewer comes and goes: its session and task go with it.
+    let third = TestPeer::play(http, "cam").unwrap();
+    util::eventually("the third viewer plays", || {
+        third.counts.video.load(Relaxed) > 5
+    });
+    assert_eq!(tasks(&server), 6);
+    let reply = request(http, "DELETE", path_of(&third.session), &[], b"").unwrap();
+    assert_eq!(reply.status, 200);
+    util::eventually("the third viewer's task ends", || tasks(&server) == 5);
+    // The others play on.
+    let before: Vec<u64> = viewers
+        .iter()
+        .map(|v| v.counts.video.load(Relaxed))
+        .collect();
+    util::eventually("the others play on", || {
+        viewers
+            .iter()
+            .zip(&before)
+            .all(|(v, b)| v.counts.video.load(Relaxed) > b + 5)
+    });
     let reply = request(http, "DELETE", path_of(&publisher.session), &[], b"").unwrap();
     assert_eq!(reply.status, 200);
     // The publisher's and the viewers' peer connections end on the server.
@@ -364,4 +389,66 @@ fn signalling_takes_any_bytes_in_any_pieces() {
         "{}",
         String::from_utf8_lossy(&reply.body)
     );
+}
+
+#[test]
+fn trickled_candidates_are_taken_and_bad_patches_refused() {
+    let server = start(1, None);
+    let sdp = offer();
+    let created = request(server.http, "POST", "/whip/cam", &[SDP], sdp.as_bytes()).unwrap();
+    assert_eq!(created.status, 201);
+    let session = created.header("location").unwrap().to_owned();
+    let etag = created.header("etag").unwrap().to_owned();
+    let ufrag = sdp
+        .lines()
+        .find_map(|line| line.strip_prefix("a=ice-ufrag:"))
+        .unwrap()
+        .to_owned();
+    let frag = ("Content-Type", "application/trickle-ice-sdpfrag");
+    let candidate = format!(
+        "a=ice-ufrag:{ufrag}\r\na=mid:0\r\na=candidate:1 1 udp 2113929471 127.0.0.1 40000 typ host\r\n"
+    );
+    let reply = request(
+        server.http,
+        "PATCH",
+        &session,
+        &[frag, ("If-Match", &etag)],
+        candidate.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(
+        reply.status,
+        204,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let stale = request(
+        server.http,
+        "PATCH",
+        &session,
+        &[frag, ("If-Match", "\"0-9\"")],
+        candidate.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(stale.status, 412);
+    let malformed = request(
+        server.http,
+        "PATCH",
+        &session,
+        &[frag],
+        b"a=candidate:this is no candidate\r\n",
+    )
+    .unwrap();
+    assert_eq!(malformed.status, 422);
+    let garbage = request(server.http, "PATCH", &session, &[frag], b"\x01\x02 not sdp").unwrap();
+    assert_eq!(garbage.status, 422);
+    let wrong_type = request(server.http, "PATCH", &session, &[SDP], candidate.as_bytes()).unwrap();
+    assert_eq!(wrong_type.status, 415);
+    let restart = "a=ice-ufrag:newufrag\r\na=ice-pwd:newpasswordnewpasswordnew\r\n";
+    let reply = request(server.http, "PATCH", &session, &[frag], restart.as_bytes()).unwrap();
+    assert_eq!(
+        reply.status, 405,
+        "ICE restarts are answered 405 (RFC 9725 allows it)"
+    );
+    still_serving(&server);
 }

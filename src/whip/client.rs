@@ -116,6 +116,8 @@ pub struct Counts {
     /// RTP and RTCP datagrams received (every viewer counts them; a light
     /// viewer only counts them).
     pub packets: AtomicU64,
+    /// Keyframe requests (PLI/FIR) the server sent a publisher.
+    pub keyframe_requests: AtomicU64,
 }
 
 /// How a peer takes part.
@@ -291,6 +293,9 @@ fn run(
                 }
                 Ok(Output::Event(event)) => match event {
                     Event::Connected => counts.connected.store(true, Ordering::SeqCst),
+                    Event::KeyframeRequest(_) => {
+                        counts.keyframe_requests.fetch_add(1, Ordering::Relaxed);
+                    }
                     Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                         rtc.disconnect();
                     }

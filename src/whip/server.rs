@@ -106,6 +106,55 @@ struct Session {
     peer: Option<TaskId<Peer>>,
     /// Ended (DELETE) before its task was spawned: end it when it is.
     hang_up: bool,
+    /// The client's ICE ufrag, from its offer: a PATCH naming another is
+    /// an ICE restart.
+    remote_ufrag: Option<String>,
+    /// Trickled candidates that came before its task was spawned.
+    trickled: Vec<Candidate>,
+}
+
+/// Candidates trickled to a peer (`PATCH` of its session).
+#[derive(Debug)]
+pub struct Trickle(pub Vec<Candidate>);
+
+/// What a trickle fragment (`application/trickle-ice-sdpfrag`, RFC 8840)
+/// asks for.
+#[derive(Debug, PartialEq)]
+pub enum Fragment {
+    /// Candidates for the connection as it is.
+    Candidates(Vec<Candidate>),
+    /// An ICE restart: new credentials (with this ufrag).
+    Restart(String),
+}
+
+/// Reads a trickle fragment; `remote_ufrag` is the client's current ICE
+/// ufrag. The error is for a `422`.
+///
+/// # Errors
+///
+/// A line that is not SDP, or a candidate that does not parse.
+pub fn parse_fragment(body: &str, remote_ufrag: Option<&str>) -> Result<Fragment, String> {
+    let mut candidates = Vec::new();
+    for line in body.lines().map(str::trim).filter(|line| !line.is_empty()) {
+        let Some((kind, value)) = line.split_once('=') else {
+            return Err(format!("not an SDP line: {line:.60}"));
+        };
+        if kind.len() != 1 || !kind.bytes().all(|b| b.is_ascii_lowercase()) {
+            return Err(format!("not an SDP line: {line:.60}"));
+        }
+        if let Some(ufrag) = value.strip_prefix("ice-ufrag:") {
+            if remote_ufrag.is_some_and(|current| current != ufrag) {
+                return Ok(Fragment::Restart(ufrag.to_owned()));
+            }
+        } else if let Some(candidate) = value.strip_prefix("candidate:") {
+            let candidate =
+                Candidate::from_sdp_string(&format!("candidate:{candidate}")).map_err(|error| {
+                    format!("a candidate that does not parse ({error}): {line:.80}")
+                })?;
+            candidates.push(candidate);
+        }
+    }
+    Ok(Fragment::Candidates(candidates))
 }
 
 /// An HTTP connection.
@@ -249,16 +298,7 @@ impl Signalling {
                 Response::text(405, "POST an SDP offer here").header("Allow", "POST, OPTIONS")
             }
             ("DELETE", ["session", id]) => self.delete(ctx, id),
-            ("PATCH", ["session", id]) => {
-                if self.session(id).is_none() {
-                    Response::text(404, "no such session")
-                } else {
-                    // Trickle and ICE restart are not supported (yet): the
-                    // offer carries every candidate (RFC 9725 allows 405).
-                    Response::text(405, "trickle ICE and ICE restarts are not supported")
-                        .header("Allow", "DELETE, OPTIONS")
-                }
-            }
+            ("PATCH", ["session", id]) => self.patch(ctx, request, id),
             (_, ["session", _]) => {
                 Response::text(405, "DELETE a session").header("Allow", "DELETE, PATCH, OPTIONS")
             }
@@ -326,6 +366,10 @@ impl Signalling {
             }
         };
         let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
+        let remote_ufrag = sdp
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("a=ice-ufrag:"))
+            .map(str::to_owned);
         let session = self.next_session;
         self.next_session += 1;
         let stream: Arc<str> = Arc::from(stream);
@@ -356,6 +400,8 @@ impl Signalling {
                 publisher: publish,
                 peer: None,
                 hang_up: false,
+                remote_ufrag,
+                trickled: Vec::new(),
             },
         );
         ctx.emit(Up::SessionStarted {
@@ -368,6 +414,51 @@ impl Signalling {
             .header("ETag", etag)
             .header("Accept-Patch", "application/trickle-ice-sdpfrag")
             .with_body("application/sdp", answer.to_sdp_string().into_bytes())
+    }
+
+    /// `PATCH /session/{id}` with a trickle fragment: candidates go to the
+    /// peer (`204`); an ICE restart is answered `405` (str0m cannot restart
+    /// a connection's ICE here; RFC 9725 allows it); a stale `If-Match` is
+    /// `412`, a malformed fragment `422`.
+    fn patch(&mut self, ctx: &mut Ctx<Self>, request: &Request, id: &str) -> Response {
+        let Some(id) = self.session(id) else {
+            return Response::text(404, "no such session");
+        };
+        let content_type = request.header("content-type").unwrap_or_default();
+        if !content_type.split(';').next().is_some_and(|kind| {
+            kind.trim()
+                .eq_ignore_ascii_case("application/trickle-ice-sdpfrag")
+        }) {
+            return Response::text(415, "a PATCH carries application/trickle-ice-sdpfrag")
+                .header("Accept-Patch", "application/trickle-ice-sdpfrag");
+        }
+        let etag = format!("\"{id}-1\"");
+        if let Some(wanted) = request.header("if-match")
+            && wanted != "*"
+            && wanted != etag
+        {
+            return Response::text(412, format!("the session's ETag is {etag}"));
+        }
+        let Ok(body) = std::str::from_utf8(&request.body) else {
+            return Response::text(422, "the fragment is not UTF-8");
+        };
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return Response::text(404, "no such session");
+        };
+        match parse_fragment(body, session.remote_ufrag.as_deref()) {
+            Err(reason) => Response::text(422, reason),
+            Ok(Fragment::Restart(_)) => {
+                Response::text(405, "ICE restarts are not supported: start a new session")
+                    .header("Allow", "DELETE, PATCH, OPTIONS")
+            }
+            Ok(Fragment::Candidates(candidates)) => {
+                match session.peer {
+                    Some(peer) => ctx.send_to(peer, Trickle(candidates)),
+                    None => session.trickled.extend(candidates),
+                }
+                Response::status(204)
+            }
+        }
     }
 
     /// `DELETE /session/{id}`: the session ends.
@@ -483,6 +574,9 @@ impl Signalling {
             Ok(peer) => {
                 let hang_up = self.sessions.get_mut(&session).map(|entry| {
                     entry.peer = Some(peer);
+                    if !entry.trickled.is_empty() {
+                        ctx.send_to(peer, Trickle(std::mem::take(&mut entry.trickled)));
+                    }
                     entry.hang_up
                 });
                 if hang_up != Some(false) {
@@ -723,7 +817,7 @@ impl Peer {
                     self.router,
                     Outgoing {
                         to: transmit.destination,
-                        data: transmit.contents.to_vec(),
+                        data: Vec::from(transmit.contents),
                     },
                 ),
                 Ok(Output::Event(event)) => self.on_event(ctx, event),
@@ -896,6 +990,14 @@ impl Peer {
                 self.rtc.disconnect();
             }
             _ => return,
+        }
+        self.drive(ctx);
+    }
+
+    #[on_input]
+    fn trickle(&mut self, ctx: &mut Ctx<Self>, Trickle(candidates): Trickle) {
+        for candidate in candidates {
+            self.rtc.add_remote_candidate(candidate);
         }
         self.drive(ctx);
     }
