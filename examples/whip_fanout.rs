@@ -21,6 +21,7 @@ use clap::Parser;
 use sansio::Backend;
 use sansio_suite::whip::client::{Role, TestPeer};
 use sansio_suite::whip::server::{self, Config, Server};
+use str0m::format::Codec;
 
 /// The WHIP/WHEP server's fan-out cost.
 #[derive(Debug, Parser)]
@@ -81,7 +82,14 @@ fn row(workers: usize, viewers: usize, args: &Args) -> Result<(f64, f64, f64), S
         workers,
     };
     let server = server::start(config, Backend::Mio)?;
-    let publisher = TestPeer::join(server.http, "bench", Role::Publisher { frame: args.frame })?;
+    let publisher = TestPeer::join(
+        server.http,
+        "bench",
+        Role::Publisher {
+            frame: args.frame,
+            codec: Codec::Vp8,
+        },
+    )?;
     let mut peers = Vec::with_capacity(viewers);
     for _ in 0..viewers {
         peers.push(TestPeer::join(server.http, "bench", Role::Counter)?);

@@ -452,3 +452,22 @@ fn trickled_candidates_are_taken_and_bad_patches_refused() {
     );
     still_serving(&server);
 }
+
+#[test]
+fn an_h264_stream_is_forwarded_too() {
+    use sansio_suite::whip::client::Role;
+    let server = start(2, None);
+    let publisher = Role::Publisher {
+        frame: 4000,
+        codec: str0m::format::Codec::H264,
+    };
+    let _publisher = TestPeer::join(server.http, "h264", publisher).unwrap();
+    let viewer = TestPeer::play(server.http, "h264").unwrap();
+    util::eventually("the viewer gets H.264 video and audio", || {
+        viewer.counts.h264.load(Relaxed) > 30 && viewer.counts.audio.load(Relaxed) > 0
+    });
+    assert_eq!(
+        viewer.counts.h264.load(Relaxed),
+        viewer.counts.video.load(Relaxed)
+    );
+}

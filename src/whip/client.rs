@@ -118,6 +118,8 @@ pub struct Counts {
     pub packets: AtomicU64,
     /// Keyframe requests (PLI/FIR) the server sent a publisher.
     pub keyframe_requests: AtomicU64,
+    /// Of `video`, H.264 frames.
+    pub h264: AtomicU64,
 }
 
 /// How a peer takes part.
@@ -127,6 +129,8 @@ pub enum Role {
     Publisher {
         /// Bytes per video frame (a 2.5 Mbit/s stream is about 10,400).
         frame: usize,
+        /// The video codec: `Codec::Vp8` or `Codec::H264`.
+        codec: Codec,
     },
     /// Receives, decrypts and depacketizes everything (counts frames).
     Viewer,
@@ -154,7 +158,14 @@ impl TestPeer {
     ///
     /// Signalling failed (with the server's status and message).
     pub fn publish(http: SocketAddr, stream: &str) -> Result<TestPeer, String> {
-        TestPeer::join(http, stream, Role::Publisher { frame: 1200 })
+        TestPeer::join(
+            http,
+            stream,
+            Role::Publisher {
+                frame: 1200,
+                codec: Codec::Vp8,
+            },
+        )
     }
 
     /// A viewer of `stream`.
@@ -256,6 +267,34 @@ struct Media {
     role: Role,
 }
 
+/// A synthetic frame of `len` bytes in `codec`: a keyframe every 30th,
+/// different bytes each time.
+fn frame(codec: Codec, n: u64, len: usize) -> Vec<u8> {
+    if codec == Codec::H264 {
+        return h264_frame(n, len);
+    }
+    vp8_frame(n, len)
+}
+
+/// A synthetic H.264 access unit in Annex B: SPS, PPS and an IDR slice
+/// every 30th frame, a non-IDR slice otherwise; no byte pattern that would
+/// need emulation prevention.
+fn h264_frame(n: u64, len: usize) -> Vec<u8> {
+    let mut unit = Vec::with_capacity(len + 32);
+    let mut nal = |header: u8, body: usize| {
+        unit.extend_from_slice(&[0, 0, 0, 1, header]);
+        unit.extend((0..body).map(|i| ((n as usize * 31 + i) % 250 + 1) as u8));
+    };
+    if n.is_multiple_of(30) {
+        nal(0x67, 8); // SPS
+        nal(0x68, 4); // PPS
+        nal(0x65, len.saturating_sub(30).max(1)); // IDR slice
+    } else {
+        nal(0x41, len.saturating_sub(5).max(1)); // non-IDR slice
+    }
+    unit
+}
+
 /// A synthetic VP8 frame of `len` bytes: a keyframe every 30th (the first
 /// bit clear), different bytes each time.
 fn vp8_frame(n: u64, len: usize) -> Vec<u8> {
@@ -300,9 +339,13 @@ fn run(
                         rtc.disconnect();
                     }
                     Event::MediaData(data) if media.role == Role::Viewer => {
-                        if data.params.spec().codec == Codec::Opus {
+                        let codec = data.params.spec().codec;
+                        if codec == Codec::Opus {
                             counts.audio.fetch_add(1, Ordering::Relaxed);
                         } else {
+                            if codec == Codec::H264 {
+                                counts.h264.fetch_add(1, Ordering::Relaxed);
+                            }
                             counts.video.fetch_add(1, Ordering::Relaxed);
                             if last_video.as_deref() != Some(&data.data[..]) {
                                 counts.distinct_video.fetch_add(1, Ordering::Relaxed);
@@ -320,10 +363,10 @@ fn run(
         }
         let now = Instant::now();
         let sending = match media.role {
-            Role::Publisher { frame } => Some(frame),
+            Role::Publisher { frame, codec } => Some((frame, codec)),
             Role::Viewer | Role::Counter => None,
         };
-        if let Some(frame) = sending
+        if let Some((size, codec)) = sending
             && counts.connected.load(Ordering::SeqCst)
         {
             if now >= next_video {
@@ -331,12 +374,12 @@ fn run(
                 if let Some(writer) = rtc.writer(media.video) {
                     let pt = writer
                         .payload_params()
-                        .find(|p| p.spec().codec == Codec::Vp8)
+                        .find(|p| p.spec().codec == codec)
                         .map(|p| p.pt());
                     let Some(pt) = pt else { return };
                     let time = MediaTime::from_90khz(video_sent * 3000);
                     if writer
-                        .write(pt, now, time, vp8_frame(video_sent, frame))
+                        .write(pt, now, time, frame(codec, video_sent, size))
                         .is_ok()
                     {
                         video_sent += 1;
