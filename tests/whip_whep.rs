@@ -471,3 +471,23 @@ fn an_h264_stream_is_forwarded_too() {
         viewer.counts.video.load(Relaxed)
     );
 }
+
+#[test]
+fn a_publisher_that_vanishes_ends_its_stream_after_the_ice_timeout() {
+    let server = start(2, None);
+    let mut publisher = TestPeer::publish(server.http, "gone").unwrap();
+    let viewer = TestPeer::play(server.http, "gone").unwrap();
+    util::eventually("the viewer plays", || viewer.counts.video.load(Relaxed) > 5);
+    // The browser closes without a DELETE: the server hears nothing more.
+    let started = std::time::Instant::now();
+    publisher.stop();
+    let give_up = started + Duration::from_secs(60);
+    while tasks(&server) != 2 {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the sessions did not end within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("ended after {:?}", started.elapsed());
+}
