@@ -286,13 +286,13 @@ fn chromium_publishes_over_whip_and_two_players_play_over_whep() {
         eprintln!("picture: {first} then {second}");
         assert_ne!(first, second, "the picture did not change in a second");
     }
-    // Signalling, the router, the publisher and two players.
-    assert_eq!(tasks(&server.runtime), 5);
+    // Signalling, a router per worker, the publisher and two players.
+    assert_eq!(tasks(&server.runtime), 6);
 
     // The publisher stops (DELETE of its session): the players' streams end.
     browser.eval(&publisher, "document.getElementById('stop').click(); true");
     util::eventually("every session ends on the server", || {
-        tasks(&server.runtime) == 2
+        tasks(&server.runtime) == 3
     });
     for player in &players {
         let stats = browser.wait_for(

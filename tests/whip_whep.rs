@@ -64,17 +64,17 @@ fn a_published_stream_reaches_every_viewer_and_ends_with_its_publisher() {
         publisher.counts.keyframe_requests.load(Relaxed) > 0,
         "no keyframe was requested"
     );
-    // Signalling, the router, a publisher and two viewers.
-    assert_eq!(tasks(&server), 5);
+    // Signalling, a router per worker, a publisher and two viewers.
+    assert_eq!(tasks(&server), 6);
     // A third viewer comes and goes: its session and task go with it.
     let third = TestPeer::play(http, "cam").unwrap();
     util::eventually("the third viewer plays", || {
         third.counts.video.load(Relaxed) > 5
     });
-    assert_eq!(tasks(&server), 6);
+    assert_eq!(tasks(&server), 7);
     let reply = request(http, "DELETE", path_of(&third.session), &[], b"").unwrap();
     assert_eq!(reply.status, 200);
-    util::eventually("the third viewer's task ends", || tasks(&server) == 5);
+    util::eventually("the third viewer's task ends", || tasks(&server) == 6);
     // The others play on.
     let before: Vec<u64> = viewers
         .iter()
@@ -89,8 +89,8 @@ fn a_published_stream_reaches_every_viewer_and_ends_with_its_publisher() {
     let reply = request(http, "DELETE", path_of(&publisher.session), &[], b"").unwrap();
     assert_eq!(reply.status, 200);
     // The publisher's and the viewers' peer connections end on the server.
-    util::eventually("only signalling and the router are left", || {
-        tasks(&server) == 2
+    util::eventually("only signalling and the routers are left", || {
+        tasks(&server) == 3
     });
     // Nothing reaches the viewers any more (the browser's ICE then sees
     // the server go quiet and disconnects; str0m's takes longer).
@@ -482,7 +482,7 @@ fn a_publisher_that_vanishes_ends_its_stream_after_the_ice_timeout() {
     let started = std::time::Instant::now();
     publisher.stop();
     let give_up = started + Duration::from_secs(60);
-    while tasks(&server) != 2 {
+    while tasks(&server) != 3 {
         assert!(
             std::time::Instant::now() < give_up,
             "the sessions did not end within 60 s"

@@ -184,7 +184,8 @@ pub struct Signalling {
     config: Config,
     /// The media socket's address: every peer's host candidate.
     media: SocketAddr,
-    router: TaskId<Router>,
+    /// The media sockets' owners, one per worker (by worker index).
+    routers: Arc<[TaskId<Router>]>,
     conns: HashMap<TcpConnId, HttpConn>,
     /// Stream → its publisher's session.
     streams: HashMap<Arc<str>, u64>,
@@ -196,12 +197,13 @@ pub struct Signalling {
 
 impl Signalling {
     /// Signalling for `config`, its peers reaching each other through the
-    /// media socket at `media`, owned by `router`.
-    pub fn new(config: Config, media: SocketAddr, router: TaskId<Router>) -> Self {
+    /// media socket at `media`, which `routers` (one per worker, by worker
+    /// index) each have bound.
+    pub fn new(config: Config, media: SocketAddr, routers: Vec<TaskId<Router>>) -> Self {
         Signalling {
             config,
             media,
-            router,
+            routers: routers.into(),
             conns: HashMap::new(),
             streams: HashMap::new(),
             sessions: HashMap::new(),
@@ -373,20 +375,24 @@ impl Signalling {
         let session = self.next_session;
         self.next_session += 1;
         let stream: Arc<str> = Arc::from(stream);
+        let worker = self.next_worker % self.config.workers.max(1);
+        self.next_worker += 1;
+        let Some(&router) = self.routers.get(worker).or(self.routers.first()) else {
+            return Response::text(503, "no media socket");
+        };
         let peer = Peer {
             rtc: Box::new(rtc),
             session,
             stream: Arc::clone(&stream),
             publisher: publish,
             ufrag,
-            router: self.router,
+            router,
+            routers: Arc::clone(&self.routers),
             signalling: ctx.id(),
             media: Vec::new(),
             last_keyframe_request: None,
             ended: false,
         };
-        let worker = self.next_worker % self.config.workers.max(1);
-        self.next_worker += 1;
         let spawn = ctx.spawn_on(worker, peer);
         self.spawning.insert(spawn, session);
         tracing::info!(session, stream = %stream, publish, "session started");
@@ -638,11 +644,15 @@ pub enum Route {
     },
 }
 
-/// Owns the media UDP socket; demultiplexes to the peers.
+/// Owns one worker's media UDP socket (all bound to one address with
+/// `SO_REUSEPORT`: the kernel spreads the clients over them); takes what
+/// the peers of its worker send, and hands what arrives to the peer it is
+/// for, on whatever worker.
 #[sansio::task(output = Up)]
 #[derive(Debug)]
 pub struct Router {
     addr: SocketAddr,
+    reuse_port: bool,
     socket: Option<UdpSocketId>,
     local: Option<SocketAddr>,
     by_ufrag: HashMap<String, TaskId<Peer>>,
@@ -652,10 +662,12 @@ pub struct Router {
 }
 
 impl Router {
-    /// A router for a socket bound at `addr`.
-    pub fn new(addr: SocketAddr) -> Self {
+    /// A router for a socket bound at `addr`, shared with the other
+    /// workers' routers (`SO_REUSEPORT`) when `reuse_port`.
+    pub fn new(addr: SocketAddr, reuse_port: bool) -> Self {
         Router {
             addr,
+            reuse_port,
             socket: None,
             local: None,
             by_ufrag: HashMap::new(),
@@ -694,7 +706,8 @@ impl Router {
     fn start(&mut self, ctx: &mut Ctx<Self>) {
         let options = UdpOptions::default()
             .recv_buffer(4 << 20)
-            .send_buffer(4 << 20);
+            .send_buffer(4 << 20)
+            .reuse_port(self.reuse_port);
         self.socket = Some(ctx.udp_bind(self.addr, options));
     }
 
@@ -777,7 +790,10 @@ pub struct Peer {
     stream: Arc<str>,
     publisher: bool,
     ufrag: String,
+    /// The router of its own worker: what it sends goes out there.
     router: TaskId<Router>,
+    /// Every worker's router: each may receive its packets.
+    routers: Arc<[TaskId<Router>]>,
     signalling: TaskId<Signalling>,
     /// Its media, as the `Rtc` added them: a publisher asks for keyframes
     /// on its video, a viewer writes each frame to the media of its kind.
@@ -917,7 +933,9 @@ impl Peer {
         if self.publisher {
             ctx.publish(Topic::Media(Arc::clone(&self.stream)), Signal::Ended);
         }
-        ctx.send_to(self.router, Route::Remove { peer: ctx.id() });
+        for &router in self.routers.iter() {
+            ctx.send_to(router, Route::Remove { peer: ctx.id() });
+        }
         ctx.send_to(
             self.signalling,
             PeerGone {
@@ -932,13 +950,15 @@ impl Peer {
 impl Peer {
     #[on_start]
     fn start(&mut self, ctx: &mut Ctx<Self>) {
-        ctx.send_to(
-            self.router,
-            Route::Add {
-                ufrag: self.ufrag.clone(),
-                peer: ctx.id(),
-            },
-        );
+        for &router in self.routers.iter() {
+            ctx.send_to(
+                router,
+                Route::Add {
+                    ufrag: self.ufrag.clone(),
+                    peer: ctx.id(),
+                },
+            );
+        }
         let topic = if self.publisher {
             Topic::Control(Arc::clone(&self.stream))
         } else {
@@ -1033,26 +1053,33 @@ pub struct Server {
     pub udp: SocketAddr,
 }
 
-/// Starts the server: the media socket, then signalling, on worker 0.
+/// Starts the server: a media socket on every worker (worker 0's first,
+/// then the others on the address it got), then signalling on worker 0.
 ///
 /// # Errors
 ///
-/// What could not start (the runtime, the socket, the listener).
+/// What could not start (the runtime, a socket, the listener).
 pub fn start(config: Config, backend: Backend) -> Result<Server, String> {
     let runtime = Runtime::<Whip>::builder()
         .workers(config.workers)
         .backend(backend)
         .build()
         .map_err(|error| format!("starting the runtime: {error}"))?;
-    let router = runtime
-        .spawn_on(0, Router::new(config.udp))
-        .map_err(|error| error.to_string())?;
-    let udp = match up(&runtime)? {
-        Up::Udp(addr) => addr,
-        other => return Err(format!("expected the media socket, got {other:?}")),
-    };
+    let shared = config.workers > 1;
+    let mut routers = Vec::with_capacity(config.workers);
+    let mut udp = config.udp;
+    for worker in 0..config.workers {
+        let router = runtime
+            .spawn_on(worker, Router::new(udp, shared))
+            .map_err(|error| error.to_string())?;
+        routers.push(router);
+        udp = match up(&runtime)? {
+            Up::Udp(addr) => addr,
+            other => return Err(format!("expected a media socket, got {other:?}")),
+        };
+    }
     runtime
-        .spawn_on(0, Signalling::new(config, udp, router))
+        .spawn_on(0, Signalling::new(config, udp, routers))
         .map_err(|error| error.to_string())?;
     let http = match up(&runtime)? {
         Up::Http(addr) => addr,
@@ -1100,7 +1127,11 @@ pub fn drive_signalling(input: &[u8], cuts: &[u8]) -> Vec<u8> {
     let conn = testing::tcp_conn_id(0, 1);
     let listener = testing::tcp_listener_id(0, 1);
     let peer = SocketAddr::from(([127, 0, 0, 1], 9));
-    let mut signalling = TaskHarness::new(Signalling::new(config.clone(), config.udp, router));
+    let mut signalling = TaskHarness::new(Signalling::new(
+        config.clone(),
+        config.udp,
+        vec![router, testing::task_id::<Router>(1, 0, 1)],
+    ));
     signalling.input(TcpEvent::Accepted {
         listener,
         conn,
