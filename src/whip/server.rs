@@ -4,9 +4,10 @@
 //!   WHIP/WHEP routing, and the directory of streams and sessions. An offer
 //!   is answered at once (str0m accepts it here); the peer connection then
 //!   moves to a [`Peer`] task on the next worker in turn.
-//! - [`Router`] (worker 0): the one media UDP socket. A packet goes to the
-//!   peer whose ICE username it names (STUN), then to the peer of its
-//!   source address; what the peers send leaves through it.
+//! - [`Router`] (one per worker): a media UDP socket, all bound to one
+//!   address with `SO_REUSEPORT`. A packet goes to the peer whose ICE
+//!   username it names (STUN), then to the peer of its source address, on
+//!   whatever worker; what a peer sends leaves through its own worker's.
 //! - [`Peer`]: one `str0m::Rtc`, publisher or viewer. Its timer follows the
 //!   `Rtc`'s timeout; a publisher's media goes out on the bus
 //!   (`Topic::Media`), and keyframe requests come back (`Topic::Control`).
@@ -499,8 +500,11 @@ impl Signalling {
     #[on_start]
     fn start(&mut self, ctx: &mut Ctx<Self>) {
         // A small send limit: a client that does not read cannot make the
-        // server hold much.
-        let options = TcpOptions::default().send_limit(256 << 10);
+        // server hold much; a connection limit: a flood of connections
+        // cannot take every descriptor (idle ones go after the idle time).
+        let options = TcpOptions::default()
+            .send_limit(256 << 10)
+            .max_connections(4096);
         ctx.tcp_listen(self.config.http, options);
     }
 
