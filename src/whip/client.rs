@@ -37,7 +37,8 @@ impl Reply {
     }
 }
 
-/// Sends one request (`Connection: close`) and reads the response.
+/// Sends one request (`Connection: close`) and reads the response (30 s at
+/// most: a server saturated by the fan-out benchmark answers late).
 ///
 /// # Errors
 ///
@@ -51,7 +52,7 @@ pub fn request(
 ) -> Result<Reply, String> {
     let mut stream = TcpStream::connect(server).map_err(|e| format!("connect: {e}"))?;
     stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
+        .set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(|e| e.to_string())?;
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {server}\r\nConnection: close\r\nContent-Length: {}\r\n",
