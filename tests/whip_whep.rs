@@ -491,3 +491,20 @@ fn a_publisher_that_vanishes_ends_its_stream_after_the_ice_timeout() {
     }
     eprintln!("ended after {:?}", started.elapsed());
 }
+
+#[test]
+fn vp9_and_av1_streams_are_forwarded_too() {
+    use sansio_suite::whip::client::Role;
+    let server = start(2, None);
+    for (stream, codec) in [
+        ("vp9", str0m::format::Codec::Vp9),
+        ("av1", str0m::format::Codec::Av1),
+    ] {
+        let publisher = Role::Publisher { frame: 3000, codec };
+        let _publisher = TestPeer::join(server.http, stream, publisher).unwrap();
+        let viewer = TestPeer::play(server.http, stream).unwrap();
+        util::eventually(&format!("the viewer gets {codec:?} video"), || {
+            viewer.counts.video.load(Relaxed) > 30 && viewer.counts.audio.load(Relaxed) > 0
+        });
+    }
+}

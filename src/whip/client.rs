@@ -271,10 +271,40 @@ struct Media {
 /// A synthetic frame of `len` bytes in `codec`: a keyframe every 30th,
 /// different bytes each time.
 fn frame(codec: Codec, n: u64, len: usize) -> Vec<u8> {
-    if codec == Codec::H264 {
-        return h264_frame(n, len);
+    match codec {
+        Codec::H264 => h264_frame(n, len),
+        Codec::Av1 => av1_frame(n, len),
+        _ => vp8_frame(n, len),
     }
-    vp8_frame(n, len)
+}
+
+/// A synthetic AV1 temporal unit of OBUs, each with its size: a temporal
+/// delimiter, a sequence header every 30th frame, and a frame OBU.
+fn av1_frame(n: u64, len: usize) -> Vec<u8> {
+    fn obu(unit: &mut Vec<u8>, kind: u8, payload: &[u8]) {
+        unit.push(kind << 3 | 0x02);
+        let mut size = payload.len();
+        loop {
+            let byte = (size & 0x7F) as u8;
+            size >>= 7;
+            if size == 0 {
+                unit.push(byte);
+                break;
+            }
+            unit.push(byte | 0x80);
+        }
+        unit.extend_from_slice(payload);
+    }
+    let mut unit = Vec::with_capacity(len + 16);
+    obu(&mut unit, 2, &[]);
+    if n.is_multiple_of(30) {
+        obu(&mut unit, 1, &[0, 0, 0, 0x40, 0x0A, 0x0B]);
+    }
+    let body: Vec<u8> = (0..len.max(1))
+        .map(|i| (n as usize * 31 + i) as u8)
+        .collect();
+    obu(&mut unit, 6, &body);
+    unit
 }
 
 /// A synthetic H.264 access unit in Annex B: SPS, PPS and an IDR slice

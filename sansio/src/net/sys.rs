@@ -467,61 +467,43 @@ pub(crate) fn report_drops(fd: RawFd) {
     };
 }
 
-/// `SO_MEMINFO` (Linux 4.12), as `asm-generic/socket.h` numbers it (every
-/// architecture but MIPS and SPARC, which number it otherwise and are left
-/// without).
-#[cfg(not(any(
+/// `SO_MEMINFO` (Linux 4.12), as `asm-generic/socket.h` numbers it: every
+/// architecture but MIPS and SPARC, which number it otherwise and go
+/// without.
+const SO_MEMINFO: Option<libc::c_int> = if cfg!(any(
     target_arch = "mips",
     target_arch = "mips64",
     target_arch = "mips32r6",
     target_arch = "mips64r6",
     target_arch = "sparc",
     target_arch = "sparc64"
-)))]
-const SO_MEMINFO: libc::c_int = 55;
+)) {
+    None
+} else {
+    Some(55)
+};
 
 /// The socket's count of datagrams the kernel dropped (the same count
 /// `SO_RXQ_OVFL` reports with each datagram), read now (`SO_MEMINFO`):
 /// for drops after the last datagram that arrived. `None` where the kernel
 /// cannot say.
 pub(crate) fn kernel_drops(fd: RawFd) -> Option<u32> {
-    #[cfg(not(any(
-        target_arch = "mips",
-        target_arch = "mips64",
-        target_arch = "mips32r6",
-        target_arch = "mips64r6",
-        target_arch = "sparc",
-        target_arch = "sparc64"
-    )))]
-    {
-        let mut info = [0u32; 9];
-        let mut len = mem::size_of_val(&info) as libc::socklen_t;
-        // SAFETY: `info` and `len` are valid for writes of the sizes given;
-        // the kernel writes at most `len` bytes.
-        let result = unsafe {
-            libc::getsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                SO_MEMINFO,
-                info.as_mut_ptr().cast(),
-                &mut len,
-            )
-        };
-        let drops = libc::SK_MEMINFO_DROPS as usize;
-        (result == 0 && len as usize >= (drops + 1) * mem::size_of::<u32>()).then(|| info[drops])
-    }
-    #[cfg(any(
-        target_arch = "mips",
-        target_arch = "mips64",
-        target_arch = "mips32r6",
-        target_arch = "mips64r6",
-        target_arch = "sparc",
-        target_arch = "sparc64"
-    ))]
-    {
-        let _ = fd;
-        None
-    }
+    let option = SO_MEMINFO?;
+    let mut info = [0u32; 9];
+    let mut len = mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: `info` and `len` are valid for writes of the sizes given; the
+    // kernel writes at most `len` bytes.
+    let result = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            option,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    let drops = libc::SK_MEMINFO_DROPS as usize;
+    (result == 0 && len as usize >= (drops + 1) * mem::size_of::<u32>()).then(|| info[drops])
 }
 
 /// Turns on `UDP_GRO` for `fd`: the kernel may then deliver several
