@@ -204,6 +204,26 @@ fn a_second_publisher_on_a_live_stream_is_409() {
     assert_eq!(first.header("content-type"), Some("application/sdp"));
     let second = request(server.http, "POST", "/whip/cam", &[SDP], offer().as_bytes()).unwrap();
     assert_eq!(second.status, 409);
+    // Session URLs cannot be guessed from one another.
+    let other = request(
+        server.http,
+        "POST",
+        "/whip/cam2",
+        &[SDP],
+        offer().as_bytes(),
+    )
+    .unwrap();
+    let id = |reply: &sansio_suite::whip::client::Reply| -> u64 {
+        reply.header("location").unwrap()["/session/".len()..]
+            .parse()
+            .unwrap()
+    };
+    assert!(
+        id(&other).abs_diff(id(&first)) > 1_000,
+        "sessions {} and {}",
+        id(&first),
+        id(&other)
+    );
     still_serving(&server);
 }
 

@@ -192,6 +192,10 @@ pub struct Signalling {
     streams: HashMap<Arc<str>, u64>,
     sessions: HashMap<u64, Session>,
     spawning: HashMap<SpawnId, u64>,
+    /// Session ids are drawn from this (randomly keyed) hasher over a
+    /// counter: a session URL is not guessable from another, so one client
+    /// cannot end another's session without the token.
+    ids: std::collections::hash_map::RandomState,
     next_session: u64,
     next_worker: usize,
 }
@@ -209,6 +213,7 @@ impl Signalling {
             streams: HashMap::new(),
             sessions: HashMap::new(),
             spawning: HashMap::new(),
+            ids: std::collections::hash_map::RandomState::new(),
             next_session: 1,
             next_worker: 0,
         }
@@ -373,8 +378,16 @@ impl Signalling {
             .lines()
             .find_map(|line| line.trim().strip_prefix("a=ice-ufrag:"))
             .map(str::to_owned);
-        let session = self.next_session;
-        self.next_session += 1;
+        let session = loop {
+            use std::hash::{BuildHasher, Hasher};
+            let mut hasher = self.ids.build_hasher();
+            hasher.write_u64(self.next_session);
+            self.next_session += 1;
+            let id = hasher.finish();
+            if id != 0 && !self.sessions.contains_key(&id) {
+                break id;
+            }
+        };
         let stream: Arc<str> = Arc::from(stream);
         let worker = self.next_worker % self.config.workers.max(1);
         self.next_worker += 1;
