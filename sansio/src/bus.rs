@@ -68,8 +68,8 @@ where
 /// What the bus delivers to the task `T`, in `T`'s bus types.
 #[doc(hidden)]
 pub type TaskBusInput<T> = BusInput<
-    <<T as crate::Task>::Bus as BusTypes>::Channel,
-    <<T as crate::Task>::Bus as BusTypes>::Event,
+    <<T as crate::task::Task>::Bus as BusTypes>::Channel,
+    <<T as crate::task::Task>::Bus as BusTypes>::Event,
 >;
 
 /// Turns a bus delivery into the task `T`'s input: never for a task without
@@ -80,12 +80,12 @@ pub type TaskBusInput<T> = BusInput<
     label = "`{T}` cannot take these bus events",
     note = "add `#[on_input] fn bus(&mut self, ctx: &mut Ctx<Self>, input: BusInput<Channel, Event>)` with the `channel` and `event` types of `{T}`'s `#[sansio::task(..)]`"
 )]
-pub trait BusWrap<T: crate::Task>: BusTypes {
+pub trait BusWrap<T: crate::task::Task>: BusTypes {
     /// The input, when the task takes bus events.
     fn wrap(input: BusInput<Self::Channel, Self::Event>) -> Option<T::Input>;
 }
 
-impl<T: crate::Task> BusWrap<T> for NoBus {
+impl<T: crate::task::Task> BusWrap<T> for NoBus {
     fn wrap(_: BusInput<NoBusType, NoBusType>) -> Option<T::Input> {
         None
     }
@@ -94,7 +94,7 @@ impl<T: crate::Task> BusWrap<T> for NoBus {
 impl<T, C, E> BusWrap<T> for Bus<C, E>
 where
     Bus<C, E>: BusTypes<Channel = C, Event = E>,
-    T: crate::Handles<BusInput<C, E>>,
+    T: crate::task::Handles<BusInput<C, E>>,
 {
     fn wrap(input: BusInput<C, E>) -> Option<T::Input> {
         Some(T::wrap(input))
@@ -286,7 +286,7 @@ pub trait Request: Send + 'static {
     label = "`{Self}` cannot answer `{R}`",
     note = "add `#[on_request] fn name(&mut self, ctx: &mut Ctx<Self>, request: {R}) -> <{R} as Request>::Response` to the `#[sansio::task]` impl of `{Self}`"
 )]
-pub trait Answers<R>: crate::Task {
+pub trait Answers<R>: crate::task::Task {
     /// Wraps a request in the task's input enum.
     #[doc(hidden)]
     fn wrap_request(incoming: Incoming<R>) -> Self::Input;
@@ -351,9 +351,9 @@ impl<R, T> Responds<R, T> for T {
 /// Sends `answer`, an `#[on_request]` handler's return value, as the
 /// response to `R` (checked by [`Responds`]).
 #[doc(hidden)]
-pub fn respond<T, R, A>(ctx: &mut crate::Ctx<T>, responder: Responder<R>, answer: A)
+pub fn respond<T, R, A>(ctx: &mut crate::ctx::Ctx<T>, responder: Responder<R>, answer: A)
 where
-    T: crate::Task,
+    T: crate::task::Task,
     R: Request,
     A: Responds<R, R::Response>,
 {
@@ -463,7 +463,11 @@ impl<R> Responder<R> {
 impl<R: Request> Responder<R> {
     /// Answers: the response goes back once the current handler returns, in
     /// order with the task's other actions.
-    pub fn respond<T: crate::Task>(mut self, ctx: &mut crate::Ctx<T>, response: R::Response) {
+    pub fn respond<T: crate::task::Task>(
+        mut self,
+        ctx: &mut crate::ctx::Ctx<T>,
+        response: R::Response,
+    ) {
         let route = std::mem::replace(&mut self.route, Route::Done);
         let response: Box<dyn Any + Send> = Box::new(response);
         ctx.reply(Box::new(move || deliver(route, Ok(response))));
@@ -502,12 +506,12 @@ impl<R> fmt::Debug for Responder<R> {
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The channel type of worker `W`'s bus.
-pub(crate) type Chan<W> = <<W as crate::Worker>::Bus as BusTypes>::Channel;
+pub(crate) type Chan<W> = <<W as crate::worker::Worker>::Bus as BusTypes>::Channel;
 /// The event type of worker `W`'s bus.
-pub(crate) type Ev<W> = <<W as crate::Worker>::Bus as BusTypes>::Event;
+pub(crate) type Ev<W> = <<W as crate::worker::Worker>::Bus as BusTypes>::Event;
 
 /// What travels between workers on the bus.
-pub(crate) enum BusEnvelope<W: crate::Worker> {
+pub(crate) enum BusEnvelope<W: crate::worker::Worker> {
     /// An event for this worker's subscribers of `channel`.
     Publish { channel: Chan<W>, event: Ev<W> },
     /// An event for every task with a bus on this worker.
@@ -550,7 +554,7 @@ pub(crate) enum BusEnvelope<W: crate::Worker> {
 
 /// Something for this worker's tasks that the bus produced while a handler
 /// ran, delivered once it has returned.
-pub(crate) enum Delivery<W: crate::Worker> {
+pub(crate) enum Delivery<W: crate::worker::Worker> {
     ToTask(crate::id::RawId, BusInput<Chan<W>, Ev<W>>),
     ToAll(Ev<W>),
     Erased {
@@ -575,12 +579,12 @@ pub(crate) struct Sender {
 }
 
 /// One worker as the others see it: its bus inbox and what it shares.
-pub(crate) struct Peer<W: crate::Worker> {
+pub(crate) struct Peer<W: crate::worker::Worker> {
     pub(crate) bus: crossbeam_channel::Sender<BusEnvelope<W>>,
     pub(crate) shared: std::sync::Arc<crate::worker::WorkerShared>,
 }
 
-impl<W: crate::Worker> Clone for Peer<W> {
+impl<W: crate::worker::Worker> Clone for Peer<W> {
     fn clone(&self) -> Self {
         Peer {
             bus: self.bus.clone(),
@@ -589,7 +593,7 @@ impl<W: crate::Worker> Clone for Peer<W> {
     }
 }
 
-impl<W: crate::Worker> Peer<W> {
+impl<W: crate::worker::Worker> Peer<W> {
     /// Queues `envelope` for this worker and wakes it; hands it back when
     /// the inbox is full (or the worker has stopped).
     pub(crate) fn send(&self, envelope: BusEnvelope<W>) -> Result<(), BusEnvelope<W>> {
@@ -604,11 +608,11 @@ impl<W: crate::Worker> Peer<W> {
 }
 
 /// A worker's way for answers to reach it: through its own bus inbox.
-pub(crate) struct WorkerSink<W: crate::Worker> {
+pub(crate) struct WorkerSink<W: crate::worker::Worker> {
     pub(crate) peer: Peer<W>,
 }
 
-impl<W: crate::Worker> ReplySink for WorkerSink<W> {
+impl<W: crate::worker::Worker> ReplySink for WorkerSink<W> {
     fn reply(
         &self,
         owner: crate::id::RawId,
@@ -622,7 +626,7 @@ impl<W: crate::Worker> ReplySink for WorkerSink<W> {
 
 /// One worker's side of the bus: its subscribers, which other workers want
 /// which channel, and what the bus produced for its tasks.
-pub(crate) struct BusHub<W: crate::Worker> {
+pub(crate) struct BusHub<W: crate::worker::Worker> {
     pub(crate) me: u16,
     pub(crate) peers: std::sync::Arc<[Peer<W>]>,
     pub(crate) sink: std::sync::Arc<dyn ReplySink>,
@@ -655,7 +659,7 @@ struct Announced {
     waiting: Vec<crate::id::RawId>,
 }
 
-impl<W: crate::Worker> BusHub<W> {
+impl<W: crate::worker::Worker> BusHub<W> {
     pub(crate) fn new(me: u16, peers: std::sync::Arc<[Peer<W>]>) -> Self {
         let sink = std::sync::Arc::new(WorkerSink {
             peer: peers[usize::from(me)].clone(),

@@ -16,13 +16,14 @@ use crate::bus::{
 };
 use crate::error::{RpcError, SpawnError};
 use crate::id::RawId;
+use crate::id::TaskId;
 use crate::net::{
     TcpConnId, TcpEvent, TcpListenerId, TcpOptions, TcpWrap, TunError, TunId, TunOpened,
     TunOptions, TunPacket, TunWrap, UdpBound, UdpError, UdpOptions, UdpPacket, UdpSocketId,
     UdpWrap,
 };
 use crate::task::TimerKeyOf;
-use crate::{Handles, Task, TaskId};
+use crate::task::{Handles, Task};
 
 /// Something a task asked the runtime to do, queued on its [`Ctx`].
 ///

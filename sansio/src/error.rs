@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io;
 
-use crate::Backend;
+use crate::backend::Backend;
 
 /// A result whose error defaults to [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -17,14 +17,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::bus::{BusInput, Chan, Delivery, Ev, NoBus};
+use crate::ctx::{Action, Ctx};
 use crate::ctx::{ErasedTarget, ReplyInput};
 use crate::error::RpcError;
 use crate::id::RawId;
+use crate::id::TaskId;
 use crate::net::udp::Payload;
 use crate::net::{Adoption, NetInput, Owned, TcpEvent, TcpWrap, UdpWrap, Wraps};
+use crate::task::Task;
 use crate::timer::Due;
 use crate::worker::{Member, Worker, WorkerCx, panic_message};
-use crate::{Action, Ctx, Task, TaskId};
 
 /// The tasks of type `T` on one worker.
 #[doc(hidden)]

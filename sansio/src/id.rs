@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use crate::Task;
+use crate::task::Task;
 
 /// The id of a task of type `T` on a runtime: its worker, its slot in that
 /// worker's group of `T` tasks, and the slot's generation.

@@ -12,14 +12,16 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, Tr
 
 use crate::backend::{Backend, Notifier, Poller};
 use crate::bus::{Answers, Incoming, Peer, Request, Responder, Route};
+use crate::error::RpcError;
 use crate::error::{Error, Result, SendError, SpawnError};
+use crate::id::TaskId;
 use crate::id::lock;
 use crate::stats::{RuntimeStats, Sampler, WorkerStats};
+use crate::task::Handles;
 use crate::worker::{
     Control, Envelope, Member, SHUTDOWN_GRACE, Worker, WorkerExit, WorkerLoop, WorkerSetup,
     WorkerShared,
 };
-use crate::{Handles, RpcError, TaskId};
 
 /// What happened on the workers, as `Runtime::next_event` reports it.
 #[non_exhaustive]

@@ -5,8 +5,8 @@
 use std::hash::Hash;
 use std::time::Duration;
 
-use crate::Ctx;
 use crate::bus::{BusInput, BusTypes};
+use crate::ctx::Ctx;
 
 /// A sans-I/O task: a plain state machine driven by a sansio worker.
 ///

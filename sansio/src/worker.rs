@@ -22,12 +22,13 @@ use crate::backend::{Notifier, Poller, Readiness};
 use crate::bus::{BusEnvelope, BusHub, BusInput, BusTypes, Chan, Delivery, Ev, Peer};
 use crate::ctx::SHUTDOWN_PHASES;
 use crate::error::RpcError;
+use crate::id::TaskId;
 use crate::id::{RawId, Slots};
 use crate::net::{Adoption, Net, NetInput, Source};
 use crate::runtime::Event;
 use crate::stats::{Counters, SharedCounters};
+use crate::task::Task;
 use crate::timer::{Due, Timers};
-use crate::{Task, TaskId};
 
 /// A kind of worker: the set of task types that run together on one worker
 /// thread. Implemented by `#[sansio::worker]` on an enum with one variant per

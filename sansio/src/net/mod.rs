@@ -13,7 +13,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use crate::buf::PacketBuf;
 use crate::id::RawId;
-use crate::{Handles, Task};
+use crate::task::{Handles, Task};
 
 mod ifconfig;
 pub(crate) mod sys;
