@@ -22,6 +22,8 @@ use std::hash::Hash;
 use std::marker::PhantomData;
 use std::time::Duration;
 
+use crate::ctx::Ctx;
+
 /// The type of a bus channel or event for a task without a bus: it has no
 /// values, so such a task can neither publish nor receive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -351,7 +353,7 @@ impl<R, T> Responds<R, T> for T {
 /// Sends `answer`, an `#[on_request]` handler's return value, as the
 /// response to `R` (checked by [`Responds`]).
 #[doc(hidden)]
-pub fn respond<T, R, A>(ctx: &mut crate::ctx::Ctx<T>, responder: Responder<R>, answer: A)
+pub fn respond<T, R, A>(ctx: &mut Ctx<T>, responder: Responder<R>, answer: A)
 where
     T: crate::task::Task,
     R: Request,
@@ -463,11 +465,7 @@ impl<R> Responder<R> {
 impl<R: Request> Responder<R> {
     /// Answers: the response goes back once the current handler returns, in
     /// order with the task's other actions.
-    pub fn respond<T: crate::task::Task>(
-        mut self,
-        ctx: &mut crate::ctx::Ctx<T>,
-        response: R::Response,
-    ) {
+    pub fn respond<T: crate::task::Task>(mut self, ctx: &mut Ctx<T>, response: R::Response) {
         let route = std::mem::replace(&mut self.route, Route::Done);
         let response: Box<dyn Any + Send> = Box::new(response);
         ctx.reply(Box::new(move || deliver(route, Ok(response))));
