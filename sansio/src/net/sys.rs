@@ -450,21 +450,31 @@ fn control_messages(header: &libc::mmsghdr) -> ControlMessages {
     found
 }
 
-/// Asks the kernel to report, with received datagrams, how many it dropped
-/// for a full receive buffer (`SO_RXQ_OVFL`). Best effort: without it the
-/// count stays unknown.
-pub(crate) fn report_drops(fd: RawFd) {
+/// Turns on the boolean socket option `level`/`name` for `fd`.
+fn turn_on(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<()> {
     let on: libc::c_int = 1;
     // SAFETY: `on` is valid for reads of the size given.
-    let _ = unsafe {
+    let result = unsafe {
         libc::setsockopt(
             fd,
-            libc::SOL_SOCKET,
-            libc::SO_RXQ_OVFL,
+            level,
+            name,
             (&raw const on).cast(),
             mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Asks the kernel to report, with received datagrams, how many it dropped
+/// for a full receive buffer (`SO_RXQ_OVFL`). Best effort: without it the
+/// count stays unknown.
+pub(crate) fn report_drops(fd: RawFd) {
+    let _ = turn_on(fd, libc::SOL_SOCKET, libc::SO_RXQ_OVFL);
 }
 
 /// `SO_MEMINFO` (Linux 4.12), as `asm-generic/socket.h` numbers it: every
@@ -509,22 +519,7 @@ pub(crate) fn kernel_drops(fd: RawFd) -> Option<u32> {
 /// Turns on `UDP_GRO` for `fd`: the kernel may then deliver several
 /// datagrams from one sender as one message (Linux 5.0).
 pub(crate) fn enable_gro(fd: RawFd) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: `on` is valid for reads of the size given.
-    let result = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_UDP,
-            libc::UDP_GRO,
-            (&raw const on).cast(),
-            mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if result == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    turn_on(fd, libc::SOL_UDP, libc::UDP_GRO)
 }
 
 /// Whether the kernel can segment UDP sends (`UDP_SEGMENT`, Linux 4.18).
