@@ -157,7 +157,7 @@ pub struct Ticker;
 
 #[sansio::task]
 impl Ticker {
-    #[on_tick(every = "25ms")]
+    #[on_tick(every = "50ms")]
     fn tick(&mut self, ctx: &mut Ctx<Self>) {
         ctx.emit(ctx.now());
     }
