@@ -12,6 +12,8 @@
 //!   by the kernel; every echo is sent or handed back to its task, counted.
 //! - GSO stays on after transient send errors, and goes off when the device
 //!   says it cannot segment (`EIO`).
+//! - An interrupted wait is a wakeup; a failed one (`ENOMEM`) ends the
+//!   worker, reported as an event and by shutdown.
 //!
 //! A task that sees an input it should not (an unknown connection, a
 //! malformed datagram, a record out of place) counts it, and the tests
@@ -821,6 +823,54 @@ all_backend_tests! {
         assert_eq!(stats.udp_gso_disabled, 1, "{stats:?}");
         assert_eq!((stats.udp_sent, stats.udp_sent_segmented, stats.udp_send_errors), (200, 0, 0));
         assert_eq!(seqs.len(), 200);
+    }
+
+    fn an_interrupted_wait_is_a_wakeup_and_a_failed_one_ends_the_worker(backend: Backend) {
+        // EINTR on half the waits: a wakeup like any other, nothing lost.
+        let plan = FaultPlan::new(SEED).inject(Call::Wait, Fault::Interrupted, 0.5);
+        let injected = plan.injected();
+        let (runtime, _echo, addr) = udp_runtime(backend, plan);
+        let client = client();
+        client.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut echo = [0; 2048];
+        for seq in 0..20 {
+            client.send_to(&datagram(seq), addr).unwrap();
+            let len = client.recv(&mut echo).expect("the echo, after interrupted waits");
+            assert_eq!(&echo[..len], &datagram(seq)[..]);
+        }
+        assert!(injected.count(Call::Wait, Fault::Interrupted) > 0, "no wait was interrupted");
+        runtime.shutdown(PATIENCE).unwrap();
+
+        // ENOMEM from every wait: each worker ends at its first sleep, and
+        // says so at once, then again at shutdown.
+        let plan = FaultPlan::new(SEED).inject(Call::Wait, Fault::OutOfMemory, 1.0);
+        let runtime = Runtime::<UdpWorker>::builder()
+            .workers(2)
+            .backend(backend)
+            .faults(plan)
+            .build()
+            .unwrap();
+        let mut failed = Vec::new();
+        while failed.len() < 2 {
+            match next(&runtime) {
+                Event::WorkerFailed { worker, message } => {
+                    assert!(
+                        message.contains("poller failed") && message.contains("os error 12"),
+                        "{message}"
+                    );
+                    failed.push(worker);
+                }
+                other => panic!("expected the workers' failures, got {other:?}"),
+            }
+        }
+        failed.sort_unstable();
+        assert_eq!(failed, [0, 1]);
+        match runtime.shutdown(PATIENCE) {
+            Err(sansio::Error::WorkerFailed { message, .. }) => {
+                assert!(message.contains("poller failed"), "{message}");
+            }
+            other => panic!("shutdown should report the failed workers: {other:?}"),
+        }
     }
 
     fn a_plan_that_cannot_be_is_refused(backend: Backend) {

@@ -24,6 +24,7 @@
 //! | [`ShortWrite`](Fault::ShortWrite) | a write of fewer bytes than asked | [`TcpWrite`](Call::TcpWrite) |
 //! | [`PartialBatch`](Fault::PartialBatch) | a `sendmmsg` of fewer messages than asked | [`UdpSend`](Call::UdpSend) |
 //! | [`GsoUnsupported`](Fault::GsoUnsupported) | `EIO` on a message of several segments | [`UdpSend`](Call::UdpSend) |
+//! | [`OutOfMemory`](Fault::OutOfMemory) | `ENOMEM` | [`Wait`](Call::Wait) |
 //!
 //! `EAGAIN` is not injected on reads and accepts: with data waiting, Linux
 //! never says it, and an edge-triggered poller (as every backend here is)
@@ -33,6 +34,11 @@
 //! promises a writability edge when space frees up, an injected one cannot;
 //! injected when the runtime starts to wait, it stands for space that freed
 //! up at once.
+//!
+//! One fault is not for recovery but for reporting: `ENOMEM` in the
+//! worker's wait ([`Call::Wait`]) ends the worker, which the runtime must
+//! report (`Event::WorkerFailed`, then `Error::WorkerFailed` from shutdown)
+//! rather than ignore or spin on.
 //!
 //! The plan is per runtime (each worker thread draws from its own generator,
 //! seeded from the plan's seed and the worker's index), so tests in one
@@ -70,6 +76,8 @@ pub enum Call {
     UdpRecv,
     /// `sendmmsg` on a UDP socket.
     UdpSend,
+    /// The worker's wait in its poller (`epoll_wait`, or the backend's).
+    Wait,
 }
 
 /// A fault to inject; see the [module](self) for which calls each applies to.
@@ -93,10 +101,13 @@ pub enum Fault {
     /// `EIO` on a message of several segments: the device cannot segment
     /// (no checksum offload). Messages of one datagram go through.
     GsoUnsupported,
+    /// `ENOMEM`: the kernel cannot allocate what the wait needs. Not
+    /// recoverable by the runtime: the worker ends, reported as failed.
+    OutOfMemory,
 }
 
-const CALLS: usize = 5;
-const FAULTS: usize = 8;
+const CALLS: usize = 6;
+const FAULTS: usize = 9;
 
 impl Fault {
     const ALL: [Fault; FAULTS] = [
@@ -108,6 +119,7 @@ impl Fault {
         Fault::ShortWrite,
         Fault::PartialBatch,
         Fault::GsoUnsupported,
+        Fault::OutOfMemory,
     ];
 }
 
@@ -118,6 +130,7 @@ impl Call {
         Call::TcpWrite,
         Call::UdpRecv,
         Call::UdpSend,
+        Call::Wait,
     ];
 
     fn index(self) -> usize {
@@ -140,6 +153,7 @@ impl Fault {
             Fault::TooManyFiles => call == Call::Accept,
             Fault::ShortWrite => call == Call::TcpWrite,
             Fault::PartialBatch | Fault::GsoUnsupported => call == Call::UdpSend,
+            Fault::OutOfMemory => call == Call::Wait,
         }
     }
 
@@ -152,6 +166,7 @@ impl Fault {
             Fault::ConnectionReset => libc::ECONNRESET,
             Fault::TooManyFiles => libc::EMFILE,
             Fault::GsoUnsupported => libc::EIO,
+            Fault::OutOfMemory => libc::ENOMEM,
             Fault::ShortWrite | Fault::PartialBatch => return None,
         };
         Some(io::Error::from_raw_os_error(errno))

@@ -2,13 +2,10 @@
 //! hand out (slot, generation) pairs and tell the controller, without a lock,
 //! whether an id still names a live task.
 
-use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
-
-use crate::task::Task;
 
 /// The id of a task of type `T` on a runtime: its worker, its slot in that
 /// worker's group of `T` tasks, and the slot's generation.
@@ -85,26 +82,6 @@ impl<T> PartialOrd for TaskId<T> {
 impl<T> Ord for TaskId<T> {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         (self.worker, self.slot, self.generation).cmp(&(other.worker, other.slot, other.generation))
-    }
-}
-
-impl<T: Task> fmt::Debug for TaskId<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-/// `Echo#0.3.1`: task type, worker, slot, generation.
-impl<T: Task> fmt::Display for TaskId<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}#{}.{}.{}",
-            T::NAME,
-            self.worker,
-            self.slot,
-            self.generation
-        )
     }
 }
 

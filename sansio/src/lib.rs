@@ -184,14 +184,12 @@
 mod backend;
 mod buf;
 pub mod bus;
-mod ctx;
 mod error;
 #[cfg(feature = "fault-injection")]
 #[cfg_attr(docsrs, doc(cfg(feature = "fault-injection")))]
 pub mod faults;
 #[cfg(not(feature = "fault-injection"))]
 mod faults;
-mod group;
 mod id;
 mod net;
 mod probe;
@@ -211,25 +209,25 @@ struct ReadmeDoctests;
 pub use crate::backend::{Backend, UnknownBackend};
 pub use crate::buf::{DEFAULT_CAPACITY, HEADROOM, POOL_BYTES, PacketBuf};
 pub use crate::bus::{
-    Answers, BusInput, DEFAULT_REQUEST_TIMEOUT, Incoming, Reply, Request, RequestId, Responder,
-};
-pub use crate::ctx::{Action, Ctx, SHUTDOWN_PHASES, SpawnId, Spawned};
-#[doc(hidden)]
-pub use crate::ctx::{
-    ErasedTarget, MakeRequest, ReplyInput, SpawnDone, SpawnFailure, SpawnOutcome,
+    BusInput, DEFAULT_REQUEST_TIMEOUT, Incoming, Reply, Request, RequestId, Responder,
 };
 pub use crate::error::{Error, Result, RpcError, SendError, SpawnError};
 pub use crate::id::TaskId;
 pub use crate::net::{
-    DEFAULT_CLOSE_TIMEOUT, TcpConnId, TcpEvent, TcpListenerId, TcpOptions, TcpSocket, TcpWrap,
-    TunError, TunId, TunMode, TunOpened, TunOptions, TunPacket, TunWrap, UdpBound, UdpError,
-    UdpOptions, UdpPacket, UdpSocketId, UdpWrap,
+    DEFAULT_CLOSE_TIMEOUT, TcpConnId, TcpEvent, TcpListenerId, TcpOptions, TcpSocket, TunError,
+    TunId, TunMode, TunOpened, TunOptions, TunPacket, UdpBound, UdpError, UdpOptions, UdpPacket,
+    UdpSocketId,
 };
 pub use crate::runtime::{
-    Builder, DEFAULT_QUEUE_CAPACITY, DEFAULT_SHUTDOWN, Event, Runtime, ShutdownReport,
+    Builder, DEFAULT_QUEUE_CAPACITY, DEFAULT_SHUTDOWN, Runtime, ShutdownReport,
 };
-pub use crate::task::{Handles, NoTimerKey, Task, TimerKeyOf};
-pub use crate::worker::{Member, Worker};
+pub use crate::task::{Action, Answers, Ctx, SHUTDOWN_PHASES, SpawnId, Spawned};
+#[doc(hidden)]
+pub use crate::task::{
+    ErasedTarget, MakeRequest, ReplyInput, SpawnDone, SpawnFailure, SpawnOutcome,
+};
+pub use crate::task::{Handles, NoTimerKey, Task, TcpWrap, TimerKeyOf, TunWrap, UdpWrap};
+pub use crate::worker::{Event, Member, Worker};
 
 // The attributes are documented here, where links and doc-tests work; the
 // macro crate keeps its own docs out of these pages (see its `lib.rs`).
@@ -460,14 +458,15 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::bus::{
-        Answers, Bus, BusInput, BusOf, BusTypes, BusWrap, Incoming, NoBus, NoBusType, Reply,
-        Request, TaskBusInput, Unanswerable, Unasked, respond, unasked_reply,
+        Bus, BusInput, BusOf, BusTypes, Incoming, NoBus, NoBusType, Reply, Request, Unanswerable,
+        Unasked, unasked_reply,
     };
-    pub use crate::group::Group;
     pub use crate::id::RawId;
     pub use crate::net::{Adoption, NetInput};
     pub use crate::probe::{DebugIfDebug, DebugOtherwise, DebugProbe};
+    pub use crate::task::{Answers, BusWrap, TaskBusInput, respond};
     pub use crate::task::{NoTimerKey, TaskDecl, TimerKeyOf};
+    pub use crate::worker::Group;
     pub use crate::worker::{Groups, WorkerCx};
     pub use crate::{Ctx, Handles, Member, RpcError, Task, TaskId, Worker};
     pub use core::any::{Any, TypeId};

@@ -11,79 +11,17 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError};
 
 use crate::backend::{Backend, Notifier, Poller};
-use crate::bus::{Answers, Incoming, Peer, Request, Responder, Route};
+use crate::bus::{Incoming, Request, Responder, Route};
 use crate::error::RpcError;
 use crate::error::{Error, Result, SendError, SpawnError};
 use crate::id::TaskId;
 use crate::id::lock;
 use crate::stats::{RuntimeStats, Sampler, WorkerStats};
-use crate::task::Handles;
+use crate::task::{Answers, Handles};
 use crate::worker::{
-    Control, Envelope, Member, SHUTDOWN_GRACE, Worker, WorkerExit, WorkerLoop, WorkerSetup,
-    WorkerShared,
+    Control, Envelope, Event, Member, Peer, SHUTDOWN_GRACE, Worker, WorkerExit, WorkerLoop,
+    WorkerSetup, WorkerShared,
 };
-
-/// What happened on the workers, as `Runtime::next_event` reports it.
-#[non_exhaustive]
-pub enum Event<W: Worker> {
-    /// A task emitted an output (`ctx.emit`).
-    Output {
-        /// The task that emitted it.
-        task: W::Id,
-        /// The output.
-        output: W::Output,
-    },
-    /// A task called `ctx.finish()` and has been removed; its outputs were
-    /// all reported before this.
-    Finished {
-        /// The task.
-        task: W::Id,
-    },
-    /// A handler of the task panicked: the task has been removed (its
-    /// outputs queued before the panic were reported first); the worker and
-    /// every other task carry on.
-    Panicked {
-        /// The task.
-        task: W::Id,
-        /// The panic message.
-        message: String,
-    },
-    /// A message reached the worker after its task had ended; here it is
-    /// back.
-    Undelivered {
-        /// The task it was for.
-        task: W::Id,
-        /// The message.
-        input: W::Input,
-    },
-}
-
-impl<W: Worker> fmt::Debug for Event<W>
-where
-    W::Output: fmt::Debug,
-    W::Input: fmt::Debug,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Event::Output { task, output } => f
-                .debug_struct("Output")
-                .field("task", task)
-                .field("output", output)
-                .finish(),
-            Event::Finished { task } => f.debug_struct("Finished").field("task", task).finish(),
-            Event::Panicked { task, message } => f
-                .debug_struct("Panicked")
-                .field("task", task)
-                .field("message", message)
-                .finish(),
-            Event::Undelivered { task, input } => f
-                .debug_struct("Undelivered")
-                .field("task", task)
-                .field("input", input)
-                .finish(),
-        }
-    }
-}
 
 /// What a graceful shutdown achieved.
 #[non_exhaustive]
@@ -662,9 +600,25 @@ impl<W: Worker> Runtime<W> {
                 None => self.events.recv().ok()?,
             };
             self.wake_holders();
-            match envelope {
-                Envelope::Event(event) => return Some(event),
-                Envelope::Exited(exit) => lock(&self.exits).push(exit),
+            if let Some(event) = self.receive(envelope) {
+                return Some(event);
+            }
+        }
+    }
+
+    /// The event an envelope from a worker stands for: the event it
+    /// carries, or, for a worker that exited before shutdown with a
+    /// failure, [`Event::WorkerFailed`]. The exit is kept for `shutdown`.
+    fn receive(&self, envelope: Envelope<W>) -> Option<Event<W>> {
+        match envelope {
+            Envelope::Event(event) => Some(event),
+            Envelope::Exited(exit) => {
+                let failed = exit.failure.clone().map(|message| Event::WorkerFailed {
+                    worker: exit.worker,
+                    message,
+                });
+                lock(&self.exits).push(exit);
+                failed
             }
         }
     }
@@ -687,9 +641,8 @@ impl<W: Worker> Runtime<W> {
         loop {
             let envelope = self.events.try_recv().ok()?;
             self.wake_holders();
-            match envelope {
-                Envelope::Event(event) => return Some(event),
-                Envelope::Exited(exit) => lock(&self.exits).push(exit),
+            if let Some(event) = self.receive(envelope) {
+                return Some(event);
             }
         }
     }

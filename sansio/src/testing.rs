@@ -13,13 +13,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::buf::PacketBuf;
-use crate::bus::{Answers, Incoming, Request, RequestId, Responder, Route};
-use crate::ctx::{Action, Ctx};
+use crate::bus::{Incoming, Request, RequestId, Responder, Route};
 use crate::error::RpcError;
 use crate::id::RawId;
 use crate::id::TaskId;
 use crate::net::{TcpConnId, TcpListenerId, TunId, UdpSocketId};
-use crate::task::{Handles, Task};
+use crate::task::{Action, Answers, Ctx, Handles, Task};
 
 /// A task id for tests, without a runtime: the task of type `T` in `slot`
 /// of worker `worker`, of `generation`. Equal to the id a runtime would give

@@ -13,8 +13,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use crate::buf::PacketBuf;
 use crate::id::RawId;
-use crate::task::{Handles, Task};
 
+mod driver;
 mod ifconfig;
 pub(crate) mod sys;
 pub(crate) mod tcp;
@@ -578,72 +578,6 @@ fn foreign(id: &dyn fmt::Display, owner: usize, here: u16) -> io::Error {
     )
 }
 
-/// How the worker turns network events into a task's input: captured by
-/// `Ctx::udp_bind`, where the task's handlers are known.
-pub struct UdpWrap<T: Task> {
-    pub(crate) bound: fn(UdpBound) -> T::Input,
-    pub(crate) packet: fn(UdpPacket) -> T::Input,
-    pub(crate) error: fn(UdpError) -> T::Input,
-}
-
-impl<T: Task> UdpWrap<T> {
-    pub(crate) fn new() -> Self
-    where
-        T: Handles<UdpBound> + Handles<UdpPacket> + Handles<UdpError>,
-    {
-        UdpWrap {
-            bound: <T as Handles<UdpBound>>::wrap,
-            packet: <T as Handles<UdpPacket>>::wrap,
-            error: <T as Handles<UdpError>>::wrap,
-        }
-    }
-}
-
-impl<T: Task> Clone for UdpWrap<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<T: Task> Copy for UdpWrap<T> {}
-
-impl<T: Task> fmt::Debug for UdpWrap<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "UdpWrap<{}>", T::NAME)
-    }
-}
-
-/// How the worker turns TCP events into a task's input: captured by
-/// `Ctx::tcp_listen` and `Ctx::tcp_connect`.
-pub struct TcpWrap<T: Task> {
-    pub(crate) event: fn(TcpEvent) -> T::Input,
-}
-
-impl<T: Task> TcpWrap<T> {
-    pub(crate) fn new() -> Self
-    where
-        T: Handles<TcpEvent>,
-    {
-        TcpWrap {
-            event: <T as Handles<TcpEvent>>::wrap,
-        }
-    }
-}
-
-impl<T: Task> Clone for TcpWrap<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<T: Task> Copy for TcpWrap<T> {}
-
-impl<T: Task> fmt::Debug for TcpWrap<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TcpWrap<{}>", T::NAME)
-    }
-}
-
 socket_id!(
     /// A TUN/TAP device of a task, from `Ctx::tun_open`.
     TunId,
@@ -786,59 +720,6 @@ pub struct TunError {
     pub data: Option<PacketBuf>,
 }
 
-/// How the worker turns device events into a task's input: captured by
-/// `Ctx::tun_open`.
-pub struct TunWrap<T: Task> {
-    pub(crate) opened: fn(TunOpened) -> T::Input,
-    pub(crate) packet: fn(TunPacket) -> T::Input,
-    pub(crate) error: fn(TunError) -> T::Input,
-}
-
-impl<T: Task> TunWrap<T> {
-    pub(crate) fn new() -> Self
-    where
-        T: Handles<TunOpened> + Handles<TunPacket> + Handles<TunError>,
-    {
-        TunWrap {
-            opened: <T as Handles<TunOpened>>::wrap,
-            packet: <T as Handles<TunPacket>>::wrap,
-            error: <T as Handles<TunError>>::wrap,
-        }
-    }
-}
-
-impl<T: Task> Clone for TunWrap<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<T: Task> Copy for TunWrap<T> {}
-
-impl<T: Task> fmt::Debug for TunWrap<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TunWrap<{}>", T::NAME)
-    }
-}
-
-/// How a task's network events become its input, per kind of socket: set
-/// when the task first opens one of that kind.
-pub(crate) struct Wraps<T: Task> {
-    pub(crate) udp: Option<UdpWrap<T>>,
-    pub(crate) tcp: Option<TcpWrap<T>>,
-    pub(crate) tun: Option<TunWrap<T>>,
-}
-
-impl<T: Task> Default for Wraps<T> {
-    fn default() -> Self {
-        Wraps {
-            udp: None,
-            tcp: None,
-            tun: None,
-        }
-    }
-}
-
 /// A socket a task owns, closed by the worker when the task ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Owned {
@@ -882,57 +763,6 @@ pub enum NetInput {
     TunPacket(TunPacket),
     #[allow(missing_docs)]
     TunError(TunError),
-}
-
-impl NetInput {
-    /// The task's input for this event, if the task has the handlers.
-    pub(crate) fn into_input<T: Task>(self, wraps: &Wraps<T>) -> Result<T::Input, NetInput> {
-        match (self, wraps) {
-            (
-                NetInput::UdpBound(bound),
-                Wraps {
-                    udp: Some(wrap), ..
-                },
-            ) => Ok((wrap.bound)(bound)),
-            (
-                NetInput::UdpPacket(packet),
-                Wraps {
-                    udp: Some(wrap), ..
-                },
-            ) => Ok((wrap.packet)(packet)),
-            (
-                NetInput::UdpError(error),
-                Wraps {
-                    udp: Some(wrap), ..
-                },
-            ) => Ok((wrap.error)(error)),
-            (
-                NetInput::Tcp(event),
-                Wraps {
-                    tcp: Some(wrap), ..
-                },
-            ) => Ok((wrap.event)(event)),
-            (
-                NetInput::TunOpened(opened),
-                Wraps {
-                    tun: Some(wrap), ..
-                },
-            ) => Ok((wrap.opened)(opened)),
-            (
-                NetInput::TunPacket(packet),
-                Wraps {
-                    tun: Some(wrap), ..
-                },
-            ) => Ok((wrap.packet)(packet)),
-            (
-                NetInput::TunError(error),
-                Wraps {
-                    tun: Some(wrap), ..
-                },
-            ) => Ok((wrap.error)(error)),
-            (input, _) => Err(input),
-        }
-    }
 }
 
 /// What a backend token stands for: the kind of source in its low bits, its
@@ -993,6 +823,8 @@ pub(crate) struct Net {
     pub(crate) handed_over: Vec<(UdpSocketId, RawId, RawId)>,
     /// A received batch is being delivered (hand-overs then re-own the rest).
     pub(crate) delivering_batch: bool,
+    /// The I/O of the turn under way.
+    turn: driver::Turn,
 }
 
 impl Net {
@@ -1007,6 +839,7 @@ impl Net {
             inbound: Vec::new(),
             handed_over: Vec::new(),
             delivering_batch: false,
+            turn: driver::Turn::default(),
         }
     }
 
@@ -1390,6 +1223,19 @@ impl Net {
         };
         counters.tcp_sockets = self.tcp.len() as u64;
         more
+    }
+
+    /// Closes the sending side of `conn` once what is queued has gone, if
+    /// `owner` owns it.
+    pub(crate) fn tcp_shutdown_write(
+        &mut self,
+        owner: RawId,
+        conn: TcpConnId,
+        counters: &mut crate::stats::Counters,
+    ) {
+        if self.owns(owner, Owned::TcpConn(conn), counters) {
+            self.tcp.shutdown_write(conn);
+        }
     }
 
     /// Whether sends are waiting to be handed to the kernel.

@@ -2,11 +2,24 @@
 //! what may be sent to a task, and the [`TaskDecl`] half written by
 //! `#[sansio::task]` on the struct.
 
+use std::fmt;
 use std::hash::Hash;
 use std::time::Duration;
 
 use crate::bus::{BusInput, BusTypes};
-use crate::ctx::Ctx;
+use crate::id::TaskId;
+
+mod action;
+mod ctx;
+mod glue;
+
+pub use action::{
+    Action, ErasedTarget, MakeRequest, ReplyInput, SpawnDone, SpawnFailure, SpawnId, SpawnOutcome,
+    Spawned,
+};
+pub use ctx::{Ctx, SHUTDOWN_PHASES};
+pub(crate) use glue::Wraps;
+pub use glue::{Answers, BusWrap, TaskBusInput, TcpWrap, TunWrap, UdpWrap, respond};
 
 /// A sans-I/O task: a plain state machine driven by a sansio worker.
 ///
@@ -203,4 +216,24 @@ pub trait TaskDecl {
     const NAME: &'static str;
     /// The task's bus types.
     type Bus: BusTypes;
+}
+
+impl<T: Task> fmt::Debug for TaskId<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// `Echo#0.3.1`: task type, worker, slot, generation.
+impl<T: Task> fmt::Display for TaskId<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}#{}.{}.{}",
+            T::NAME,
+            self.worker(),
+            self.slot(),
+            self.generation()
+        )
+    }
 }

@@ -16,17 +16,17 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::bus::{BusInput, Chan, Delivery, Ev, NoBus};
-use crate::ctx::{Action, Ctx};
-use crate::ctx::{ErasedTarget, ReplyInput};
+use super::hub::{Chan, Delivery, Ev};
+use super::{Member, Worker, WorkerCx, panic_message};
+use crate::bus::{BusInput, NoBus};
 use crate::error::RpcError;
 use crate::id::RawId;
 use crate::id::TaskId;
 use crate::net::udp::Payload;
-use crate::net::{Adoption, NetInput, Owned, TcpEvent, TcpWrap, UdpWrap, Wraps};
+use crate::net::{Adoption, NetInput, Owned, TcpEvent};
 use crate::task::Task;
+use crate::task::{Action, Ctx, ErasedTarget, ReplyInput, TcpWrap, UdpWrap, Wraps};
 use crate::timer::Due;
-use crate::worker::{Member, Worker, WorkerCx, panic_message};
 
 /// The tasks of type `T` on one worker.
 #[doc(hidden)]
@@ -133,9 +133,7 @@ impl<T: Task> Entry<T> {
             }
             Action::TcpSend { conn, data } => cx.net.tcp_send(owner, conn, data, counters),
             Action::TcpShutdownWrite { conn } => {
-                if cx.net.owns(owner, Owned::TcpConn(conn), counters) {
-                    cx.net.tcp.shutdown_write(conn);
-                }
+                cx.net.tcp_shutdown_write(owner, conn, counters);
             }
             Action::TcpClose { conn } => self.close(cx, owner, Owned::TcpConn(conn)),
             Action::TcpAbort { conn } => {
@@ -435,7 +433,7 @@ impl<T: Task> Group<T> {
             return;
         };
         entry.track(&input);
-        match input.into_input::<T>(&entry.wraps) {
+        match entry.wraps.input(input) {
             Ok(input) => {
                 cx.counters.inputs += 1;
                 self.run(cx, slot, |task, ctx| task.on_input(ctx, input));

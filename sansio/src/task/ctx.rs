@@ -1,558 +1,28 @@
 //! The task's window on the runtime: [`Ctx`] gives the current time and
 //! queues the [`Action`]s a handler produces.
 
-use std::any::{Any, TypeId};
+use std::any::TypeId;
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::hash::Hash;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::buf::PacketBuf;
-use crate::bus::{
-    Answers, BusTypes, Incoming, Reply, ReplySink, Request, RequestId, Responder, Route,
-};
-use crate::error::{RpcError, SpawnError};
-use crate::id::RawId;
-use crate::id::TaskId;
-use crate::net::{
-    TcpConnId, TcpEvent, TcpListenerId, TcpOptions, TcpWrap, TunError, TunId, TunOpened,
-    TunOptions, TunPacket, TunWrap, UdpBound, UdpError, UdpOptions, UdpPacket, UdpSocketId,
+use super::action::{make_request, reply_input, spawned_input};
+use super::{
+    Action, Answers, ErasedTarget, Handles, SpawnId, Spawned, Task, TcpWrap, TimerKeyOf, TunWrap,
     UdpWrap,
 };
-use crate::task::TimerKeyOf;
-use crate::task::{Handles, Task};
-
-/// Something a task asked the runtime to do, queued on its [`Ctx`].
-///
-/// The runtime takes actions out in the order they were queued and carries
-/// each one out before the task's worker delivers its next input. New kinds
-/// of action (packets, bus messages, spawns) are added as the runtime grows,
-/// so the enum is `#[non_exhaustive]`.
-#[non_exhaustive]
-pub enum Action<T: Task> {
-    /// An output for the controller, queued with [`Ctx::emit`].
-    Emit(T::Output),
-    /// Bind a UDP socket ([`Ctx::udp_bind`]).
-    UdpBind {
-        /// The id `udp_bind` returned.
-        socket: UdpSocketId,
-        /// The local address to bind.
-        addr: SocketAddr,
-        /// How to set the socket up.
-        options: UdpOptions,
-        /// How the worker turns this socket's events into the task's input.
-        wrap: UdpWrap<T>,
-    },
-    /// Send one datagram ([`Ctx::udp_send`]).
-    UdpSend {
-        /// The socket to send from.
-        socket: UdpSocketId,
-        /// The destination.
-        to: SocketAddr,
-        /// The payload.
-        data: PacketBuf,
-    },
-    /// Send one payload to many peers ([`Ctx::udp_send_many`]).
-    UdpSendMany {
-        /// The socket to send from.
-        socket: UdpSocketId,
-        /// The destinations.
-        to: Box<[SocketAddr]>,
-        /// The payload, shared by every datagram.
-        data: PacketBuf,
-    },
-    /// Close a UDP socket ([`Ctx::udp_close`]).
-    UdpClose {
-        /// The socket.
-        socket: UdpSocketId,
-    },
-    /// Listen for TCP connections ([`Ctx::tcp_listen`]).
-    TcpListen {
-        /// The id `tcp_listen` returned.
-        listener: TcpListenerId,
-        /// The local address.
-        addr: SocketAddr,
-        /// How to set up the listener and its connections.
-        options: TcpOptions,
-        /// How the worker turns TCP events into the task's input.
-        wrap: TcpWrap<T>,
-    },
-    /// Connect to a TCP peer ([`Ctx::tcp_connect`]).
-    TcpConnect {
-        /// The id `tcp_connect` returned.
-        conn: TcpConnId,
-        /// The peer.
-        addr: SocketAddr,
-        /// How to set up the connection.
-        options: TcpOptions,
-        /// How the worker turns TCP events into the task's input.
-        wrap: TcpWrap<T>,
-    },
-    /// Send bytes on a connection ([`Ctx::tcp_send`]).
-    TcpSend {
-        /// The connection.
-        conn: TcpConnId,
-        /// The bytes.
-        data: PacketBuf,
-    },
-    /// Shut down writing once queued bytes are sent ([`Ctx::tcp_shutdown_write`]).
-    TcpShutdownWrite {
-        /// The connection.
-        conn: TcpConnId,
-    },
-    /// Close a connection once queued bytes are sent ([`Ctx::tcp_close`]).
-    TcpClose {
-        /// The connection.
-        conn: TcpConnId,
-    },
-    /// Reset a connection at once ([`Ctx::tcp_abort`]).
-    TcpAbort {
-        /// The connection.
-        conn: TcpConnId,
-    },
-    /// Stop listening ([`Ctx::tcp_close_listener`]).
-    TcpCloseListener {
-        /// The listener.
-        listener: TcpListenerId,
-    },
-    /// Open a TUN/TAP device ([`Ctx::tun_open`]).
-    TunOpen {
-        /// The id `tun_open` returned.
-        tun: TunId,
-        /// The interface name asked for.
-        name: String,
-        /// How to open it.
-        options: TunOptions,
-        /// How the worker turns device events into the task's input.
-        wrap: TunWrap<T>,
-    },
-    /// Write a packet to a device ([`Ctx::tun_send`]).
-    TunSend {
-        /// The device.
-        tun: TunId,
-        /// The packet.
-        data: PacketBuf,
-    },
-    /// Close a device ([`Ctx::tun_close`]).
-    TunClose {
-        /// The device.
-        tun: TunId,
-    },
-    /// Subscribe to a bus channel ([`Ctx::subscribe`]).
-    Subscribe(<T::Bus as BusTypes>::Channel),
-    /// Unsubscribe from a bus channel ([`Ctx::unsubscribe`]).
-    Unsubscribe(<T::Bus as BusTypes>::Channel),
-    /// Publish on a bus channel ([`Ctx::publish`]).
-    Publish {
-        /// The channel.
-        channel: <T::Bus as BusTypes>::Channel,
-        /// The event.
-        event: <T::Bus as BusTypes>::Event,
-    },
-    /// Broadcast to every task with a bus ([`Ctx::broadcast`]).
-    Broadcast(<T::Bus as BusTypes>::Event),
-    /// Send a message to another task ([`Ctx::send_to`]).
-    SendTo {
-        /// The target.
-        to: ErasedTarget,
-        /// The target's input, type-erased for the trip.
-        payload: Box<dyn Any + Send>,
-    },
-    /// Ask another task ([`Ctx::request`]).
-    Request {
-        /// The target.
-        to: ErasedTarget,
-        /// The request's id.
-        id: u64,
-        /// How long to wait for the answer.
-        timeout: Duration,
-        /// The request (an `R`), type-erased for the trip; see
-        /// [`Action::request`].
-        request: Box<dyn Any + Send>,
-        /// Builds the target's input from the request, given where its
-        /// answer goes.
-        make: MakeRequest,
-        /// Turns the answer into this task's input.
-        reply: ReplyInput<T>,
-    },
-    /// Send an answer ([`Responder::respond`](crate::Responder::respond)).
-    Reply(Box<dyn FnOnce() + Send>),
-    /// Spawn a task ([`Ctx::spawn`], [`Ctx::spawn_on`]).
-    Spawn {
-        /// The ticket `spawn` returned.
-        id: SpawnId,
-        /// The worker to spawn on; `None` for this task's own.
-        worker: Option<usize>,
-        /// The new task's type.
-        task_type: TypeId,
-        /// The task, type-erased for the trip.
-        task: Box<dyn Any + Send>,
-        /// Turns the outcome into this task's `Spawned` input.
-        done: SpawnDone<T>,
-    },
-    /// Hand a UDP socket over to another task ([`Ctx::udp_hand_over`]).
-    UdpHandOver {
-        /// The socket.
-        socket: UdpSocketId,
-        /// The task that takes it over.
-        to: ErasedTarget,
-        /// How the worker turns UDP events into that task's input (a
-        /// `UdpWrap` of its type).
-        wrap: Box<dyn Any + Send>,
-    },
-    /// Hand a connection over to another task ([`Ctx::tcp_hand_over`]).
-    TcpHandOver {
-        /// The connection.
-        conn: TcpConnId,
-        /// The task that takes it over.
-        to: ErasedTarget,
-        /// How the worker turns TCP events into that task's input
-        /// (a `TcpWrap` of its type).
-        wrap: Box<dyn Any + Send>,
-    },
-}
-
-impl<T: Task> Action<T> {
-    /// For a direct message ([`Ctx::send_to`]) to a task of type `U`: the
-    /// target. `None` for any other action or target type.
-    #[must_use]
-    pub fn sent_to<U: Task>(&self) -> Option<TaskId<U>> {
-        match self {
-            Action::SendTo { to, .. } => to.typed(),
-            _ => None,
-        }
-    }
-
-    /// For a direct message ([`Ctx::send_to`]) of type `M` to a task of type
-    /// `U`: the target and the message. `None` for anything else. (The
-    /// payload travels as `U`'s input enum, type-erased; this looks `M` up
-    /// in it.)
-    #[must_use]
-    pub fn sent<U, M>(&self) -> Option<(TaskId<U>, &M)>
-    where
-        U: Handles<M>,
-    {
-        let Action::SendTo { to, payload } = self else {
-            return None;
-        };
-        let input = payload.downcast_ref::<U::Input>()?;
-        Some((to.typed::<U>()?, U::unwrap_ref(input)?))
-    }
-
-    /// Like [`Action::sent`], taking the message out.
-    ///
-    /// # Errors
-    ///
-    /// The action itself, when it is not such a message.
-    #[allow(
-        clippy::result_large_err,
-        reason = "the action comes back as it was, as `Box::downcast` does"
-    )]
-    pub fn into_sent<U, M>(self) -> Result<(TaskId<U>, M), Self>
-    where
-        U: Handles<M>,
-    {
-        if self.sent::<U, M>().is_none() {
-            return Err(self);
-        }
-        let Action::SendTo { to, payload } = self else {
-            return Err(self);
-        };
-        match payload.downcast::<U::Input>() {
-            Ok(input) => match (to.typed::<U>(), U::unwrap(*input)) {
-                (Some(target), Some(message)) => Ok((target, message)),
-                // `sent` checked both just above.
-                _ => unreachable!("checked by `Action::sent`"),
-            },
-            Err(payload) => Err(Action::SendTo { to, payload }),
-        }
-    }
-
-    /// For a request ([`Ctx::request`]) of type `R`: the request (its
-    /// target: [`Action::requested_of`]).
-    #[must_use]
-    pub fn request<R: Request>(&self) -> Option<&R> {
-        match self {
-            Action::Request { request, .. } => request.downcast_ref::<R>(),
-            _ => None,
-        }
-    }
-
-    /// For a request ([`Ctx::request`]) to a task of type `U`: the target.
-    #[must_use]
-    pub fn requested_of<U: Task>(&self) -> Option<TaskId<U>> {
-        match self {
-            Action::Request { to, .. } => to.typed(),
-            _ => None,
-        }
-    }
-}
-
-/// Turns the outcome of a spawn into the spawning task's input.
-#[doc(hidden)]
-pub type SpawnDone<T> = fn(SpawnId, SpawnOutcome) -> <T as Task>::Input;
-
-/// The outcome of a spawn, type-erased: the new task's (worker, slot,
-/// generation), or why not with the task handed back.
-#[doc(hidden)]
-pub type SpawnOutcome = Result<(u16, u32, u32), (SpawnFailure, Box<dyn Any + Send>)>;
-
-/// Why a spawn from a task failed, before the task is typed again.
-#[doc(hidden)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SpawnFailure {
-    Full,
-    NoSuchWorker,
-    TooManyTasks,
-    Stopped,
-    NotInWorker,
-}
-
-/// The ticket of a spawn from a task ([`Ctx::spawn`]): the [`Spawned`]
-/// input with the outcome carries the same one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SpawnId(pub(crate) u64);
-
-/// The outcome of [`Ctx::spawn`] or [`Ctx::spawn_on`], delivered to the
-/// task that spawned: the new task's id, or why it was not spawned with the
-/// task handed back.
-pub struct Spawned<U> {
-    /// The ticket the spawn returned.
-    pub id: SpawnId,
-    /// The new task's id, or the error (holding the task).
-    pub result: Result<TaskId<U>, SpawnError<U>>,
-}
-
-impl<U: Task> fmt::Debug for Spawned<U> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Spawned")
-            .field("id", &self.id)
-            .field("result", &self.result)
-            .finish()
-    }
-}
-
-/// The spawning task's input for the outcome of spawning a `U`.
-fn spawned_input<T: Handles<Spawned<U>>, U: Task>(id: SpawnId, outcome: SpawnOutcome) -> T::Input {
-    let result = match outcome {
-        Ok((worker, slot, generation)) => Ok(TaskId::new(worker, slot, generation)),
-        Err((failure, task)) => match task.downcast::<U>() {
-            Ok(task) => Err(match failure {
-                SpawnFailure::Full => SpawnError::Full(*task),
-                SpawnFailure::NoSuchWorker => SpawnError::NoSuchWorker(*task),
-                SpawnFailure::TooManyTasks => SpawnError::TooManyTasks(*task),
-                SpawnFailure::Stopped => SpawnError::Stopped(*task),
-                SpawnFailure::NotInWorker => SpawnError::NotInWorker(*task),
-            }),
-            // The worker hands back the box it was given: unreachable.
-            Err(_) => unreachable!("a spawn hands back the task it was given"),
-        },
-    };
-    T::wrap(Spawned { id, result })
-}
-
-/// Builds a request's input for its target from the request, given where
-/// the answer goes (the sink, the asking task and the request's number).
-#[doc(hidden)]
-pub type MakeRequest =
-    fn(Box<dyn Any + Send>, Arc<dyn ReplySink>, RawId, u64) -> Box<dyn Any + Send>;
-
-/// The input of a `U` for the request `R` in `request`, answered along
-/// `sink` to the task `owner`.
-fn make_request<U: Answers<R>, R: Request>(
-    request: Box<dyn Any + Send>,
-    sink: Arc<dyn ReplySink>,
-    owner: RawId,
-    id: u64,
-) -> Box<dyn Any + Send> {
-    let route = Route::Task { sink, owner, id };
-    let responder = Responder::new(route);
-    match request.downcast::<R>() {
-        Ok(request) => Box::new(U::wrap_request(Incoming {
-            request: *request,
-            responder,
-        })),
-        // `Ctx::request` boxes an `R` for this function: unreachable. Were
-        // it not, the responder's drop answers `Dropped`.
-        Err(request) => request,
-    }
-}
-
-/// Turns an answer (type-erased) into the asking task's input.
-#[doc(hidden)]
-pub type ReplyInput<T> = fn(u64, Result<Box<dyn Any + Send>, RpcError>) -> <T as Task>::Input;
-
-/// A task named by its type's `TypeId` instead of its type, for messages
-/// between tasks of possibly different workers.
-#[doc(hidden)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ErasedTarget {
-    pub(crate) worker: u16,
-    pub(crate) task_type: TypeId,
-    pub(crate) slot: u32,
-    pub(crate) generation: u32,
-}
-
-impl ErasedTarget {
-    /// The target as a typed id, when it is a `U`.
-    fn typed<U: Task>(&self) -> Option<TaskId<U>> {
-        (self.task_type == TypeId::of::<U>())
-            .then(|| TaskId::new(self.worker, self.slot, self.generation))
-    }
-
-    fn of<U: Task>(task: TaskId<U>) -> Self {
-        ErasedTarget {
-            worker: task.worker() as u16,
-            task_type: TypeId::of::<U>(),
-            slot: task.slot(),
-            generation: task.generation(),
-        }
-    }
-}
-
-/// The asking task's input for an answer to its request of type `R`.
-fn reply_input<T: Handles<Reply<R>>, R: Request>(
-    id: u64,
-    result: Result<Box<dyn Any + Send>, RpcError>,
-) -> T::Input {
-    let result = result.and_then(|answer| {
-        answer
-            .downcast::<R::Response>()
-            .map(|answer| *answer)
-            // Only a target answering `R` builds this answer: unreachable.
-            .map_err(|_| RpcError::Dropped)
-    });
-    T::wrap(Reply {
-        id: RequestId(id),
-        result,
-    })
-}
-
-impl<T: Task> fmt::Debug for Action<T>
-where
-    T::Output: fmt::Debug,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Action::Emit(output) => f.debug_tuple("Emit").field(output).finish(),
-            Action::UdpBind {
-                socket,
-                addr,
-                options,
-                ..
-            } => f
-                .debug_struct("UdpBind")
-                .field("socket", socket)
-                .field("addr", addr)
-                .field("options", options)
-                .finish_non_exhaustive(),
-            Action::UdpSend { socket, to, data } => f
-                .debug_struct("UdpSend")
-                .field("socket", socket)
-                .field("to", to)
-                .field("data", data)
-                .finish(),
-            Action::UdpSendMany { socket, to, data } => f
-                .debug_struct("UdpSendMany")
-                .field("socket", socket)
-                .field("to", to)
-                .field("data", data)
-                .finish(),
-            Action::UdpClose { socket } => {
-                f.debug_struct("UdpClose").field("socket", socket).finish()
-            }
-            Action::TcpListen {
-                listener,
-                addr,
-                options,
-                ..
-            } => f
-                .debug_struct("TcpListen")
-                .field("listener", listener)
-                .field("addr", addr)
-                .field("options", options)
-                .finish_non_exhaustive(),
-            Action::TcpConnect {
-                conn,
-                addr,
-                options,
-                ..
-            } => f
-                .debug_struct("TcpConnect")
-                .field("conn", conn)
-                .field("addr", addr)
-                .field("options", options)
-                .finish_non_exhaustive(),
-            Action::TcpSend { conn, data } => f
-                .debug_struct("TcpSend")
-                .field("conn", conn)
-                .field("data", data)
-                .finish(),
-            Action::TcpShutdownWrite { conn } => f
-                .debug_struct("TcpShutdownWrite")
-                .field("conn", conn)
-                .finish(),
-            Action::TcpClose { conn } => f.debug_struct("TcpClose").field("conn", conn).finish(),
-            Action::TcpAbort { conn } => f.debug_struct("TcpAbort").field("conn", conn).finish(),
-            Action::TcpCloseListener { listener } => f
-                .debug_struct("TcpCloseListener")
-                .field("listener", listener)
-                .finish(),
-            Action::TunOpen {
-                tun, name, options, ..
-            } => f
-                .debug_struct("TunOpen")
-                .field("tun", tun)
-                .field("name", name)
-                .field("options", options)
-                .finish_non_exhaustive(),
-            Action::TunSend { tun, data } => f
-                .debug_struct("TunSend")
-                .field("tun", tun)
-                .field("data", data)
-                .finish(),
-            Action::TunClose { tun } => f.debug_struct("TunClose").field("tun", tun).finish(),
-            Action::Subscribe(channel) => f.debug_tuple("Subscribe").field(channel).finish(),
-            Action::Unsubscribe(channel) => f.debug_tuple("Unsubscribe").field(channel).finish(),
-            Action::Publish { channel, .. } => f
-                .debug_struct("Publish")
-                .field("channel", channel)
-                .finish_non_exhaustive(),
-            Action::Broadcast(_) => f.write_str("Broadcast(..)"),
-            Action::SendTo { to, .. } => f
-                .debug_struct("SendTo")
-                .field("to", to)
-                .finish_non_exhaustive(),
-            Action::Request {
-                to, id, timeout, ..
-            } => f
-                .debug_struct("Request")
-                .field("to", to)
-                .field("id", id)
-                .field("timeout", timeout)
-                .finish_non_exhaustive(),
-            Action::Reply(_) => f.write_str("Reply(..)"),
-            Action::Spawn { id, worker, .. } => f
-                .debug_struct("Spawn")
-                .field("id", id)
-                .field("worker", worker)
-                .finish_non_exhaustive(),
-            Action::UdpHandOver { socket, to, .. } => f
-                .debug_struct("UdpHandOver")
-                .field("socket", socket)
-                .field("to", to)
-                .finish_non_exhaustive(),
-            Action::TcpHandOver { conn, to, .. } => f
-                .debug_struct("TcpHandOver")
-                .field("conn", conn)
-                .field("to", to)
-                .finish_non_exhaustive(),
-        }
-    }
-}
+use crate::buf::PacketBuf;
+use crate::bus::{Reply, Request, RequestId, TaskBus};
+#[cfg(doc)]
+use crate::error::SpawnError;
+use crate::id::{RawId, TaskId};
+use crate::net::{
+    TcpConnId, TcpEvent, TcpListenerId, TcpOptions, TunError, TunId, TunOpened, TunOptions,
+    TunPacket, UdpBound, UdpError, UdpOptions, UdpPacket, UdpSocketId,
+};
 
 /// The context a task's handlers receive: the current time, the task's timer,
 /// and the queue of actions for the runtime.
@@ -941,20 +411,20 @@ impl<T: Task> Ctx<T> {
     /// The task must declare a bus (`channel = …, event = …` on its
     /// `#[sansio::task(…)]`), as for the other bus methods below; without
     /// one, calling them is a compile error that says so.
-    pub fn subscribe(&mut self, channel: <T::Bus as crate::bus::TaskBus<T>>::TaskChannel)
+    pub fn subscribe(&mut self, channel: <T::Bus as TaskBus<T>>::TaskChannel)
     where
-        T::Bus: crate::bus::TaskBus<T>,
+        T::Bus: TaskBus<T>,
     {
-        let channel = <T::Bus as crate::bus::TaskBus<T>>::channel(channel);
+        let channel = <T::Bus as TaskBus<T>>::channel(channel);
         self.actions.push_back(Action::Subscribe(channel));
     }
 
     /// Unsubscribes the task from a bus channel.
-    pub fn unsubscribe(&mut self, channel: <T::Bus as crate::bus::TaskBus<T>>::TaskChannel)
+    pub fn unsubscribe(&mut self, channel: <T::Bus as TaskBus<T>>::TaskChannel)
     where
-        T::Bus: crate::bus::TaskBus<T>,
+        T::Bus: TaskBus<T>,
     {
-        let channel = <T::Bus as crate::bus::TaskBus<T>>::channel(channel);
+        let channel = <T::Bus as TaskBus<T>>::channel(channel);
         self.actions.push_back(Action::Unsubscribe(channel));
     }
 
@@ -968,23 +438,23 @@ impl<T: Task> Ctx<T> {
     /// says when.
     pub fn publish(
         &mut self,
-        channel: <T::Bus as crate::bus::TaskBus<T>>::TaskChannel,
-        event: <T::Bus as crate::bus::TaskBus<T>>::TaskEvent,
+        channel: <T::Bus as TaskBus<T>>::TaskChannel,
+        event: <T::Bus as TaskBus<T>>::TaskEvent,
     ) where
-        T::Bus: crate::bus::TaskBus<T>,
+        T::Bus: TaskBus<T>,
     {
-        let channel = <T::Bus as crate::bus::TaskBus<T>>::channel(channel);
-        let event = <T::Bus as crate::bus::TaskBus<T>>::event(event);
+        let channel = <T::Bus as TaskBus<T>>::channel(channel);
+        let event = <T::Bus as TaskBus<T>>::event(event);
         self.actions.push_back(Action::Publish { channel, event });
     }
 
     /// Sends `event` to every task with a bus, on every worker (this one
     /// included), as `BusInput::Event` with no channel.
-    pub fn broadcast(&mut self, event: <T::Bus as crate::bus::TaskBus<T>>::TaskEvent)
+    pub fn broadcast(&mut self, event: <T::Bus as TaskBus<T>>::TaskEvent)
     where
-        T::Bus: crate::bus::TaskBus<T>,
+        T::Bus: TaskBus<T>,
     {
-        let event = <T::Bus as crate::bus::TaskBus<T>>::event(event);
+        let event = <T::Bus as TaskBus<T>>::event(event);
         self.actions.push_back(Action::Broadcast(event));
     }
 
