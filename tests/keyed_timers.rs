@@ -161,11 +161,13 @@ all_backend_tests! {
     fn a_thousand_keyed_timers_fire_in_deadline_order_on_a_worker(backend: Backend) {
         let runtime = Runtime::<Clocks>::builder().workers(1).backend(backend).build().unwrap();
         let task = runtime.spawn(Timeouts { tick: None, spinning: None }).unwrap();
-        // Deadlines 1..=50 ms away, 20 keys each, set in scrambled order;
-        // every other key of the first 10 ms is cancelled.
+        // Deadlines 201..=250 ms away, 20 keys each, set in scrambled order;
+        // every other key of the first 10 ms is cancelled. The 200 ms are
+        // for the 1,500 messages to arrive before the first deadline, on a
+        // loaded machine too (the cancels must come before their timers).
         let keys: Vec<u32> = (0..1000).map(|n| (n * 7919) % 1000).collect();
         for &key in &keys {
-            runtime.send(task, ArmKey(key, (1 + key % 50) * MS)).unwrap();
+            runtime.send(task, ArmKey(key, (201 + key % 50) * MS)).unwrap();
         }
         let cancelled: Vec<u32> = keys.iter().copied().filter(|k| k % 50 < 10 && k % 2 == 0).collect();
         for &key in &cancelled {
