@@ -467,7 +467,7 @@ pub mod __private {
     pub use crate::task::{Answers, BusWrap, TaskBusInput, respond};
     pub use crate::task::{NoTimerKey, TaskDecl, TimerKeyOf};
     pub use crate::worker::Group;
-    pub use crate::worker::{Groups, WorkerCx};
+    pub use crate::worker::{Groups, Visit, WorkerCx};
     pub use crate::{Ctx, Handles, Member, RpcError, Task, TaskId, Worker};
     pub use core::any::{Any, TypeId};
     pub use core::clone::Clone;

@@ -16,7 +16,7 @@ use crate::error::RpcError;
 use crate::error::{Error, Result, SendError, SpawnError};
 use crate::id::TaskId;
 use crate::id::lock;
-use crate::stats::{RuntimeStats, Sampler, WorkerStats};
+use crate::stats::{Figures, RuntimeStats, Sampler, WorkerStats};
 use crate::task::{Answers, Handles};
 use crate::worker::{
     Control, Envelope, Event, Member, Peer, SHUTDOWN_GRACE, Worker, WorkerExit, WorkerLoop,
@@ -423,6 +423,7 @@ impl<W: Worker> Runtime<W> {
             return Err(SpawnError::TooManyTasks(task));
         };
         let control = Control::Spawn {
+            group: T::GROUP,
             task: task.into_worker(),
             slot,
             generation,
@@ -518,7 +519,9 @@ impl<W: Worker> Runtime<W> {
             return Err(SendError::TaskGone(input));
         }
         let control = Control::Deliver {
-            id: T::id(id),
+            group: T::GROUP,
+            slot: id.slot(),
+            generation: id.generation(),
             input: T::input(input),
         };
         let result =
@@ -661,19 +664,14 @@ impl<W: Worker> Runtime<W> {
             .map(|(index, (handle, sampler))| {
                 let counters = handle.shared.counters.read();
                 let rates = sampler.update(now, counters);
-                WorkerStats {
+                let figures = Figures {
                     worker: index,
                     tasks: W::TASK_TYPES
                         .iter()
                         .zip(handle.shared.slots.iter())
                         .map(|(name, slots)| (*name, slots.live()))
                         .collect(),
-                    utilization: rates.utilization,
-                    loop_iterations: counters.loop_iterations,
-                    inputs: counters.inputs,
-                    outputs: counters.outputs,
-                    inputs_per_sec: rates.inputs_per_sec,
-                    outputs_per_sec: rates.outputs_per_sec,
+                    wakeups: handle.shared.notifier.wakeups(),
                     inbox_depth: handle.inbox.len(),
                     inbox_capacity: handle.inbox.capacity().unwrap_or(0),
                     sends_rejected: handle
@@ -681,44 +679,8 @@ impl<W: Worker> Runtime<W> {
                         .counters
                         .sends_rejected
                         .load(std::sync::atomic::Ordering::Relaxed),
-                    events_dropped: counters.events_dropped,
-                    undelivered: counters.undelivered,
-                    panics: counters.panics,
-                    timers_pending: counters.timers,
-                    udp_sockets: counters.udp_sockets,
-                    udp_received: counters.udp_received,
-                    udp_sent: counters.udp_sent,
-                    udp_sent_segmented: counters.udp_sent_segmented,
-                    udp_received_coalesced: counters.udp_received_coalesced,
-                    udp_gso_disabled: counters.udp_gso_disabled,
-                    udp_truncated: counters.udp_truncated,
-                    udp_send_errors: counters.udp_send_errors,
-                    udp_recv_errors: counters.udp_recv_errors,
-                    udp_kernel_drops: counters.udp_kernel_drops,
-                    net_dropped: counters.net_dropped,
-                    tcp_sockets: counters.tcp_sockets,
-                    tcp_accepted: counters.tcp_accepted,
-                    tcp_bytes_read: counters.tcp_bytes_read,
-                    tcp_bytes_written: counters.tcp_bytes_written,
-                    tcp_send_rejected: counters.tcp_send_rejected,
-                    tcp_errors: counters.tcp_errors,
-                    tcp_closes_aborted: counters.tcp_closes_aborted,
-                    tcp_accept_retries: counters.tcp_accept_retries,
-                    tcp_over_limit: counters.tcp_over_limit,
-                    tun_devices: counters.tun_devices,
-                    tun_received: counters.tun_received,
-                    tun_sent: counters.tun_sent,
-                    tun_truncated: counters.tun_truncated,
-                    tun_send_errors: counters.tun_send_errors,
-                    tun_recv_errors: counters.tun_recv_errors,
-                    bus_published: counters.bus_published,
-                    bus_delivered: counters.bus_delivered,
-                    bus_overflow: counters.bus_overflow,
-                    bus_undelivered: counters.bus_undelivered,
-                    rpc_timeouts: counters.rpc_timeouts,
-                    bus_channels: counters.bus_channels,
-                    bus_remote_interest: counters.bus_remote_interest,
-                }
+                };
+                WorkerStats::new(figures, rates, &counters)
             })
             .collect();
         RuntimeStats {

@@ -150,7 +150,7 @@ impl Echo {
     }
 }
 
-/// Ticks every 25 ms, reporting `ctx.now()` each time.
+/// Ticks every 50 ms, reporting `ctx.now()` each time.
 #[sansio::task(output = Instant)]
 #[derive(Debug, Default)]
 pub struct Ticker;

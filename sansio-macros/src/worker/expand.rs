@@ -69,9 +69,6 @@ pub(crate) fn worker(worker: &WorkerEnum) -> TokenStream {
     let indexes: Vec<Literal> = (0..variants.len())
         .map(|index| Literal::u16_suffixed(u16::try_from(index).unwrap_or(u16::MAX)))
         .collect();
-    // Arms for variants that were rejected: they exist in the enum, but not
-    // in the generated code.
-    let rest = (!worker.complete).then(|| quote!(_ => {}));
 
     let doc = |text: String| quote!(#[doc = #text]);
     let id_doc = doc(format!(
@@ -242,137 +239,19 @@ pub(crate) fn worker(worker: &WorkerEnum) -> TokenStream {
                     Groups { #(#groups: #private::Group::new(),)* }
                 }
 
-                #[allow(unreachable_patterns)]
-                fn spawn(
+                fn with_group<V: #private::Visit<#name>>(
                     &mut self,
-                    cx: &mut #private::WorkerCx<#name>,
-                    task: #name,
-                    slot: u32,
-                    generation: u32,
-                ) {
-                    match task {
-                        #(#name::#variants(task) => self.#groups.spawn(cx, task, slot, generation),)*
-                        #rest
-                    }
-                }
-
-                #[allow(unreachable_patterns)]
-                fn deliver(
-                    &mut self,
-                    cx: &mut #private::WorkerCx<#name>,
-                    id: #id_enum,
-                    input: #input_enum,
-                ) {
-                    match (id, input) {
-                        #((#id_enum::#variants(id), #input_enum::#variants(input)) => {
-                            self.#groups.deliver(cx, id, input)
-                        })*
-                        (id, input) => cx.undelivered(id, input),
-                    }
-                }
-
-                fn net(
-                    &mut self,
-                    cx: &mut #private::WorkerCx<#name>,
-                    owner: #private::RawId,
-                    input: #private::NetInput,
-                ) {
-                    match owner.group {
-                        #(#indexes => self.#groups.net(cx, owner.slot, owner.generation, input),)*
-                        _ => cx.net_undeliverable(input),
-                    }
-                }
-
-                fn bus(
-                    &mut self,
-                    cx: &mut #private::WorkerCx<#name>,
-                    owner: #private::RawId,
-                    input: #private::BusInput<#bus_channel, #bus_event>,
-                ) {
-                    match owner.group {
-                        #(#indexes => self.#groups.bus(cx, owner.slot, owner.generation, input),)*
-                        _ => {}
-                    }
-                }
-
-                fn broadcast(&mut self, cx: &mut #private::WorkerCx<#name>, event: &#bus_event) {
-                    #(self.#groups.broadcast(cx, event);)*
-                }
-
-                fn deliver_erased(
-                    &mut self,
-                    cx: &mut #private::WorkerCx<#name>,
                     group: u16,
-                    slot: u32,
-                    generation: u32,
-                    payload: #private::Box<dyn #private::Any + Send>,
-                ) {
+                    visit: &mut V,
+                ) -> #private::Option<V::Output> {
                     match group {
-                        #(#indexes => self.#groups.deliver_erased(cx, slot, generation, payload),)*
-                        _ => {}
+                        #(#indexes => #private::Option::Some(visit.visit(&mut self.#groups)),)*
+                        _ => #private::Option::None,
                     }
                 }
 
-                fn reply(
-                    &mut self,
-                    cx: &mut #private::WorkerCx<#name>,
-                    owner: #private::RawId,
-                    id: u64,
-                    result: ::core::result::Result<#private::Box<dyn #private::Any + Send>, #private::RpcError>,
-                ) -> bool {
-                    match owner.group {
-                        #(#indexes => self.#groups.reply(cx, owner.slot, owner.generation, id, result),)*
-                        _ => false,
-                    }
-                }
-
-                fn tick(&mut self, cx: &mut #private::WorkerCx<#name>, group: u16) {
-                    match group {
-                        #(#indexes => self.#groups.tick(cx),)*
-                        _ => {}
-                    }
-                }
-
-                fn timer(
-                    &mut self,
-                    cx: &mut #private::WorkerCx<#name>,
-                    group: u16,
-                    slot: u32,
-                    generation: u32,
-                    deadline: #private::Instant,
-                ) {
-                    match group {
-                        #(#indexes => self.#groups.timer(cx, slot, generation, deadline),)*
-                        _ => {}
-                    }
-                }
-
-                fn adopt(
-                    &mut self,
-                    cx: &mut #private::WorkerCx<#name>,
-                    owner: #private::RawId,
-                    adoption: #private::Adoption,
-                ) {
-                    match owner.group {
-                        #(#indexes => self.#groups.adopt(cx, owner.slot, owner.generation, adoption),)*
-                        _ => {}
-                    }
-                }
-
-                fn shutdown(&mut self, cx: &mut #private::WorkerCx<#name>) {
-                    #(self.#groups.shutdown(cx);)*
-                }
-
-                fn force(
-                    &mut self,
-                    cx: &mut #private::WorkerCx<#name>,
-                    forced: &mut #private::Vec<#id_enum>,
-                ) {
-                    #(self.#groups.force(cx, forced);)*
-                }
-
-                fn live(&self) -> usize {
-                    0 #(+ self.#groups.live())*
+                fn each_group<V: #private::Visit<#name>>(&mut self, visit: &mut V) {
+                    #(let _ = visit.visit(&mut self.#groups);)*
                 }
             }
 

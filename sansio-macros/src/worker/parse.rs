@@ -18,8 +18,6 @@ pub(crate) struct WorkerEnum {
     pub(crate) bus: Option<(Type, Type)>,
     /// The variants that follow the rules, in order.
     pub(crate) variants: Vec<TaskVariant>,
-    /// Whether every variant of the enum is in `variants`.
-    pub(crate) complete: bool,
 }
 
 /// `Name(TaskType)`.
@@ -107,14 +105,12 @@ impl WorkerEnum {
                 task,
             });
         }
-        let complete = variants.len() == item.variants.len();
         WorkerEnum {
             item,
             output,
             krate,
             bus,
             variants,
-            complete,
         }
     }
 }

@@ -12,7 +12,7 @@ use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
 use super::hub::{BusEnvelope, BusHub};
 use super::{Envelope, Event, Worker, WorkerShared};
 use crate::id::RawId;
-use crate::net::{Adoption, Net, NetInput};
+use crate::net::{Adoption, Net};
 use crate::stats::Counters;
 use crate::task::{SpawnFailure, SpawnOutcome};
 use crate::timer::Timers;
@@ -31,7 +31,7 @@ pub struct WorkerCx<W: Worker> {
     pub(crate) bus: BusHub<W>,
     /// Tasks spawned by tasks on this worker, placed once the spawning
     /// handler has returned.
-    pub(crate) spawns: VecDeque<(W, u32, u32)>,
+    pub(crate) spawns: VecDeque<(u16, W, u32, u32)>,
     /// Sockets handed over to tasks, given to them before any of their
     /// events is delivered.
     pub(crate) adoptions: VecDeque<(RawId, Adoption)>,
@@ -77,20 +77,13 @@ impl<W: Worker> WorkerCx<W> {
     }
 
     /// Reports a message whose task has ended.
-    pub fn undelivered(&mut self, task: W::Id, input: W::Input) {
+    pub(crate) fn undelivered(&mut self, task: W::Id, input: W::Input) {
         self.counters.undelivered += 1;
         self.sink.send(
             Envelope::Event(Event::Undelivered { task, input }),
             true,
             &mut self.counters,
         );
-    }
-
-    /// Counts a network event for a task type the worker does not have
-    /// (unreachable in practice: owners come from the worker's own tasks).
-    pub fn net_undeliverable(&mut self, input: NetInput) {
-        let _ = input;
-        self.counters.net_dropped += 1;
     }
 
     /// Spawns a task a task asked for (type-erased) on worker `worker`:
@@ -122,11 +115,12 @@ impl<W: Worker> WorkerCx<W> {
         // `worker` indexes the peers, whose number fits a u16.
         let worker = worker as u16;
         if worker == self.index {
-            self.spawns.push_back((task, slot, generation));
+            self.spawns.push_back((group, task, slot, generation));
             return Ok((worker, slot, generation));
         }
         let spawn = BusEnvelope::Spawn {
-            task,
+            group,
+            task: Box::new(task),
             slot,
             generation,
         };
@@ -136,7 +130,7 @@ impl<W: Worker> WorkerCx<W> {
                 slots.release(slot);
                 self.counters.bus_undelivered += 1;
                 let task = match envelope {
-                    BusEnvelope::Spawn { task, .. } => task.into_erased(),
+                    BusEnvelope::Spawn { task, .. } => (*task).into_erased(),
                     // `send` hands back what it was given.
                     _ => unreachable!("a refused send hands back its envelope"),
                 };

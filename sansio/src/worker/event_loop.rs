@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 use super::cx::{EventSink, WorkerCx};
-use super::hub::{BusEnvelope, BusHub, Delivery, Peer};
+use super::hub::{BusEnvelope, BusHub, Peer};
+use super::route;
 use super::{Control, Envelope, Groups, Worker, WorkerExit, WorkerShared, panic_message};
 use crate::backend::{Poller, Readiness, Registry};
 use crate::bus::BusInput;
@@ -109,7 +110,7 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
         // Tasks' Drop runs here; after a failure the groups may be half-way
         // through an update. Neither may keep the exit message from going out.
         let _ = panic::catch_unwind(AssertUnwindSafe(|| {
-            self.groups.force(&mut self.cx, &mut forced);
+            route::force(&mut self.groups, &mut self.cx, &mut forced);
         }));
         let until = self
             .cx
@@ -217,7 +218,7 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
             self.shutdown_deadline = Some(deadline);
             self.cx.shutting_down = true;
             self.cx.sink.be_patient_until(deadline + SHUTDOWN_GRACE);
-            self.groups.shutdown(&mut self.cx);
+            route::shutdown(&mut self.groups, &mut self.cx);
             // Phases may have ended here before this worker counted as
             // shutting down (and so told nobody): the others look again.
             for peer in self.cx.bus.peers.iter() {
@@ -237,18 +238,27 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
         let horizon = self.cx.timers.horizon();
         while let Some((deadline, due)) = self.cx.timers.pop_due(self.cx.now, horizon) {
             match due {
-                Due::Tick { group } => self.groups.tick(&mut self.cx, group),
+                Due::Tick { group } => route::tick(&mut self.groups, &mut self.cx, group),
                 Due::Task {
                     group,
                     slot,
                     generation,
-                } => self
-                    .groups
-                    .timer(&mut self.cx, group, slot, generation, deadline),
+                } => route::timer(
+                    &mut self.groups,
+                    &mut self.cx,
+                    group,
+                    slot,
+                    generation,
+                    deadline,
+                ),
                 Due::Reply { owner, id } => {
-                    let waiting =
-                        self.groups
-                            .reply(&mut self.cx, owner, id, Err(RpcError::Timeout));
+                    let waiting = route::reply(
+                        &mut self.groups,
+                        &mut self.cx,
+                        owner,
+                        id,
+                        Err(RpcError::Timeout),
+                    );
                     if waiting {
                         self.cx.counters.rpc_timeouts += 1;
                     }
@@ -256,7 +266,7 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
             }
         }
         self.settle();
-        self.cx.counters.timers = self.cx.timers.len() as u64;
+        self.cx.counters.timers_pending = self.cx.timers.len() as u64;
     }
 
     /// Drives the I/O: what the last wait reported ready and what earlier
@@ -287,7 +297,7 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
             // A socket handed over by a task while this batch is delivered:
             // the rest of the batch goes to its new owner.
             let owner = self.cx.net.owner_now(owner, &input);
-            self.groups.net(&mut self.cx, owner, input);
+            route::net(&mut self.groups, &mut self.cx, owner, input);
             // A new owner adopts the socket before the rest is delivered.
             self.place();
         }
@@ -297,9 +307,10 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
 
     /// Whether shutdown is complete: every task has ended and what they sent
     /// on closed sockets has gone, or the deadline has come.
-    fn shutdown_complete(&self) -> bool {
+    fn shutdown_complete(&mut self) -> bool {
         self.shutdown_deadline.is_some_and(|deadline| {
-            (self.groups.live() == 0 && !self.cx.net.lingering()) || Instant::now() >= deadline
+            (route::live::<W>(&mut self.groups) == 0 && !self.cx.net.lingering())
+                || Instant::now() >= deadline
         })
     }
 
@@ -372,7 +383,7 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
                 self.settle();
             }
             self.cx.shutdown_phase += 1;
-            self.groups.shutdown(&mut self.cx);
+            route::shutdown(&mut self.groups, &mut self.cx);
         }
     }
 
@@ -404,11 +415,11 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
         {
             self.place();
             while let Some((owner, input)) = self.cx.net.local.pop_front() {
-                self.groups.net(&mut self.cx, owner, input);
+                route::net(&mut self.groups, &mut self.cx, owner, input);
                 self.place();
             }
-            while let Some(delivery) = self.cx.bus.local.pop_front() {
-                self.contain(|worker| worker.deliver(delivery));
+            while let Some(envelope) = self.cx.bus.local.pop_front() {
+                self.contain(|worker| worker.handle_bus(envelope));
                 self.place();
             }
         }
@@ -422,11 +433,18 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
     /// sockets handed over to their new owners: before anything else is
     /// delivered, so that a new owner is ready for the socket's events.
     fn place(&mut self) {
-        while let Some((task, slot, generation)) = self.cx.spawns.pop_front() {
-            self.groups.spawn(&mut self.cx, task, slot, generation);
+        while let Some((group, task, slot, generation)) = self.cx.spawns.pop_front() {
+            route::spawn(
+                &mut self.groups,
+                &mut self.cx,
+                group,
+                task,
+                slot,
+                generation,
+            );
         }
         while let Some((owner, adoption)) = self.cx.adoptions.pop_front() {
-            self.groups.adopt(&mut self.cx, owner, adoption);
+            route::adopt(&mut self.groups, &mut self.cx, owner, adoption);
         }
     }
 
@@ -441,36 +459,6 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
         }
     }
 
-    /// Delivers what the bus produced for this worker's tasks.
-    fn deliver(&mut self, delivery: Delivery<W>) {
-        let cx = &mut self.cx;
-        match delivery {
-            Delivery::ToTask(owner, input) => {
-                // Overflow and failure reports go back to a sender: they are
-                // not deliveries of events.
-                if matches!(input, BusInput::Event { .. }) {
-                    cx.counters.bus_delivered += 1;
-                }
-                self.groups.bus(cx, owner, input);
-            }
-            Delivery::ToAll(event) => self.groups.broadcast(cx, &event),
-            Delivery::Erased {
-                group,
-                slot,
-                generation,
-                payload,
-                from,
-            } => self.deliver_erased(group, slot, generation, payload, from),
-            Delivery::Reply { owner, id, result } => {
-                // An answer for a task that has ended, or that came after
-                // its request timed out: counted, not delivered.
-                if !self.groups.reply(cx, owner, id, result) {
-                    cx.counters.bus_undelivered += 1;
-                }
-            }
-        }
-    }
-
     /// Delivers a direct message or request to one task; `from`, the sender
     /// of a direct message, is told if the task is gone.
     fn deliver_erased(
@@ -482,8 +470,14 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
         from: Option<super::hub::Sender>,
     ) {
         self.cx.delivering_from = from;
-        self.groups
-            .deliver_erased(&mut self.cx, group, slot, generation, payload);
+        route::deliver_erased(
+            &mut self.groups,
+            &mut self.cx,
+            group,
+            slot,
+            generation,
+            payload,
+        );
         self.cx.delivering_from = None;
     }
 
@@ -498,10 +492,10 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
                         channel: Some(channel.clone()),
                         event: event.clone(),
                     };
-                    self.groups.bus(cx, subscriber, input);
+                    route::bus(&mut self.groups, cx, subscriber, input);
                 }
             }
-            BusEnvelope::Broadcast { event } => self.groups.broadcast(cx, &event),
+            BusEnvelope::Broadcast { event } => route::broadcast(&mut self.groups, cx, &event),
             BusEnvelope::Interest {
                 channel,
                 worker,
@@ -519,18 +513,24 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
             BusEnvelope::Reply { owner, id, result } => {
                 // An answer for a task that has ended, or that came after
                 // its request timed out: counted, not delivered.
-                if !self.groups.reply(cx, owner, id, result) {
+                if !route::reply(&mut self.groups, cx, owner, id, result) {
                     cx.counters.bus_undelivered += 1;
                 }
             }
-            BusEnvelope::SendFailed { owner, error } => {
-                self.groups.bus(cx, owner, BusInput::SendFailed { error });
+            BusEnvelope::ToTask { owner, input } => {
+                // Overflow and failure reports go back to a sender: they are
+                // not deliveries of events.
+                if matches!(input, BusInput::Event { .. }) {
+                    cx.counters.bus_delivered += 1;
+                }
+                route::bus(&mut self.groups, cx, owner, input);
             }
             BusEnvelope::Spawn {
+                group,
                 task,
                 slot,
                 generation,
-            } => self.groups.spawn(cx, task, slot, generation),
+            } => route::spawn(&mut self.groups, cx, group, *task, slot, generation),
         }
     }
 
@@ -566,11 +566,31 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
     fn handle(&mut self, control: Control<W>) {
         match control {
             Control::Spawn {
+                group,
                 task,
                 slot,
                 generation,
-            } => self.groups.spawn(&mut self.cx, task, slot, generation),
-            Control::Deliver { id, input } => self.groups.deliver(&mut self.cx, id, input),
+            } => route::spawn(
+                &mut self.groups,
+                &mut self.cx,
+                group,
+                task,
+                slot,
+                generation,
+            ),
+            Control::Deliver {
+                group,
+                slot,
+                generation,
+                input,
+            } => route::deliver(
+                &mut self.groups,
+                &mut self.cx,
+                group,
+                slot,
+                generation,
+                input,
+            ),
         }
     }
 }

@@ -16,7 +16,7 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::hub::{Chan, Delivery, Ev};
+use super::hub::{BusEnvelope, Chan, Ev};
 use super::{Member, Worker, WorkerCx, panic_message};
 use crate::bus::{BusInput, NoBus};
 use crate::error::RpcError;
@@ -178,8 +178,8 @@ impl<T: Task> Entry<T> {
                     .and_then(|group| cx.bus.deliver(&to, group, payload, Some(owner)));
                 if let Err(error) = sent {
                     cx.counters.bus_undelivered += 1;
-                    let failed = BusInput::SendFailed { error };
-                    cx.bus.local.push_back(Delivery::ToTask(owner, failed));
+                    let input = BusInput::SendFailed { error };
+                    cx.bus.local.push_back(BusEnvelope::ToTask { owner, input });
                 }
             }
             Action::Request {
@@ -199,7 +199,7 @@ impl<T: Task> Entry<T> {
                 });
                 if let Err(error) = sent {
                     cx.counters.bus_undelivered += 1;
-                    cx.bus.local.push_back(Delivery::Reply {
+                    cx.bus.local.push_back(BusEnvelope::Reply {
                         owner,
                         id,
                         result: Err(error),
@@ -217,7 +217,7 @@ impl<T: Task> Entry<T> {
                 let worker = worker.unwrap_or(usize::from(cx.index));
                 let outcome = cx.spawn_erased(worker, task_type, task);
                 let input: Box<dyn Any + Send> = Box::new(done(id, outcome));
-                cx.bus.local.push_back(Delivery::Erased {
+                cx.bus.local.push_back(BusEnvelope::Deliver {
                     group: owner.group,
                     slot: owner.slot,
                     generation: owner.generation,
@@ -331,7 +331,10 @@ fn overflow<W: Worker>(
             event,
             workers: missed,
         };
-        cx.bus.local.push_back(Delivery::ToTask(publisher, input));
+        cx.bus.local.push_back(BusEnvelope::ToTask {
+            owner: publisher,
+            input,
+        });
     }
 }
 
@@ -360,7 +363,7 @@ impl<T: Task> Group<T> {
     }
 
     /// Live tasks.
-    pub fn live(&self) -> usize {
+    pub(crate) fn live(&self) -> usize {
         self.live
     }
 
@@ -373,8 +376,13 @@ impl<T: Task> Group<T> {
     }
 
     /// Places `task` in `slot` (handed out by the controller) and starts it.
-    pub fn spawn<W: Worker>(&mut self, cx: &mut WorkerCx<W>, task: T, slot: u32, generation: u32)
-    where
+    pub(crate) fn spawn<W: Worker>(
+        &mut self,
+        cx: &mut WorkerCx<W>,
+        task: T,
+        slot: u32,
+        generation: u32,
+    ) where
         T: Member<W>,
     {
         let index = slot as usize;
@@ -405,8 +413,12 @@ impl<T: Task> Group<T> {
 
     /// Delivers `input` to the task `id`, or reports it undelivered when that
     /// task has ended (even if its slot holds a newer task).
-    pub fn deliver<W: Worker>(&mut self, cx: &mut WorkerCx<W>, id: TaskId<T>, input: T::Input)
-    where
+    pub(crate) fn deliver<W: Worker>(
+        &mut self,
+        cx: &mut WorkerCx<W>,
+        id: TaskId<T>,
+        input: T::Input,
+    ) where
         T: Member<W>,
     {
         if self.entry(id.slot(), id.generation()).is_none() {
@@ -419,7 +431,7 @@ impl<T: Task> Group<T> {
 
     /// Delivers a network event to the task in `slot`, as its input; drops
     /// and counts it when that task has ended.
-    pub fn net<W: Worker>(
+    pub(crate) fn net<W: Worker>(
         &mut self,
         cx: &mut WorkerCx<W>,
         slot: u32,
@@ -445,7 +457,7 @@ impl<T: Task> Group<T> {
     }
 
     /// Delivers a bus event to the task in `slot`, when it takes bus events.
-    pub fn bus<W: Worker>(
+    pub(crate) fn bus<W: Worker>(
         &mut self,
         cx: &mut WorkerCx<W>,
         slot: u32,
@@ -463,7 +475,7 @@ impl<T: Task> Group<T> {
 
     /// Delivers a broadcast to every live task of the group that takes bus
     /// events.
-    pub fn broadcast<W: Worker>(&mut self, cx: &mut WorkerCx<W>, event: &Ev<W>)
+    pub(crate) fn broadcast<W: Worker>(&mut self, cx: &mut WorkerCx<W>, event: &Ev<W>)
     where
         T: Member<W>,
     {
@@ -489,7 +501,7 @@ impl<T: Task> Group<T> {
     /// Delivers a type-erased input (from `send_to` or `request`) to the
     /// task in `slot`. Dropped, and counted, when that task has ended (a
     /// request's responder then answers `Dropped`).
-    pub fn deliver_erased<W: Worker>(
+    pub(crate) fn deliver_erased<W: Worker>(
         &mut self,
         cx: &mut WorkerCx<W>,
         slot: u32,
@@ -518,7 +530,7 @@ impl<T: Task> Group<T> {
 
     /// Delivers the answer to request `id` of the task in `slot`, if it is
     /// still waiting; returns whether it was.
-    pub fn reply<W: Worker>(
+    pub(crate) fn reply<W: Worker>(
         &mut self,
         cx: &mut WorkerCx<W>,
         slot: u32,
@@ -542,7 +554,7 @@ impl<T: Task> Group<T> {
     }
 
     /// Ticks every live task, then schedules the group's next tick.
-    pub fn tick<W: Worker>(&mut self, cx: &mut WorkerCx<W>)
+    pub(crate) fn tick<W: Worker>(&mut self, cx: &mut WorkerCx<W>)
     where
         T: Member<W>,
     {
@@ -567,7 +579,7 @@ impl<T: Task> Group<T> {
     /// arms an entry for the next deadline. An entry that no longer stands
     /// for the task's earliest deadline (the task ended, or re-armed
     /// earlier) is a no-op.
-    pub fn timer<W: Worker>(
+    pub(crate) fn timer<W: Worker>(
         &mut self,
         cx: &mut WorkerCx<W>,
         slot: u32,
@@ -613,7 +625,7 @@ impl<T: Task> Group<T> {
 
     /// Gives the task in `slot` a socket handed over to it. If it has ended
     /// meanwhile, the socket is closed (gracefully: what is queued goes).
-    pub fn adopt<W: Worker>(
+    pub(crate) fn adopt<W: Worker>(
         &mut self,
         cx: &mut WorkerCx<W>,
         slot: u32,
@@ -640,7 +652,7 @@ impl<T: Task> Group<T> {
 
     /// Calls `on_shutdown` on every live task of the shutdown phases under
     /// way that has not been asked yet.
-    pub fn shutdown<W: Worker>(&mut self, cx: &mut WorkerCx<W>)
+    pub(crate) fn shutdown<W: Worker>(&mut self, cx: &mut WorkerCx<W>)
     where
         T: Member<W>,
     {
@@ -665,7 +677,7 @@ impl<T: Task> Group<T> {
     }
 
     /// Removes every live task without calling it, listing it in `forced`.
-    pub fn force<W: Worker>(&mut self, cx: &mut WorkerCx<W>, forced: &mut Vec<W::Id>)
+    pub(crate) fn force<W: Worker>(&mut self, cx: &mut WorkerCx<W>, forced: &mut Vec<W::Id>)
     where
         T: Member<W>,
     {

@@ -1,8 +1,8 @@
 //! The bus between workers: each worker's [`BusHub`] keeps who subscribes
 //! to what (here and, by announcement, on the other workers) and fans
-//! events out; [`BusEnvelope`]s travel between workers' bus inboxes,
-//! [`Delivery`]s to this worker's own tasks. The task-facing types are in
-//! [`crate::bus`].
+//! events out. [`BusEnvelope`] is what it carries, both between workers'
+//! bus inboxes and to this worker's own tasks (its `local` queue). The
+//! task-facing types are in [`crate::bus`].
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -18,7 +18,10 @@ pub(crate) type Chan<W> = <<W as Worker>::Bus as BusTypes>::Channel;
 /// The event type of worker `W`'s bus.
 pub(crate) type Ev<W> = <<W as Worker>::Bus as BusTypes>::Event;
 
-/// What travels between workers on the bus.
+/// What the bus carries: between workers (through their bus inboxes), and
+/// from a handler to this worker's own tasks (`BusHub::local`, delivered once
+/// the handler has returned). One type for both, handled by one function
+/// (`WorkerLoop::handle_bus`).
 pub(crate) enum BusEnvelope<W: Worker> {
     /// An event for this worker's subscribers of `channel`.
     Publish { channel: Chan<W>, event: Ev<W> },
@@ -43,9 +46,13 @@ pub(crate) enum BusEnvelope<W: Worker> {
         payload: Box<dyn Any + Send>,
         from: Option<Sender>,
     },
-    /// A direct message the task `owner` of this worker sent found its
-    /// target gone.
-    SendFailed { owner: RawId, error: RpcError },
+    /// A bus input for one task: an event for a subscriber, or a report
+    /// for a sender (its message found the target gone, a worker missed its
+    /// publish, its subscription is in effect).
+    ToTask {
+        owner: RawId,
+        input: BusInput<Chan<W>, Ev<W>>,
+    },
     /// The answer to request `id` of the task `owner`.
     Reply {
         owner: RawId,
@@ -54,25 +61,13 @@ pub(crate) enum BusEnvelope<W: Worker> {
     },
     /// A task a task on another worker spawned here, in the slot allocated
     /// for it.
-    Spawn { task: W, slot: u32, generation: u32 },
-}
-
-/// Something for this worker's tasks that the bus produced while a handler
-/// ran, delivered once it has returned.
-pub(crate) enum Delivery<W: Worker> {
-    ToTask(RawId, BusInput<Chan<W>, Ev<W>>),
-    ToAll(Ev<W>),
-    Erased {
+    /// (Boxed: the worker enum holds any of its tasks inline, and would
+    /// make every envelope that large.)
+    Spawn {
         group: u16,
+        task: Box<W>,
         slot: u32,
         generation: u32,
-        payload: Box<dyn Any + Send>,
-        from: Option<Sender>,
-    },
-    Reply {
-        owner: RawId,
-        id: u64,
-        result: Result<Box<dyn Any + Send>, RpcError>,
     },
 }
 
@@ -140,7 +135,7 @@ pub(crate) struct BusHub<W: Worker> {
     /// stats read it every loop iteration).
     remote_interest: usize,
     /// Deliveries for this worker's tasks, in order.
-    pub(crate) local: std::collections::VecDeque<Delivery<W>>,
+    pub(crate) local: std::collections::VecDeque<BusEnvelope<W>>,
     /// Interest updates that found a peer's inbox full, retried each turn.
     retry: std::collections::VecDeque<(u16, BusEnvelope<W>)>,
     /// Per channel with local subscribers: the last announcement of
@@ -207,9 +202,10 @@ impl<W: Worker> BusHub<W> {
         }
         match self.announced.get_mut(&channel) {
             Some(announced) if announced.unheard > 0 => announced.waiting.push(owner),
-            _ => self
-                .local
-                .push_back(Delivery::ToTask(owner, BusInput::Subscribed { channel })),
+            _ => self.local.push_back(BusEnvelope::ToTask {
+                owner,
+                input: BusInput::Subscribed { channel },
+            }),
         }
     }
 
@@ -318,7 +314,7 @@ impl<W: Worker> BusHub<W> {
                 let input = BusInput::Subscribed {
                     channel: channel.clone(),
                 };
-                self.local.push_back(Delivery::ToTask(owner, input));
+                self.local.push_back(BusEnvelope::ToTask { owner, input });
             }
         }
     }
@@ -350,7 +346,10 @@ impl<W: Worker> BusHub<W> {
                 channel: Some(channel.clone()),
                 event: event.clone(),
             };
-            Delivery::ToTask(*subscriber, input)
+            BusEnvelope::ToTask {
+                owner: *subscriber,
+                input,
+            }
         }));
         let workers = self.interest.get(&channel).map_or(&[][..], Vec::as_slice);
         self.send_to_workers(workers.iter().copied(), || BusEnvelope::Publish {
@@ -366,7 +365,7 @@ impl<W: Worker> BusHub<W> {
         let missed = self.send_to_workers(others, || BusEnvelope::Broadcast {
             event: event.clone(),
         });
-        self.local.push_back(Delivery::ToAll(event));
+        self.local.push_back(BusEnvelope::Broadcast { event });
         missed
     }
 
@@ -405,7 +404,7 @@ impl<W: Worker> BusHub<W> {
         from: Option<RawId>,
     ) -> Result<(), RpcError> {
         if to.worker == self.me {
-            self.local.push_back(Delivery::Erased {
+            self.local.push_back(BusEnvelope::Deliver {
                 group,
                 slot: to.slot,
                 generation: to.generation,
@@ -437,14 +436,13 @@ impl<W: Worker> BusHub<W> {
     /// Tells `sender` that its direct message found its target gone.
     pub(crate) fn send_failed(&mut self, sender: Sender) {
         let error = RpcError::TaskGone;
+        let failed = BusEnvelope::ToTask {
+            owner: sender.owner,
+            input: BusInput::SendFailed { error },
+        };
         if sender.worker == self.me {
-            let input = BusInput::SendFailed { error };
-            self.local.push_back(Delivery::ToTask(sender.owner, input));
+            self.local.push_back(failed);
         } else {
-            let failed = BusEnvelope::SendFailed {
-                owner: sender.owner,
-                error,
-            };
             // A full inbox: the failure is counted, not reported.
             let _ = self.peers[usize::from(sender.worker)].send(failed);
         }

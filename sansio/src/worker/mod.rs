@@ -16,9 +16,7 @@ use std::time::Instant;
 
 use crate::backend::Notifier;
 use crate::bus::{BusInput, BusTypes};
-use crate::error::RpcError;
-use crate::id::{RawId, Slots, TaskId};
-use crate::net::{Adoption, NetInput};
+use crate::id::{Slots, TaskId};
 use crate::stats::SharedCounters;
 use crate::task::{SHUTDOWN_PHASES, Task};
 
@@ -26,11 +24,13 @@ mod cx;
 mod event_loop;
 mod group;
 mod hub;
+mod route;
 
 pub use cx::WorkerCx;
 pub(crate) use event_loop::{SHUTDOWN_GRACE, WorkerLoop, WorkerSetup};
 pub use group::Group;
 pub(crate) use hub::{Chan, Ev, Peer};
+pub use route::Visit;
 
 /// A kind of worker: the set of task types that run together on one worker
 /// thread. Implemented by `#[sansio::worker]` on an enum with one variant per
@@ -120,66 +120,35 @@ pub trait Member<W: Worker>: Task + Send {
     fn lift_event(event: <Self::Bus as BusTypes>::Event) -> Ev<W>;
 }
 
-/// The task groups of one worker thread, one [`Group`](crate::group::Group)
-/// per task type; `#[sansio::worker]` writes the impl, which only routes each
-/// call to the right group.
+/// The task groups of one worker thread, one [`Group`] per task type;
+/// `#[sansio::worker]` writes the impl, which only hands the group of a task
+/// type (or each group) to a [`Visit`]. What the worker does with a group is
+/// written once, in `route.rs`.
 #[doc(hidden)]
 pub trait Groups<W: Worker>: Send + 'static {
     /// Empty groups.
     fn new() -> Self;
-    /// Places `task` in `slot` and starts it.
-    fn spawn(&mut self, cx: &mut WorkerCx<W>, task: W, slot: u32, generation: u32);
-    /// Delivers `input` to the task `id`.
-    fn deliver(&mut self, cx: &mut WorkerCx<W>, id: W::Id, input: W::Input);
-    /// Ticks every task of `group`.
-    fn tick(&mut self, cx: &mut WorkerCx<W>, group: u16);
-    /// Delivers a network event to the task `owner`.
-    fn net(&mut self, cx: &mut WorkerCx<W>, owner: RawId, input: NetInput);
-    /// Delivers a bus event to the task `owner`.
-    fn bus(&mut self, cx: &mut WorkerCx<W>, owner: RawId, input: BusInput<Chan<W>, Ev<W>>);
-    /// Delivers a broadcast to every task with a bus.
-    fn broadcast(&mut self, cx: &mut WorkerCx<W>, event: &Ev<W>);
-    /// Delivers a type-erased message (the task's input) to one task.
-    fn deliver_erased(
-        &mut self,
-        cx: &mut WorkerCx<W>,
-        group: u16,
-        slot: u32,
-        generation: u32,
-        payload: Box<dyn std::any::Any + Send>,
-    );
-    /// Delivers the answer to request `id` of the task `owner`; returns
-    /// whether it was still waiting for one.
-    fn reply(
-        &mut self,
-        cx: &mut WorkerCx<W>,
-        owner: RawId,
-        id: u64,
-        result: Result<Box<dyn std::any::Any + Send>, RpcError>,
-    ) -> bool;
-    /// Fires a task's timer entry.
-    fn timer(
-        &mut self,
-        cx: &mut WorkerCx<W>,
-        group: u16,
-        slot: u32,
-        generation: u32,
-        deadline: Instant,
-    );
-    /// Gives the task `owner` a socket handed over to it.
-    fn adopt(&mut self, cx: &mut WorkerCx<W>, owner: RawId, adoption: Adoption);
-    /// Calls every task's `on_shutdown`.
-    fn shutdown(&mut self, cx: &mut WorkerCx<W>);
-    /// Removes every task, listing them in `forced`.
-    fn force(&mut self, cx: &mut WorkerCx<W>, forced: &mut Vec<W::Id>);
-    /// Live tasks in all groups.
-    fn live(&self) -> usize;
+    /// Carries `visit` out on the group of task type `group`; `None` when
+    /// the worker has no such type.
+    fn with_group<V: Visit<W>>(&mut self, group: u16, visit: &mut V) -> Option<V::Output>;
+    /// Carries `visit` out on every group, in the order of the variants.
+    fn each_group<V: Visit<W>>(&mut self, visit: &mut V);
 }
 
 /// A message from the controller to a worker.
 pub(crate) enum Control<W: Worker> {
-    Spawn { task: W, slot: u32, generation: u32 },
-    Deliver { id: W::Id, input: W::Input },
+    Spawn {
+        group: u16,
+        task: W,
+        slot: u32,
+        generation: u32,
+    },
+    Deliver {
+        group: u16,
+        slot: u32,
+        generation: u32,
+        input: W::Input,
+    },
 }
 
 /// What travels from the workers to the controller.
