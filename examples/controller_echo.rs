@@ -10,7 +10,8 @@
 //! Options: `--inflight N` (default 400), `--workers N` (default 1),
 //! `--tasks N` echo tasks (default: one per worker), `--seconds S` (default
 //! 5), `--backend mio|polling` (default mio), `--spin-us N` (workers spin
-//! this many microseconds before sleeping; default 0), `--quiet` (no
+//! this many microseconds before sleeping; default: the library's,
+//! `sansio::DEFAULT_SPIN`, 2 µs), `--quiet` (no
 //! per-second stats).
 //! The run is bounded by `--seconds`.
 
@@ -55,7 +56,7 @@ fn parse_options() -> Result<Options, String> {
         tasks: None,
         seconds: 5.0,
         backend: Backend::Mio,
-        spin: Duration::ZERO,
+        spin: sansio::DEFAULT_SPIN,
         quiet: false,
     };
     let mut args = std::env::args().skip(1);

@@ -144,17 +144,24 @@ mod sleeping {
             // woken again, so a loaded machine may add a few.
             const BURSTS: u64 = 5;
             const MESSAGES: u64 = 1000;
+            // The worker counts a wakeup and publishes the count before it
+            // sleeps again: each figure is read once it sleeps (50 ms on).
+            let asleep = || {
+                std::thread::sleep(Duration::from_millis(50));
+                runtime.stats().workers[0].wakeups
+            };
             let mut wakeups = Vec::new();
+            let mut before = asleep();
             for burst in 0..BURSTS {
-                std::thread::sleep(Duration::from_millis(50)); // asleep again
-                let before = runtime.stats().workers[0].wakeups;
                 for n in 0..MESSAGES {
                     runtime.send_timeout(echo, Ping(burst * MESSAGES + n), PATIENCE).unwrap();
                 }
                 for n in 0..MESSAGES {
                     assert_eq!(pong(&runtime), burst * MESSAGES + n);
                 }
-                wakeups.push(runtime.stats().workers[0].wakeups - before);
+                let after = asleep();
+                wakeups.push(after - before);
+                before = after;
             }
         wakeups.sort_unstable();
             assert!(wakeups[0] >= 1, "a sleeping worker must be woken: {wakeups:?}");

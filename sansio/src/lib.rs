@@ -219,7 +219,7 @@ pub use crate::net::{
     UdpSocketId,
 };
 pub use crate::runtime::{
-    Builder, DEFAULT_QUEUE_CAPACITY, DEFAULT_SHUTDOWN, Runtime, ShutdownReport,
+    Builder, DEFAULT_QUEUE_CAPACITY, DEFAULT_SHUTDOWN, DEFAULT_SPIN, Runtime, ShutdownReport,
 };
 pub use crate::task::{Action, Answers, Ctx, SHUTDOWN_PHASES, SpawnId, Spawned};
 #[doc(hidden)]

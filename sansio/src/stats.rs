@@ -68,7 +68,6 @@ macro_rules! counters {
                 let Figures {
                     worker,
                     tasks,
-                    wakeups,
                     inbox_depth,
                     inbox_capacity,
                     sends_rejected,
@@ -77,7 +76,6 @@ macro_rules! counters {
                     worker,
                     tasks,
                     utilization: rates.utilization,
-                    wakeups,
                     inputs_per_sec: rates.inputs_per_sec,
                     outputs_per_sec: rates.outputs_per_sec,
                     inbox_depth,
@@ -95,7 +93,6 @@ macro_rules! counters {
 pub(crate) struct Figures {
     pub(crate) worker: usize,
     pub(crate) tasks: Vec<(&'static str, usize)>,
-    pub(crate) wakeups: u64,
     pub(crate) inbox_depth: usize,
     pub(crate) inbox_capacity: usize,
     pub(crate) sends_rejected: u64,
@@ -111,11 +108,6 @@ counters! {
         /// Time spent working (not sleeping in the backend) divided by wall
         /// time, over the last window of at least 100 ms, from 0 to 1.
         utilization: f64,
-        /// Times another thread woke this worker from its sleep (to deliver
-        /// a message, a bus delivery, shutdown). Senders wake a worker only
-        /// once it has announced it is about to sleep, so a burst of
-        /// messages costs one wakeup, not one per message.
-        wakeups: u64,
         /// Inputs per second over the last window.
         inputs_per_sec: f64,
         /// Outputs per second over the last window.
@@ -130,6 +122,11 @@ counters! {
     shown {
         /// Times the worker woke and worked through its queues.
         loop_iterations,
+        /// Times another thread woke this worker from its sleep (to deliver
+        /// a message, a bus delivery, shutdown). Senders wake a worker only
+        /// once it has announced it is about to sleep, so a burst of
+        /// messages costs one wakeup, not one per message.
+        wakeups,
         /// Inputs delivered to tasks, in total.
         inputs,
         /// Outputs tasks emitted, in total.

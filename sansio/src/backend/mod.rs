@@ -32,7 +32,7 @@
 use std::fmt;
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
+use std::sync::atomic::{AtomicBool, Ordering, fence};
 use std::time::Instant;
 
 #[cfg(feature = "mio")]
@@ -266,8 +266,6 @@ fn check(token: usize, interest: Interest) -> io::Result<()> {
 /// last check, or the sender sees the worker asleep and wakes it.
 pub(crate) struct Notifier {
     sleeping: AtomicBool,
-    /// Wakes issued: one per sleep at most.
-    wakeups: AtomicU64,
     waker: Box<dyn Waker>,
 }
 
@@ -275,7 +273,6 @@ impl Notifier {
     pub(crate) fn new(waker: impl Waker) -> Self {
         Notifier {
             sleeping: AtomicBool::new(false),
-            wakeups: AtomicU64::new(0),
             waker: Box::new(waker),
         }
     }
@@ -284,16 +281,10 @@ impl Notifier {
     pub(crate) fn notify(&self) {
         fence(Ordering::SeqCst);
         if self.sleeping.swap(false, Ordering::SeqCst) {
-            self.wakeups.fetch_add(1, Ordering::Relaxed);
             // A failed wake (the eventfd counter cannot overflow in practice)
             // leaves the worker to its next deadline; there is no one to tell.
             let _ = self.waker.wake();
         }
-    }
-
-    /// How many times a sleeping worker was woken.
-    pub(crate) fn wakeups(&self) -> u64 {
-        self.wakeups.load(Ordering::Relaxed)
     }
 
     /// Announces that the worker will sleep; it must re-check its queues
@@ -304,9 +295,14 @@ impl Notifier {
     }
 
     /// Announces that the worker is awake (the wait returned, or it decided
-    /// not to sleep after all).
-    pub(crate) fn awake(&self) {
+    /// not to sleep after all); returns whether another thread woke it since
+    /// it announced its sleep. Counted here, by the worker, so that senders
+    /// pay nothing for it; a wake that comes in the instant between this
+    /// load and the store goes uncounted.
+    pub(crate) fn awake(&self) -> bool {
+        let woken = !self.sleeping.load(Ordering::Relaxed);
         self.sleeping.store(false, Ordering::Relaxed);
+        woken
     }
 }
 

@@ -353,7 +353,9 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
                 None => self.poller.wait(deadline, &mut self.ready),
             }
         };
-        self.cx.shared.notifier.awake();
+        if self.cx.shared.notifier.awake() {
+            self.cx.counters.wakeups += 1;
+        }
         match waited {
             // A signal: a wakeup like any other.
             Err(error) if error.kind() == io::ErrorKind::Interrupted => Ok(()),
