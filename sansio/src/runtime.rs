@@ -172,7 +172,7 @@ impl<W: Worker> Builder<W> {
     /// core, and under heavy load it can lower throughput, because the
     /// worker takes messages one by one instead of in batches. A worker still
     /// sleeps once the spin has passed, so an idle runtime still costs
-    /// nothing.
+    /// nothing. The busy-poll backend ignores it: it never sleeps.
     #[must_use]
     pub fn spin_before_sleep(mut self, spin: Duration) -> Self {
         self.spin = spin;
@@ -260,7 +260,14 @@ impl<W: Worker> Builder<W> {
                 capacity: self.queue_capacity,
                 events: events_tx.clone(),
                 core,
-                spin: self.spin,
+                // Busy-poll spins in its poller, on the sockets too: a spin
+                // on the inbox alone before its (zero-timeout) wait would
+                // only delay the sockets.
+                spin: if self.backend == Backend::BusyPoll {
+                    Duration::ZERO
+                } else {
+                    self.spin
+                },
                 faults: self.faults.clone(),
             })?);
         }
