@@ -403,19 +403,6 @@ impl<W: Worker> BusHub<W> {
         payload: Box<dyn Any + Send>,
         from: Option<RawId>,
     ) -> Result<(), RpcError> {
-        if to.worker == self.me {
-            self.local.push_back(BusEnvelope::Deliver {
-                group,
-                slot: to.slot,
-                generation: to.generation,
-                payload,
-                from: from.map(|owner| Sender {
-                    worker: self.me,
-                    owner,
-                }),
-            });
-            return Ok(());
-        }
         let deliver = BusEnvelope::Deliver {
             group,
             slot: to.slot,
@@ -426,6 +413,10 @@ impl<W: Worker> BusHub<W> {
                 owner,
             }),
         };
+        if to.worker == self.me {
+            self.local.push_back(deliver);
+            return Ok(());
+        }
         // The payload may hold a Responder: dropping it answers `Dropped`
         // to an asker that already hears `Full` from here, which it ignores.
         self.peers[usize::from(to.worker)]
