@@ -57,10 +57,9 @@ impl<W: Worker> fmt::Debug for ShutdownReport<W> {
 /// Without it, a worker under a steady stream of messages empties its inbox
 /// a moment before the next message lands, sleeps, and is woken again: two
 /// system calls per message, and a throughput that flips between two
-/// regimes on tiny timing differences (the controller echo at 400 in flight
-/// measured 1.1–2.7 M or 2.2–3.3 M messages/s from one build to the next of
-/// the same code). Two microseconds cover a sender's next message; an idle
-/// worker still sleeps at once after them.
+/// regimes on tiny timing differences (measured in `CHANGELOG.md`). Two
+/// microseconds cover a sender's next message; an idle worker still sleeps
+/// at once after them.
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(2);
 
 /// The deadline `Drop` gives a runtime that was not shut down explicitly:

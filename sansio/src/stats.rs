@@ -62,7 +62,7 @@ macro_rules! counters {
         }
 
         impl WorkerStats {
-            /// The snapshot of `counters` (read once, at `now`), with the
+            /// The snapshot of `counters` (read once), with the
             /// figures that are not counters.
             pub(crate) fn new(figures: Figures, rates: Rates, counters: &Counters) -> Self {
                 let Figures {
