@@ -27,7 +27,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use sansio::Backend;
-use sansio::prelude::UdpOptions;
+use sansio::net::UdpOptions;
 use sansio_suite::echo;
 use sansio_suite::loadgen::{self, Load, Report};
 

@@ -18,6 +18,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use sansio::Backend;
 use sansio::prelude::*;
 
 /// A message stamped with the instant the controller sent it.

@@ -29,7 +29,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use sansio::net::{TcpConnId, TcpEvent, TcpOptions, TcpSocket};
 use sansio::prelude::*;
+use sansio::{Backend, SpawnId};
 
 /// The longest line a client may send; a longer one is refused and dropped.
 pub const MAX_LINE: usize = 4096;

@@ -3,6 +3,8 @@
 
 use std::net::SocketAddr;
 
+use sansio::Backend;
+use sansio::net::{UdpBound, UdpError, UdpOptions, UdpPacket};
 use sansio::prelude::*;
 
 /// What an echo task reports.

@@ -16,6 +16,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use sansio::Backend;
+use sansio::net::{TcpConnId, TcpEvent, TcpOptions, UdpBound, UdpError, UdpOptions, UdpPacket};
 use sansio::prelude::*;
 
 /// How much the resident set may grow over its warm-up peak: 10 %.

@@ -7,6 +7,7 @@ mod util;
 use std::time::Duration;
 
 use sansio::prelude::*;
+use sansio::{Backend, RpcError};
 use util::bus::{
     BusOut, Bystander, GetCount, Hub, HubOutput, Later, Media, Pending, Publisher,
     PublisherCommand, Room, Viewer, ViewerCommand,

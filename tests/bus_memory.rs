@@ -9,6 +9,7 @@ mod util;
 
 use std::time::Duration;
 
+use sansio::Backend;
 use sansio::prelude::*;
 
 /// An event of 1 KiB.

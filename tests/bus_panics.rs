@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 
+use sansio::Backend;
 use sansio::prelude::*;
 use util::next;
 

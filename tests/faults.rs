@@ -27,7 +27,11 @@ use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use sansio::Backend;
 use sansio::faults::{Call, Fault, FaultPlan, Injected};
+use sansio::net::{
+    TcpConnId, TcpEvent, TcpOptions, UdpBound, UdpError, UdpOptions, UdpPacket, UdpSocketId,
+};
 use sansio::prelude::*;
 use util::{PATIENCE, eventually, next};
 

@@ -10,6 +10,8 @@ use std::io::Read;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
 
+use sansio::Backend;
+use sansio::net::{TcpEvent, TcpOptions, UdpBound, UdpError, UdpOptions, UdpPacket};
 use sansio::prelude::*;
 use util::{PATIENCE, next};
 

@@ -12,6 +12,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use sansio::Backend;
+use sansio::net::{TcpEvent, TcpOptions};
 use sansio::prelude::*;
 use util::PATIENCE;
 

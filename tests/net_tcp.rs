@@ -9,6 +9,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use sansio::Backend;
+use sansio::net::TcpOptions;
 use sansio::prelude::*;
 use util::next;
 use util::tcp::{Dial, Mode, Quit, TcpOut, TcpServer, TcpWorker, TcpWorkerOutput, pattern};

@@ -15,6 +15,8 @@ use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::process::Command;
 
+use sansio::Backend;
+use sansio::net::{TunError, TunId, TunOpened, TunOptions, TunPacket};
 use sansio::prelude::*;
 use util::{PATIENCE, next};
 

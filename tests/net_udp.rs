@@ -8,6 +8,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use sansio::Backend;
+use sansio::net::UdpOptions;
 use sansio::prelude::*;
 use util::next;
 use util::udp::{

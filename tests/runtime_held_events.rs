@@ -6,6 +6,7 @@ mod util;
 
 use std::time::Duration;
 
+use sansio::Backend;
 use sansio::prelude::*;
 
 /// Finishes as soon as it starts: one `Finished` event each.

@@ -6,6 +6,7 @@ mod util;
 
 use std::time::{Duration, Instant};
 
+use sansio::Worker;
 use sansio::prelude::*;
 use util::tasks::{Echo, EchoOut, Media, MediaId, MediaOutput, Ping, Ticker};
 use util::{threads_named, wait_for_threads};

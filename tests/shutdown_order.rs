@@ -8,6 +8,7 @@ mod util;
 use std::time::Duration;
 
 use sansio::prelude::*;
+use sansio::{Backend, RpcError};
 use util::next;
 
 /// A member says goodbye.

@@ -10,6 +10,11 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
 
+use sansio::Backend;
+use sansio::net::{
+    TcpConnId, TcpEvent, TcpListenerId, TcpOptions, TcpSocket, UdpBound, UdpError, UdpOptions,
+    UdpPacket, UdpSocketId,
+};
 use sansio::prelude::*;
 use util::PATIENCE;
 

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use sansio::net::{TcpConnId, TcpEvent, UdpSocketId};
 use sansio::prelude::*;
 use sansio::testing::{self, TaskHarness};
 

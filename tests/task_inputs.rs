@@ -7,6 +7,7 @@ use std::time::Duration;
 use sansio::Task;
 use sansio::prelude::*;
 use sansio::testing::TaskHarness;
+use sansio::{Action, Handles};
 
 #[derive(Debug, PartialEq)]
 pub struct Packet {

@@ -7,6 +7,11 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use sansio::Backend;
+use sansio::net::{
+    TcpConnId, TcpEvent, TcpOptions, TcpSocket, UdpBound, UdpError, UdpOptions, UdpPacket,
+    UdpSocketId,
+};
 use sansio::prelude::*;
 use util::{PATIENCE, next};
 

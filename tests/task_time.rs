@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use sansio::Task;
 use sansio::prelude::*;
 use sansio::testing::TaskHarness;
 

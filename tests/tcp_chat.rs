@@ -11,6 +11,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use sansio::Backend;
 use sansio::prelude::*;
 use sansio_suite::chat::{self, Chat, ChatStats, GetStats, Stats};
 use util::PATIENCE;

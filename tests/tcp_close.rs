@@ -8,6 +8,7 @@ mod util;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use sansio::net::{TcpConnId, TcpEvent, TcpOptions};
 use sansio::prelude::*;
 
 /// Accepts `peers` connections, queues `bytes` on each, then closes them all

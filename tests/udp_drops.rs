@@ -8,6 +8,7 @@ mod util;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
+use sansio::net::{UdpBound, UdpError, UdpOptions, UdpPacket};
 use sansio::prelude::*;
 
 #[derive(Debug)]

@@ -70,7 +70,7 @@
 //! |---|---|---|
 //! | `#[on_start]` | `fn(&mut self, ctx: &mut Ctx<Self>)` | once, when the task is placed |
 //! | `#[on_input]` | `fn(&mut self, ctx: &mut Ctx<Self>, input: T)` | for each `T` sent to the task; one handler per type |
-//! | `#[on_request]` | `fn(&mut self, ctx: &mut Ctx<Self>, request: R) -> R::Response`, or with a last parameter `responder: Responder<R>` and no return | for each [`Request`] `R` asked of the task ([`Ctx::request`], [`Runtime::call`]); one handler per type |
+//! | `#[on_request]` | `fn(&mut self, ctx: &mut Ctx<Self>, request: R) -> R::Response`, or with a last parameter `responder: Responder<R>` and no return | for each [`Request`](bus::Request) `R` asked of the task ([`Ctx::request`], [`Runtime::call`]); one handler per type |
 //! | `#[on_tick(every = "100ms")]` or `#[on_tick(every_ms = 100)]` | `fn(&mut self, ctx: &mut Ctx<Self>)` | every interval, without drift |
 //! | `#[on_timer]` | `fn(&mut self, ctx: &mut Ctx<Self>)` | when the deadline of [`Ctx::set_timer`] passes |
 //! | `#[on_timer]` (keyed) | `fn(&mut self, ctx: &mut Ctx<Self>, key: K)` | when the deadline of [`Ctx::set_timer_for`]`(key, ..)` passes, for each key |
@@ -191,7 +191,7 @@ pub mod faults;
 #[cfg(not(feature = "fault-injection"))]
 mod faults;
 mod id;
-mod net;
+pub mod net;
 mod probe;
 mod runtime;
 pub mod stats;
@@ -208,25 +208,12 @@ struct ReadmeDoctests;
 
 pub use crate::backend::{Backend, UnknownBackend};
 pub use crate::buf::{DEFAULT_CAPACITY, HEADROOM, POOL_BYTES, PacketBuf};
-pub use crate::bus::{
-    BusInput, DEFAULT_REQUEST_TIMEOUT, Incoming, Reply, Request, RequestId, Responder,
-};
 pub use crate::error::{Error, Result, RpcError, SendError, SpawnError};
 pub use crate::id::TaskId;
-pub use crate::net::{
-    DEFAULT_CLOSE_TIMEOUT, TcpConnId, TcpEvent, TcpListenerId, TcpOptions, TcpSocket, TunError,
-    TunId, TunMode, TunOpened, TunOptions, TunPacket, UdpBound, UdpError, UdpOptions, UdpPacket,
-    UdpSocketId,
-};
 pub use crate::runtime::{
     Builder, DEFAULT_QUEUE_CAPACITY, DEFAULT_SHUTDOWN, DEFAULT_SPIN, Runtime, ShutdownReport,
 };
-pub use crate::task::{Action, Answers, Ctx, SHUTDOWN_PHASES, SpawnId, Spawned};
-#[doc(hidden)]
-pub use crate::task::{
-    ErasedTarget, MakeRequest, ReplyInput, SpawnDone, SpawnFailure, SpawnOutcome,
-};
-pub use crate::task::{Handles, NoTimerKey, Task, TcpWrap, TimerKeyOf, TunWrap, UdpWrap};
+pub use crate::task::{Action, Answers, Ctx, Handles, SHUTDOWN_PHASES, SpawnId, Spawned, Task};
 pub use crate::worker::{Event, Member, Worker};
 
 // The attributes are documented here, where links and doc-tests work; the
@@ -270,7 +257,7 @@ pub use sansio_macros::worker;
 ///   subscriber gets a clone). A task with a bus subscribes, publishes and
 ///   broadcasts ([`Ctx::subscribe`], [`Ctx::publish`], [`Ctx::broadcast`]),
 ///   and needs an `#[on_input]` handler for
-///   [`BusInput<Channel, Event>`](BusInput), through which it receives
+///   [`BusInput<Channel, Event>`](bus::BusInput), through which it receives
 ///   events; its worker declares the same two types. A task without a bus
 ///   cannot call those methods (a compile error says so); it may still run
 ///   in a worker that has one. Direct messages ([`Ctx::send_to`]) and
@@ -347,23 +334,23 @@ pub use sansio_macros::task;
 /// It is called for each `T` delivered to the task: sent by
 /// [`Runtime::send`], [`Ctx::send_to`] or a
 /// [`TaskHarness`](testing::TaskHarness), or made by the runtime
-/// ([`BusInput`], [`Reply<R>`](Reply), [`Spawned`], socket events). A task has
+/// ([`BusInput`](bus::BusInput), [`Reply<R>`](bus::Reply), [`Spawned`], socket events). A task has
 /// one handler per input type; sending it a type it has no handler for is a
 /// compile error. Used outside a `#[sansio::task]` impl block, the attribute
 /// is a compile error.
 pub use sansio_macros::on_input;
 
 /// Marks the handler of one request type, inside a `#[sansio::task]` impl
-/// block. The type implements [`Request`]; a task asks with
+/// block. The type implements [`Request`](bus::Request); a task asks with
 /// [`Ctx::request`], the controller with [`Runtime::call`]. Either:
 ///
 /// - `fn name(&mut self, ctx: &mut Ctx<Self>, request: R) -> R::Response`,
 ///   which answers by returning, or
 /// - `fn name(&mut self, ctx: &mut Ctx<Self>, request: R, responder: Responder<R>)`,
-///   which keeps the [`Responder`] and answers later, from any handler, with
-///   [`Responder::respond`].
+///   which keeps the [`Responder`](bus::Responder) and answers later, from any handler, with
+///   [`Responder::respond`](bus::Responder::respond).
 ///
-/// A task has one handler per request type. See [`Request`] for an example.
+/// A task has one handler per request type. See [`Request`](bus::Request) for an example.
 pub use sansio_macros::on_request;
 
 /// Marks the handler called once when the task is placed on a worker, before
@@ -442,14 +429,17 @@ pub use sansio_macros::on_timer;
 /// task has at most one.
 pub use sansio_macros::on_shutdown;
 
-/// Everything a task module needs: `use sansio::prelude::*;`.
+/// What a task module writes most: `use sansio::prelude::*;`.
+///
+/// The task's context and ids, the runtime and its events, packet buffers,
+/// the bus inputs a task handles and the handler attributes. Socket types
+/// are in [`net`], the rest of the bus in [`bus`], statistics in [`stats`],
+/// the harness in [`testing`].
 pub mod prelude {
+    pub use crate::bus::{BusInput, Reply, Request, Responder};
     pub use crate::{
-        Action, Backend, BusInput, Ctx, Event, Handles, Member, PacketBuf, Reply, Request,
-        RequestId, Responder, RpcError, Runtime, SpawnId, Spawned, Task, TaskId, TcpConnId,
-        TcpEvent, TcpListenerId, TcpOptions, TcpSocket, TunError, TunId, TunOpened, TunOptions,
-        TunPacket, UdpBound, UdpError, UdpOptions, UdpPacket, UdpSocketId, Worker, on_input,
-        on_request, on_shutdown, on_start, on_tick, on_timer,
+        Ctx, Event, PacketBuf, Runtime, Spawned, TaskId, on_input, on_request, on_shutdown,
+        on_start, on_tick, on_timer,
     };
 }
 
@@ -466,6 +456,12 @@ pub mod __private {
     pub use crate::probe::{DebugIfDebug, DebugOtherwise, DebugProbe};
     pub use crate::task::{Answers, BusWrap, TaskBusInput, respond};
     pub use crate::task::{NoTimerKey, TaskDecl, TimerKeyOf};
+    // Named in the fields of `Action`'s variants, which carry them between
+    // a task's `Ctx` and its worker; not for users.
+    pub use crate::task::{
+        ErasedTarget, MakeRequest, ReplyInput, SpawnDone, SpawnFailure, SpawnOutcome, TcpWrap,
+        TunWrap, UdpWrap,
+    };
     pub use crate::worker::Group;
     pub use crate::worker::{Groups, Visit, WorkerCx};
     pub use crate::{Ctx, Handles, Member, RpcError, Task, TaskId, Worker};

@@ -18,7 +18,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sansio::net::{
+    TcpConnId, TcpEvent, TcpOptions, UdpBound, UdpError, UdpOptions, UdpPacket, UdpSocketId,
+};
 use sansio::prelude::*;
+use sansio::{Backend, SpawnId};
 use str0m::change::SdpOffer;
 use str0m::media::{KeyframeRequestKind, MediaData, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};

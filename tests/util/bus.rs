@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use sansio::RpcError;
 use sansio::prelude::*;
 
 /// A bus channel.

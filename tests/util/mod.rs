@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use sansio::Worker;
 use sansio::prelude::*;
 
 pub mod bus;

@@ -7,6 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 
+use sansio::net::{TcpConnId, TcpEvent, TcpOptions};
 use sansio::prelude::*;
 
 /// What the server does with each connection.

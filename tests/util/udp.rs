@@ -6,6 +6,7 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
+use sansio::net::{UdpBound, UdpError, UdpOptions, UdpPacket, UdpSocketId};
 use sansio::prelude::*;
 
 use super::PATIENCE;

@@ -172,7 +172,7 @@ pub enum Action<T: Task> {
         /// Turns the answer into this task's input.
         reply: ReplyInput<T>,
     },
-    /// Send an answer ([`Responder::respond`](crate::Responder::respond)).
+    /// Send an answer ([`Responder::respond`](crate::bus::Responder::respond)).
     Reply(Box<dyn FnOnce() + Send>),
     /// Spawn a task ([`Ctx::spawn`], [`Ctx::spawn_on`]).
     Spawn {

@@ -406,7 +406,7 @@ impl<T: Task> Ctx<T> {
     }
 
     /// Subscribes the task to a bus channel: events published on it arrive
-    /// as [`BusInput::Event`](crate::BusInput::Event). Subscribing twice is the same as once.
+    /// as [`BusInput::Event`](crate::bus::BusInput::Event). Subscribing twice is the same as once.
     ///
     /// The task must declare a bus (`channel = …, event = …` on its
     /// `#[sansio::task(…)]`), as for the other bus methods below; without
@@ -434,7 +434,7 @@ impl<T: Task> Ctx<T> {
     /// The publisher receives its own event too when it subscribes to the
     /// channel (it is one of the subscribers). A subscription is in effect
     /// on the subscriber's own worker at once and on the others once they
-    /// have heard of it: [`BusInput::Subscribed`](crate::BusInput::Subscribed)
+    /// have heard of it: [`BusInput::Subscribed`](crate::bus::BusInput::Subscribed)
     /// says when.
     pub fn publish(
         &mut self,

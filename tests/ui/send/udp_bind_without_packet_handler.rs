@@ -2,6 +2,7 @@
 //! would never see its datagrams does not compile.
 
 use sansio::prelude::*;
+use sansio::net::{UdpBound, UdpOptions};
 
 #[sansio::task]
 pub struct Listener;
