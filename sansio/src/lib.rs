@@ -213,7 +213,9 @@ pub use crate::id::TaskId;
 pub use crate::runtime::{
     Builder, DEFAULT_QUEUE_CAPACITY, DEFAULT_SHUTDOWN, DEFAULT_SPIN, Runtime, ShutdownReport,
 };
-pub use crate::task::{Action, Answers, Ctx, Handles, SHUTDOWN_PHASES, SpawnId, Spawned, Task};
+pub use crate::task::{
+    Action, Answers, BusAction, Ctx, Handles, NetAction, SHUTDOWN_PHASES, SpawnId, Spawned, Task,
+};
 pub use crate::worker::{Event, Member, Worker};
 
 // The attributes are documented here, where links and doc-tests work; the

@@ -18,7 +18,7 @@ use crate::error::RpcError;
 use crate::id::RawId;
 use crate::id::TaskId;
 use crate::net::{TcpConnId, TcpListenerId, TunId, UdpSocketId};
-use crate::task::{Action, Answers, Ctx, Handles, Task};
+use crate::task::{Action, Answers, BusAction, Ctx, Handles, NetAction, Task};
 
 /// A task id for tests, without a runtime: the task of type `T` in `slot`
 /// of worker `worker`, of `generation`. Equal to the id a runtime would give
@@ -290,7 +290,7 @@ impl<T: Task> TaskHarness<T> {
             .into_iter()
             .filter_map(|action| {
                 let target = action.requested_of::<U>()?;
-                let Action::Request { id, request, .. } = action else {
+                let Action::Bus(BusAction::Request { id, request, .. }) = action else {
                     return None;
                 };
                 let request = request.downcast::<R>().ok()?;
@@ -304,13 +304,18 @@ impl<T: Task> TaskHarness<T> {
     /// queued.
     pub fn drain_udp_sent(&mut self) -> Vec<(UdpSocketId, SocketAddr, PacketBuf)> {
         let sends = self.ctx.take_actions(|action| {
-            matches!(action, Action::UdpSend { .. } | Action::UdpSendMany { .. })
+            matches!(
+                action,
+                Action::Net(NetAction::UdpSend { .. } | NetAction::UdpSendMany { .. })
+            )
         });
         let mut datagrams = Vec::new();
         for action in sends {
             match action {
-                Action::UdpSend { socket, to, data } => datagrams.push((socket, to, data)),
-                Action::UdpSendMany { socket, to, data } => {
+                Action::Net(NetAction::UdpSend { socket, to, data }) => {
+                    datagrams.push((socket, to, data))
+                }
+                Action::Net(NetAction::UdpSendMany { socket, to, data }) => {
                     datagrams.extend(to.iter().map(|to| (socket, *to, data.clone())));
                 }
                 _ => {}
@@ -324,11 +329,11 @@ impl<T: Task> TaskHarness<T> {
     pub fn drain_tcp_sent(&mut self, conn: TcpConnId) -> Vec<u8> {
         self.ctx
             .take_actions(
-                |action| matches!(action, Action::TcpSend { conn: on, .. } if *on == conn),
+                |action| matches!(action, Action::Net(NetAction::TcpSend { conn: on, .. }) if *on == conn),
             )
             .into_iter()
             .flat_map(|action| match action {
-                Action::TcpSend { data, .. } => data.to_vec(),
+                Action::Net(NetAction::TcpSend { data, .. }) => data.to_vec(),
                 _ => Vec::new(),
             })
             .collect()

@@ -22,13 +22,41 @@ use crate::net::{
 /// Something a task asked the runtime to do, queued on its [`Ctx`].
 ///
 /// The runtime takes actions out in the order they were queued and carries
-/// each one out before the task's worker delivers its next input. New kinds
-/// of action (packets, bus messages, spawns) are added as the runtime grows,
-/// so the enum is `#[non_exhaustive]`.
+/// each one out before the task's worker delivers its next input. They are
+/// grouped as the [`Ctx`] methods that make them: an output, a socket or
+/// device call ([`NetAction`]), a bus call ([`BusAction`]), a spawn, an
+/// answer. A [`TaskHarness`](crate::testing::TaskHarness) hands them out
+/// with `drain_actions`; its `drain_*` methods pick the common ones.
 #[non_exhaustive]
 pub enum Action<T: Task> {
     /// An output for the controller, queued with [`Ctx::emit`].
     Emit(T::Output),
+    /// A call on a socket or device: `udp_*`, `tcp_*`, `tun_*`.
+    Net(NetAction<T>),
+    /// A call on the bus: subscriptions, publishing, direct messages and
+    /// requests.
+    Bus(BusAction<T>),
+    /// Spawn a task ([`Ctx::spawn`], [`Ctx::spawn_on`]).
+    Spawn {
+        /// The ticket `spawn` returned.
+        id: SpawnId,
+        /// The worker to spawn on; `None` for this task's own.
+        worker: Option<usize>,
+        /// The new task's type.
+        task_type: TypeId,
+        /// The task, type-erased for the trip.
+        task: Box<dyn Any + Send>,
+        /// Turns the outcome into this task's `Spawned` input.
+        done: SpawnDone<T>,
+    },
+    /// Send an answer ([`Responder::respond`](crate::bus::Responder::respond)).
+    Reply(Box<dyn FnOnce() + Send>),
+}
+
+/// A call on a socket or device ([`Action::Net`]), one variant per [`Ctx`]
+/// method.
+#[non_exhaustive]
+pub enum NetAction<T: Task> {
     /// Bind a UDP socket ([`Ctx::udp_bind`]).
     UdpBind {
         /// The id `udp_bind` returned.
@@ -62,6 +90,16 @@ pub enum Action<T: Task> {
     UdpClose {
         /// The socket.
         socket: UdpSocketId,
+    },
+    /// Hand a UDP socket over to another task ([`Ctx::udp_hand_over`]).
+    UdpHandOver {
+        /// The socket.
+        socket: UdpSocketId,
+        /// The task that takes it over.
+        to: ErasedTarget,
+        /// How the worker turns UDP events into that task's input (a
+        /// `UdpWrap` of its type).
+        wrap: Box<dyn Any + Send>,
     },
     /// Listen for TCP connections ([`Ctx::tcp_listen`]).
     TcpListen {
@@ -112,6 +150,16 @@ pub enum Action<T: Task> {
         /// The listener.
         listener: TcpListenerId,
     },
+    /// Hand a connection over to another task ([`Ctx::tcp_hand_over`]).
+    TcpHandOver {
+        /// The connection.
+        conn: TcpConnId,
+        /// The task that takes it over.
+        to: ErasedTarget,
+        /// How the worker turns TCP events into that task's input
+        /// (a `TcpWrap` of its type).
+        wrap: Box<dyn Any + Send>,
+    },
     /// Open a TUN/TAP device ([`Ctx::tun_open`]).
     TunOpen {
         /// The id `tun_open` returned.
@@ -135,6 +183,11 @@ pub enum Action<T: Task> {
         /// The device.
         tun: TunId,
     },
+}
+
+/// A call on the bus ([`Action::Bus`]), one variant per [`Ctx`] method.
+#[non_exhaustive]
+pub enum BusAction<T: Task> {
     /// Subscribe to a bus channel ([`Ctx::subscribe`]).
     Subscribe(<T::Bus as BusTypes>::Channel),
     /// Unsubscribe from a bus channel ([`Ctx::unsubscribe`]).
@@ -172,41 +225,6 @@ pub enum Action<T: Task> {
         /// Turns the answer into this task's input.
         reply: ReplyInput<T>,
     },
-    /// Send an answer ([`Responder::respond`](crate::bus::Responder::respond)).
-    Reply(Box<dyn FnOnce() + Send>),
-    /// Spawn a task ([`Ctx::spawn`], [`Ctx::spawn_on`]).
-    Spawn {
-        /// The ticket `spawn` returned.
-        id: SpawnId,
-        /// The worker to spawn on; `None` for this task's own.
-        worker: Option<usize>,
-        /// The new task's type.
-        task_type: TypeId,
-        /// The task, type-erased for the trip.
-        task: Box<dyn Any + Send>,
-        /// Turns the outcome into this task's `Spawned` input.
-        done: SpawnDone<T>,
-    },
-    /// Hand a UDP socket over to another task ([`Ctx::udp_hand_over`]).
-    UdpHandOver {
-        /// The socket.
-        socket: UdpSocketId,
-        /// The task that takes it over.
-        to: ErasedTarget,
-        /// How the worker turns UDP events into that task's input (a
-        /// `UdpWrap` of its type).
-        wrap: Box<dyn Any + Send>,
-    },
-    /// Hand a connection over to another task ([`Ctx::tcp_hand_over`]).
-    TcpHandOver {
-        /// The connection.
-        conn: TcpConnId,
-        /// The task that takes it over.
-        to: ErasedTarget,
-        /// How the worker turns TCP events into that task's input
-        /// (a `TcpWrap` of its type).
-        wrap: Box<dyn Any + Send>,
-    },
 }
 
 impl<T: Task> Action<T> {
@@ -215,7 +233,7 @@ impl<T: Task> Action<T> {
     #[must_use]
     pub fn sent_to<U: Task>(&self) -> Option<TaskId<U>> {
         match self {
-            Action::SendTo { to, .. } => to.typed(),
+            Action::Bus(BusAction::SendTo { to, .. }) => to.typed(),
             _ => None,
         }
     }
@@ -229,7 +247,7 @@ impl<T: Task> Action<T> {
     where
         U: Handles<M>,
     {
-        let Action::SendTo { to, payload } = self else {
+        let Action::Bus(BusAction::SendTo { to, payload }) = self else {
             return None;
         };
         let input = payload.downcast_ref::<U::Input>()?;
@@ -252,7 +270,7 @@ impl<T: Task> Action<T> {
         if self.sent::<U, M>().is_none() {
             return Err(self);
         }
-        let Action::SendTo { to, payload } = self else {
+        let Action::Bus(BusAction::SendTo { to, payload }) = self else {
             return Err(self);
         };
         match payload.downcast::<U::Input>() {
@@ -261,7 +279,7 @@ impl<T: Task> Action<T> {
                 // `sent` checked both just above.
                 _ => unreachable!("checked by `Action::sent`"),
             },
-            Err(payload) => Err(Action::SendTo { to, payload }),
+            Err(payload) => Err(Action::Bus(BusAction::SendTo { to, payload })),
         }
     }
 
@@ -270,7 +288,7 @@ impl<T: Task> Action<T> {
     #[must_use]
     pub fn request<R: Request>(&self) -> Option<&R> {
         match self {
-            Action::Request { request, .. } => request.downcast_ref::<R>(),
+            Action::Bus(BusAction::Request { request, .. }) => request.downcast_ref::<R>(),
             _ => None,
         }
     }
@@ -279,7 +297,7 @@ impl<T: Task> Action<T> {
     #[must_use]
     pub fn requested_of<U: Task>(&self) -> Option<TaskId<U>> {
         match self {
-            Action::Request { to, .. } => to.typed(),
+            Action::Bus(BusAction::Request { to, .. }) => to.typed(),
             _ => None,
         }
     }
@@ -435,7 +453,22 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Action::Emit(output) => f.debug_tuple("Emit").field(output).finish(),
-            Action::UdpBind {
+            Action::Net(action) => f.debug_tuple("Net").field(action).finish(),
+            Action::Bus(action) => f.debug_tuple("Bus").field(action).finish(),
+            Action::Spawn { id, worker, .. } => f
+                .debug_struct("Spawn")
+                .field("id", id)
+                .field("worker", worker)
+                .finish_non_exhaustive(),
+            Action::Reply(_) => f.write_str("Reply(..)"),
+        }
+    }
+}
+
+impl<T: Task> fmt::Debug for NetAction<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NetAction::UdpBind {
                 socket,
                 addr,
                 options,
@@ -446,22 +479,27 @@ where
                 .field("addr", addr)
                 .field("options", options)
                 .finish_non_exhaustive(),
-            Action::UdpSend { socket, to, data } => f
+            NetAction::UdpSend { socket, to, data } => f
                 .debug_struct("UdpSend")
                 .field("socket", socket)
                 .field("to", to)
                 .field("data", data)
                 .finish(),
-            Action::UdpSendMany { socket, to, data } => f
+            NetAction::UdpSendMany { socket, to, data } => f
                 .debug_struct("UdpSendMany")
                 .field("socket", socket)
                 .field("to", to)
                 .field("data", data)
                 .finish(),
-            Action::UdpClose { socket } => {
+            NetAction::UdpClose { socket } => {
                 f.debug_struct("UdpClose").field("socket", socket).finish()
             }
-            Action::TcpListen {
+            NetAction::UdpHandOver { socket, to, .. } => f
+                .debug_struct("UdpHandOver")
+                .field("socket", socket)
+                .field("to", to)
+                .finish_non_exhaustive(),
+            NetAction::TcpListen {
                 listener,
                 addr,
                 options,
@@ -472,7 +510,7 @@ where
                 .field("addr", addr)
                 .field("options", options)
                 .finish_non_exhaustive(),
-            Action::TcpConnect {
+            NetAction::TcpConnect {
                 conn,
                 addr,
                 options,
@@ -483,22 +521,27 @@ where
                 .field("addr", addr)
                 .field("options", options)
                 .finish_non_exhaustive(),
-            Action::TcpSend { conn, data } => f
+            NetAction::TcpSend { conn, data } => f
                 .debug_struct("TcpSend")
                 .field("conn", conn)
                 .field("data", data)
                 .finish(),
-            Action::TcpShutdownWrite { conn } => f
+            NetAction::TcpShutdownWrite { conn } => f
                 .debug_struct("TcpShutdownWrite")
                 .field("conn", conn)
                 .finish(),
-            Action::TcpClose { conn } => f.debug_struct("TcpClose").field("conn", conn).finish(),
-            Action::TcpAbort { conn } => f.debug_struct("TcpAbort").field("conn", conn).finish(),
-            Action::TcpCloseListener { listener } => f
+            NetAction::TcpClose { conn } => f.debug_struct("TcpClose").field("conn", conn).finish(),
+            NetAction::TcpAbort { conn } => f.debug_struct("TcpAbort").field("conn", conn).finish(),
+            NetAction::TcpCloseListener { listener } => f
                 .debug_struct("TcpCloseListener")
                 .field("listener", listener)
                 .finish(),
-            Action::TunOpen {
+            NetAction::TcpHandOver { conn, to, .. } => f
+                .debug_struct("TcpHandOver")
+                .field("conn", conn)
+                .field("to", to)
+                .finish_non_exhaustive(),
+            NetAction::TunOpen {
                 tun, name, options, ..
             } => f
                 .debug_struct("TunOpen")
@@ -506,46 +549,37 @@ where
                 .field("name", name)
                 .field("options", options)
                 .finish_non_exhaustive(),
-            Action::TunSend { tun, data } => f
+            NetAction::TunSend { tun, data } => f
                 .debug_struct("TunSend")
                 .field("tun", tun)
                 .field("data", data)
                 .finish(),
-            Action::TunClose { tun } => f.debug_struct("TunClose").field("tun", tun).finish(),
-            Action::Subscribe(channel) => f.debug_tuple("Subscribe").field(channel).finish(),
-            Action::Unsubscribe(channel) => f.debug_tuple("Unsubscribe").field(channel).finish(),
-            Action::Publish { channel, .. } => f
+            NetAction::TunClose { tun } => f.debug_struct("TunClose").field("tun", tun).finish(),
+        }
+    }
+}
+
+impl<T: Task> fmt::Debug for BusAction<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BusAction::Subscribe(channel) => f.debug_tuple("Subscribe").field(channel).finish(),
+            BusAction::Unsubscribe(channel) => f.debug_tuple("Unsubscribe").field(channel).finish(),
+            BusAction::Publish { channel, .. } => f
                 .debug_struct("Publish")
                 .field("channel", channel)
                 .finish_non_exhaustive(),
-            Action::Broadcast(_) => f.write_str("Broadcast(..)"),
-            Action::SendTo { to, .. } => f
+            BusAction::Broadcast(_) => f.write_str("Broadcast(..)"),
+            BusAction::SendTo { to, .. } => f
                 .debug_struct("SendTo")
                 .field("to", to)
                 .finish_non_exhaustive(),
-            Action::Request {
+            BusAction::Request {
                 to, id, timeout, ..
             } => f
                 .debug_struct("Request")
                 .field("to", to)
                 .field("id", id)
                 .field("timeout", timeout)
-                .finish_non_exhaustive(),
-            Action::Reply(_) => f.write_str("Reply(..)"),
-            Action::Spawn { id, worker, .. } => f
-                .debug_struct("Spawn")
-                .field("id", id)
-                .field("worker", worker)
-                .finish_non_exhaustive(),
-            Action::UdpHandOver { socket, to, .. } => f
-                .debug_struct("UdpHandOver")
-                .field("socket", socket)
-                .field("to", to)
-                .finish_non_exhaustive(),
-            Action::TcpHandOver { conn, to, .. } => f
-                .debug_struct("TcpHandOver")
-                .field("conn", conn)
-                .field("to", to)
                 .finish_non_exhaustive(),
         }
     }

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use super::action::{make_request, reply_input, spawned_input};
 use super::{
-    Action, Answers, ErasedTarget, Handles, SpawnId, Spawned, Task, TcpWrap, TimerKeyOf, TunWrap,
-    UdpWrap,
+    Action, Answers, BusAction, ErasedTarget, Handles, NetAction, SpawnId, Spawned, Task, TcpWrap,
+    TimerKeyOf, TunWrap, UdpWrap,
 };
 use crate::buf::PacketBuf;
 use crate::bus::{Reply, Request, RequestId, TaskBus};
@@ -109,6 +109,16 @@ impl<T: Task> Ctx<T> {
     /// tagged with this task's id).
     pub fn emit(&mut self, output: T::Output) {
         self.actions.push_back(Action::Emit(output));
+    }
+
+    /// Queues a socket or device call.
+    fn net(&mut self, action: NetAction<T>) {
+        self.actions.push_back(Action::Net(action));
+    }
+
+    /// Queues a bus call.
+    fn bus(&mut self, action: BusAction<T>) {
+        self.actions.push_back(Action::Bus(action));
     }
 
     /// Arms the task's timer for `deadline`, replacing any earlier deadline.
@@ -254,7 +264,7 @@ impl<T: Task> Ctx<T> {
         T: Handles<UdpBound> + Handles<UdpPacket> + Handles<UdpError>,
     {
         let socket = UdpSocketId::new(self.worker, self.owner, self.next_socket_number());
-        self.actions.push_back(Action::UdpBind {
+        self.net(NetAction::UdpBind {
             socket,
             addr,
             options,
@@ -270,13 +280,13 @@ impl<T: Task> Ctx<T> {
     /// Sends are queued in order and handed to the kernel in batches; a send
     /// that fails comes back as an [`UdpError`] with its payload.
     pub fn udp_send(&mut self, socket: UdpSocketId, to: SocketAddr, data: PacketBuf) {
-        self.actions.push_back(Action::UdpSend { socket, to, data });
+        self.net(NetAction::UdpSend { socket, to, data });
     }
 
     /// Sends one payload to every address of `to` (the fan-out of a media
     /// server): the payload is shared, not copied per peer.
     pub fn udp_send_many(&mut self, socket: UdpSocketId, to: &[SocketAddr], data: PacketBuf) {
-        self.actions.push_back(Action::UdpSendMany {
+        self.net(NetAction::UdpSendMany {
             socket,
             to: to.into(),
             data,
@@ -289,7 +299,7 @@ impl<T: Task> Ctx<T> {
     /// (as in `ctx.udp_close(self.socket.take())`) and ignores `None`.
     pub fn udp_close(&mut self, socket: impl Into<Option<UdpSocketId>>) {
         if let Some(socket) = socket.into() {
-            self.actions.push_back(Action::UdpClose { socket });
+            self.net(NetAction::UdpClose { socket });
         }
     }
 
@@ -307,7 +317,7 @@ impl<T: Task> Ctx<T> {
         T: Handles<TcpEvent>,
     {
         let listener = TcpListenerId::new(self.worker, self.owner, self.next_socket_number());
-        self.actions.push_back(Action::TcpListen {
+        self.net(NetAction::TcpListen {
             listener,
             addr,
             options,
@@ -324,7 +334,7 @@ impl<T: Task> Ctx<T> {
         T: Handles<TcpEvent>,
     {
         let conn = TcpConnId::new(self.worker, self.owner, self.next_socket_number());
-        self.actions.push_back(Action::TcpConnect {
+        self.net(NetAction::TcpConnect {
             conn,
             addr,
             options,
@@ -340,32 +350,31 @@ impl<T: Task> Ctx<T> {
     /// as [`TcpEvent::SendFailed`], and so does every later send until
     /// [`TcpEvent::Writable`] says the queue has drained.
     pub fn tcp_send(&mut self, conn: TcpConnId, data: PacketBuf) {
-        self.actions.push_back(Action::TcpSend { conn, data });
+        self.net(NetAction::TcpSend { conn, data });
     }
 
     /// Shuts down the sending side of `conn` once what is queued has been
     /// sent: the peer reads to the end. Receiving goes on.
     pub fn tcp_shutdown_write(&mut self, conn: TcpConnId) {
-        self.actions.push_back(Action::TcpShutdownWrite { conn });
+        self.net(NetAction::TcpShutdownWrite { conn });
     }
 
     /// Closes `conn` once what is queued has been sent, or resets it if
     /// that has not happened within `TcpOptions::close_timeout` (a peer that
     /// stopped reading).
     pub fn tcp_close(&mut self, conn: TcpConnId) {
-        self.actions.push_back(Action::TcpClose { conn });
+        self.net(NetAction::TcpClose { conn });
     }
 
     /// Resets `conn` at once: what is queued is dropped, the peer sees a
     /// reset. Counted in `tcp_closes_aborted`.
     pub fn tcp_abort(&mut self, conn: TcpConnId) {
-        self.actions.push_back(Action::TcpAbort { conn });
+        self.net(NetAction::TcpAbort { conn });
     }
 
     /// Stops listening; connections already accepted stay open.
     pub fn tcp_close_listener(&mut self, listener: TcpListenerId) {
-        self.actions
-            .push_back(Action::TcpCloseListener { listener });
+        self.net(NetAction::TcpCloseListener { listener });
     }
 
     /// Opens a TUN or TAP device named `name` (a pattern such as
@@ -385,7 +394,7 @@ impl<T: Task> Ctx<T> {
         T: Handles<TunOpened> + Handles<TunPacket> + Handles<TunError>,
     {
         let tun = TunId::new(self.worker, self.owner, self.next_socket_number());
-        self.actions.push_back(Action::TunOpen {
+        self.net(NetAction::TunOpen {
             tun,
             name: name.to_owned(),
             options,
@@ -396,13 +405,13 @@ impl<T: Task> Ctx<T> {
 
     /// Writes a packet to a device (an IP packet for TUN, a frame for TAP).
     pub fn tun_send(&mut self, tun: TunId, data: PacketBuf) {
-        self.actions.push_back(Action::TunSend { tun, data });
+        self.net(NetAction::TunSend { tun, data });
     }
 
     /// Closes a device; it disappears from the system once the packets
     /// queued on it before are written (it stops being read at once).
     pub fn tun_close(&mut self, tun: TunId) {
-        self.actions.push_back(Action::TunClose { tun });
+        self.net(NetAction::TunClose { tun });
     }
 
     /// Subscribes the task to a bus channel: events published on it arrive
@@ -416,7 +425,7 @@ impl<T: Task> Ctx<T> {
         T::Bus: TaskBus<T>,
     {
         let channel = <T::Bus as TaskBus<T>>::channel(channel);
-        self.actions.push_back(Action::Subscribe(channel));
+        self.bus(BusAction::Subscribe(channel));
     }
 
     /// Unsubscribes the task from a bus channel.
@@ -425,7 +434,7 @@ impl<T: Task> Ctx<T> {
         T::Bus: TaskBus<T>,
     {
         let channel = <T::Bus as TaskBus<T>>::channel(channel);
-        self.actions.push_back(Action::Unsubscribe(channel));
+        self.bus(BusAction::Unsubscribe(channel));
     }
 
     /// Publishes `event` on `channel`, to every task that subscribes to it,
@@ -445,7 +454,7 @@ impl<T: Task> Ctx<T> {
     {
         let channel = <T::Bus as TaskBus<T>>::channel(channel);
         let event = <T::Bus as TaskBus<T>>::event(event);
-        self.actions.push_back(Action::Publish { channel, event });
+        self.bus(BusAction::Publish { channel, event });
     }
 
     /// Sends `event` to every task with a bus, on every worker (this one
@@ -455,7 +464,7 @@ impl<T: Task> Ctx<T> {
         T::Bus: TaskBus<T>,
     {
         let event = <T::Bus as TaskBus<T>>::event(event);
-        self.actions.push_back(Action::Broadcast(event));
+        self.bus(BusAction::Broadcast(event));
     }
 
     /// Sends `message` to the task `to`, on any worker, typed like
@@ -472,7 +481,7 @@ impl<T: Task> Ctx<T> {
     where
         U: Handles<M>,
     {
-        self.actions.push_back(Action::SendTo {
+        self.bus(BusAction::SendTo {
             to: ErasedTarget::of(to),
             payload: Box::new(U::wrap(message)),
         });
@@ -492,7 +501,7 @@ impl<T: Task> Ctx<T> {
     {
         self.requests_made += 1;
         let id = self.requests_made;
-        self.actions.push_back(Action::Request {
+        self.bus(BusAction::Request {
             to: ErasedTarget::of(to),
             id,
             timeout,
@@ -559,7 +568,7 @@ impl<T: Task> Ctx<T> {
     where
         U: Handles<TcpEvent>,
     {
-        self.actions.push_back(Action::TcpHandOver {
+        self.net(NetAction::TcpHandOver {
             conn,
             to: ErasedTarget::of(to),
             wrap: Box::new(TcpWrap::<U>::new()),
@@ -579,7 +588,7 @@ impl<T: Task> Ctx<T> {
     where
         U: Handles<UdpBound> + Handles<UdpPacket> + Handles<UdpError>,
     {
-        self.actions.push_back(Action::UdpHandOver {
+        self.net(NetAction::UdpHandOver {
             socket,
             to: ErasedTarget::of(to),
             wrap: Box::new(UdpWrap::<U>::new()),

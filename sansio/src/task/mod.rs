@@ -14,8 +14,8 @@ mod ctx;
 mod glue;
 
 pub use action::{
-    Action, ErasedTarget, MakeRequest, ReplyInput, SpawnDone, SpawnFailure, SpawnId, SpawnOutcome,
-    Spawned,
+    Action, BusAction, ErasedTarget, MakeRequest, NetAction, ReplyInput, SpawnDone, SpawnFailure,
+    SpawnId, SpawnOutcome, Spawned,
 };
 pub use ctx::{Ctx, SHUTDOWN_PHASES};
 pub(crate) use glue::Wraps;

@@ -25,7 +25,9 @@ use crate::id::TaskId;
 use crate::net::udp::Payload;
 use crate::net::{Adoption, NetInput, Owned, TcpEvent};
 use crate::task::Task;
-use crate::task::{Action, Ctx, ErasedTarget, ReplyInput, TcpWrap, UdpWrap, Wraps};
+use crate::task::{
+    Action, BusAction, Ctx, ErasedTarget, NetAction, ReplyInput, TcpWrap, UdpWrap, Wraps,
+};
 use crate::timer::Due;
 
 /// The tasks of type `T` on one worker.
@@ -86,10 +88,42 @@ impl<T: Task> Entry<T> {
     ) where
         T: Member<W>,
     {
-        let counters = &mut cx.counters;
         match action {
             Action::Emit(output) => cx.output(id, T::output(output)),
-            Action::UdpBind {
+            Action::Net(action) => self.carry_out_net(cx, owner, action),
+            Action::Bus(action) => self.carry_out_bus(cx, owner, action),
+            Action::Reply(send) => send(),
+            Action::Spawn {
+                id,
+                worker,
+                task_type,
+                task,
+                done,
+            } => {
+                let worker = worker.unwrap_or(usize::from(cx.index));
+                let outcome = cx.spawn_erased(worker, task_type, task);
+                let input: Box<dyn Any + Send> = Box::new(done(id, outcome));
+                cx.bus.local.push_back(BusEnvelope::Deliver {
+                    group: owner.group,
+                    slot: owner.slot,
+                    generation: owner.generation,
+                    payload: input,
+                    from: None,
+                });
+            }
+        }
+    }
+
+    /// Carries out a socket or device call.
+    fn carry_out_net<W: Worker>(
+        &mut self,
+        cx: &mut WorkerCx<W>,
+        owner: RawId,
+        action: NetAction<T>,
+    ) {
+        let counters = &mut cx.counters;
+        match action {
+            NetAction::UdpBind {
                 socket,
                 addr,
                 options,
@@ -99,19 +133,22 @@ impl<T: Task> Entry<T> {
                 self.owned.push(Owned::Udp(socket));
                 cx.net.udp_bind(socket, owner, addr, &options, counters);
             }
-            Action::UdpSend { socket, to, data } => {
+            NetAction::UdpSend { socket, to, data } => {
                 cx.net
                     .udp_send(owner, socket, to, Payload::Owned(data), counters);
             }
-            Action::UdpSendMany { socket, to, data } => {
+            NetAction::UdpSendMany { socket, to, data } => {
                 let shared = Arc::new(data);
                 for to in to.iter().copied() {
                     let payload = Payload::Shared(Arc::clone(&shared));
                     cx.net.udp_send(owner, socket, to, payload, counters);
                 }
             }
-            Action::UdpClose { socket } => self.close(cx, owner, Owned::Udp(socket)),
-            Action::TcpListen {
+            NetAction::UdpClose { socket } => self.close(cx, owner, Owned::Udp(socket)),
+            NetAction::UdpHandOver { socket, to, wrap } => {
+                self.hand_over(cx, owner, Owned::Udp(socket), &to, wrap);
+            }
+            NetAction::TcpListen {
                 listener,
                 addr,
                 options,
@@ -121,7 +158,7 @@ impl<T: Task> Entry<T> {
                 self.owned.push(Owned::TcpListener(listener));
                 cx.net.tcp_listen(listener, owner, addr, &options, counters);
             }
-            Action::TcpConnect {
+            NetAction::TcpConnect {
                 conn,
                 addr,
                 options,
@@ -131,21 +168,24 @@ impl<T: Task> Entry<T> {
                 self.owned.push(Owned::TcpConn(conn));
                 cx.net.tcp_connect(conn, owner, addr, &options, counters);
             }
-            Action::TcpSend { conn, data } => cx.net.tcp_send(owner, conn, data, counters),
-            Action::TcpShutdownWrite { conn } => {
+            NetAction::TcpSend { conn, data } => cx.net.tcp_send(owner, conn, data, counters),
+            NetAction::TcpShutdownWrite { conn } => {
                 cx.net.tcp_shutdown_write(owner, conn, counters);
             }
-            Action::TcpClose { conn } => self.close(cx, owner, Owned::TcpConn(conn)),
-            Action::TcpAbort { conn } => {
+            NetAction::TcpClose { conn } => self.close(cx, owner, Owned::TcpConn(conn)),
+            NetAction::TcpAbort { conn } => {
                 if cx.net.owns(owner, Owned::TcpConn(conn), counters) {
                     self.owned.retain(|owned| *owned != Owned::TcpConn(conn));
                     cx.net.tcp_abort(conn, counters);
                 }
             }
-            Action::TcpCloseListener { listener } => {
+            NetAction::TcpCloseListener { listener } => {
                 self.close(cx, owner, Owned::TcpListener(listener));
             }
-            Action::TunOpen {
+            NetAction::TcpHandOver { conn, to, wrap } => {
+                self.hand_over(cx, owner, Owned::TcpConn(conn), &to, wrap);
+            }
+            NetAction::TunOpen {
                 tun,
                 name,
                 options,
@@ -155,23 +195,32 @@ impl<T: Task> Entry<T> {
                 self.owned.push(Owned::Tun(tun));
                 cx.net.tun_open(tun, owner, &name, &options, counters);
             }
-            Action::TunSend { tun, data } => cx.net.tun_send(owner, tun, data, counters),
-            Action::TunClose { tun } => self.close(cx, owner, Owned::Tun(tun)),
-            Action::Subscribe(channel) => cx.bus.subscribe(owner, T::lift_channel(channel)),
-            Action::Unsubscribe(channel) => cx.bus.unsubscribe(owner, &T::lift_channel(channel)),
-            Action::Publish { channel, event } => {
+            NetAction::TunSend { tun, data } => cx.net.tun_send(owner, tun, data, counters),
+            NetAction::TunClose { tun } => self.close(cx, owner, Owned::Tun(tun)),
+        }
+    }
+
+    /// Carries out a bus call.
+    fn carry_out_bus<W: Worker>(&mut self, cx: &mut WorkerCx<W>, owner: RawId, action: BusAction<T>)
+    where
+        T: Member<W>,
+    {
+        match action {
+            BusAction::Subscribe(channel) => cx.bus.subscribe(owner, T::lift_channel(channel)),
+            BusAction::Unsubscribe(channel) => cx.bus.unsubscribe(owner, &T::lift_channel(channel)),
+            BusAction::Publish { channel, event } => {
                 let (channel, event) = (T::lift_channel(channel), T::lift_event(event));
                 cx.counters.bus_published += 1;
                 let missed = cx.bus.publish(channel.clone(), event.clone());
                 overflow(cx, owner, Some(channel), event, missed);
             }
-            Action::Broadcast(event) => {
+            BusAction::Broadcast(event) => {
                 let event = T::lift_event(event);
                 cx.counters.bus_published += 1;
                 let missed = cx.bus.broadcast(event.clone());
                 overflow(cx, owner, None, event, missed);
             }
-            Action::SendTo { to, payload } => {
+            BusAction::SendTo { to, payload } => {
                 let sent = cx
                     .bus
                     .check(&to)
@@ -182,7 +231,7 @@ impl<T: Task> Entry<T> {
                     cx.bus.local.push_back(BusEnvelope::ToTask { owner, input });
                 }
             }
-            Action::Request {
+            BusAction::Request {
                 to,
                 id,
                 timeout,
@@ -205,31 +254,6 @@ impl<T: Task> Entry<T> {
                         result: Err(error),
                     });
                 }
-            }
-            Action::Reply(send) => send(),
-            Action::Spawn {
-                id,
-                worker,
-                task_type,
-                task,
-                done,
-            } => {
-                let worker = worker.unwrap_or(usize::from(cx.index));
-                let outcome = cx.spawn_erased(worker, task_type, task);
-                let input: Box<dyn Any + Send> = Box::new(done(id, outcome));
-                cx.bus.local.push_back(BusEnvelope::Deliver {
-                    group: owner.group,
-                    slot: owner.slot,
-                    generation: owner.generation,
-                    payload: input,
-                    from: None,
-                });
-            }
-            Action::UdpHandOver { socket, to, wrap } => {
-                self.hand_over(cx, owner, Owned::Udp(socket), &to, wrap);
-            }
-            Action::TcpHandOver { conn, to, wrap } => {
-                self.hand_over(cx, owner, Owned::TcpConn(conn), &to, wrap);
             }
         }
     }
