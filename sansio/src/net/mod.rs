@@ -61,6 +61,7 @@ mod ifconfig;
 mod options;
 mod sockets;
 pub(crate) mod sys;
+mod table;
 pub(crate) mod tcp;
 pub(crate) mod tun;
 pub(crate) mod udp;

@@ -17,7 +17,6 @@
 //! had refusals first says `Writable`, and what its task re-sends then is
 //! sent before the close.
 
-use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -26,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::table::Table;
 use super::{NetInput, Source, TcpConnId, TcpEvent, TcpListenerId, TcpOptions};
 use crate::backend::{Interest, Registry, watch_writable};
 use crate::buf::PacketBuf;
@@ -120,12 +120,8 @@ fn event(owner: RawId, event: TcpEvent) -> (RawId, NetInput) {
 /// The TCP sockets of one worker.
 #[derive(Default)]
 pub(crate) struct TcpSockets {
-    listeners: Vec<Option<Listener>>,
-    listener_ids: HashMap<TcpListenerId, usize>,
-    conns: Vec<Option<Conn>>,
-    conn_ids: HashMap<TcpConnId, usize>,
-    free_conns: Vec<usize>,
-    free_listeners: Vec<usize>,
+    listeners: Table<TcpListenerId, Listener>,
+    conns: Table<TcpConnId, Conn>,
     dirty: Vec<usize>,
     /// Sources left with work when their turn ended: served again next turn.
     pub(crate) unserved: Vec<Source>,
@@ -168,7 +164,7 @@ impl TcpSockets {
         socket.listen(i32::try_from(options.backlog).unwrap_or(i32::MAX))?;
         let listener: TcpListener = socket.into();
         let local = listener.local_addr()?;
-        let index = self.free_listeners.pop().unwrap_or(self.listeners.len());
+        let index = self.listeners.vacant();
         registry.register(
             listener.as_raw_fd(),
             Source::TcpListener(index).token(),
@@ -182,8 +178,7 @@ impl TcpSockets {
             backoff: Duration::ZERO,
             open: 0,
         };
-        place(&mut self.listeners, index, entry);
-        self.listener_ids.insert(id, index);
+        self.listeners.insert(id, entry);
         Ok(local)
     }
 
@@ -222,13 +217,12 @@ impl TcpSockets {
                 return;
             }
         };
-        let index = self.free_conns.pop().unwrap_or(self.conns.len());
+        let index = self.conns.vacant();
         if let Err(error) = registry.register(
             stream.as_raw_fd(),
             Source::TcpConn(index).token(),
             Interest::WRITE,
         ) {
-            self.free_conns.push(index);
             out.push_back(event(
                 owner,
                 TcpEvent::Connected {
@@ -238,12 +232,8 @@ impl TcpSockets {
             ));
             return;
         }
-        place(
-            &mut self.conns,
-            index,
-            Conn::new(id, owner, stream, options.clone(), true),
-        );
-        self.conn_ids.insert(id, index);
+        self.conns
+            .insert(id, Conn::new(id, owner, stream, options.clone(), true));
     }
 
     /// Accepts what `index` has waiting; returns whether it may have more.
@@ -255,7 +245,7 @@ impl TcpSockets {
         counters: &mut Counters,
     ) -> bool {
         for _ in 0..PER_TURN {
-            let Some(Some(listener)) = self.listeners.get(index) else {
+            let Some(listener) = self.listeners.get(index) else {
                 return false;
             };
             let accepted = match faults::error(Call::Accept) {
@@ -299,10 +289,10 @@ impl TcpSockets {
                     continue;
                 }
             };
-            if let Some(Some(listener)) = self.listeners.get_mut(index) {
+            if let Some(listener) = self.listeners.get_mut(index) {
                 listener.backoff = Duration::ZERO;
             }
-            let Some(Some(listener)) = self.listeners.get(index) else {
+            let Some(listener) = self.listeners.get(index) else {
                 return false;
             };
             if listener
@@ -322,7 +312,7 @@ impl TcpSockets {
             let setup = stream
                 .set_nonblocking(true)
                 .and_then(|()| stream.set_nodelay(options.nodelay));
-            let slot = self.free_conns.pop().unwrap_or(self.conns.len());
+            let slot = self.conns.vacant();
             let registered = setup.and_then(|()| {
                 registry.register(
                     stream.as_raw_fd(),
@@ -331,7 +321,6 @@ impl TcpSockets {
                 )
             });
             if let Err(error) = registered {
-                self.free_conns.push(slot);
                 counters.tcp_errors += 1;
                 out.push_back(event(
                     owner,
@@ -345,11 +334,10 @@ impl TcpSockets {
             counters.tcp_accepted += 1;
             let mut accepted = Conn::new(conn, owner, stream, options, false);
             accepted.listener = Some((index, listener_id));
-            if let Some(Some(listener)) = self.listeners.get_mut(index) {
+            if let Some(listener) = self.listeners.get_mut(index) {
                 listener.open += 1;
             }
-            place(&mut self.conns, slot, accepted);
-            self.conn_ids.insert(conn, slot);
+            self.conns.insert(conn, accepted);
             out.push_back(event(
                 owner,
                 TcpEvent::Accepted {
@@ -373,7 +361,7 @@ impl TcpSockets {
         out: &mut Outbox,
         counters: &mut Counters,
     ) -> bool {
-        let Some(Some(conn)) = self.conns.get_mut(index) else {
+        let Some(conn) = self.conns.get_mut(index) else {
             return false;
         };
         if conn.connecting {
@@ -446,7 +434,7 @@ impl TcpSockets {
         counters: &mut Counters,
     ) -> bool {
         for _ in 0..PER_TURN {
-            let Some(Some(conn)) = self.conns.get_mut(index) else {
+            let Some(conn) = self.conns.get_mut(index) else {
                 return false;
             };
             if conn.read_closed {
@@ -495,11 +483,7 @@ impl TcpSockets {
         out: &mut Outbox,
         counters: &mut Counters,
     ) {
-        let Some((index, entry)) = self
-            .conn_ids
-            .get(&conn)
-            .and_then(|&index| Some((index, self.conns[index].as_mut()?)))
-        else {
+        let Some((index, entry)) = self.conns.find_mut(&conn) else {
             counters.tcp_send_rejected += 1;
             let error = io::Error::new(io::ErrorKind::NotConnected, format!("{conn} is not open"));
             out.push_back(event(from, TcpEvent::SendFailed { conn, data, error }));
@@ -534,9 +518,7 @@ impl TcpSockets {
 
     /// Shuts down writing once the queue is flushed.
     pub(crate) fn shutdown_write(&mut self, conn: TcpConnId) {
-        if let Some(&index) = self.conn_ids.get(&conn)
-            && let Some(entry) = self.conns[index].as_mut()
-        {
+        if let Some((index, entry)) = self.conns.find_mut(&conn) {
             entry.shutdown_write = true;
             self.mark_dirty(index);
         }
@@ -545,9 +527,7 @@ impl TcpSockets {
     /// Closes `conn` once its queue is flushed, or resets it if that has
     /// not happened by `now + close_timeout`.
     pub(crate) fn close(&mut self, conn: TcpConnId, now: Instant) {
-        if let Some(&index) = self.conn_ids.get(&conn)
-            && let Some(entry) = self.conns[index].as_mut()
-        {
+        if let Some((index, entry)) = self.conns.find_mut(&conn) {
             entry.close = true;
             if entry.close_by.is_none() {
                 let deadline = now + entry.options.close_timeout;
@@ -565,12 +545,10 @@ impl TcpSockets {
         registry: &mut dyn Registry,
         counters: &mut Counters,
     ) {
-        if let Some(&index) = self.conn_ids.get(&conn) {
-            if let Some(entry) = &self.conns[index] {
-                // A zero linger makes the close a reset: the queue is gone
-                // and the peer learns so at once.
-                let _ = socket2::SockRef::from(&entry.stream).set_linger(Some(Duration::ZERO));
-            }
+        if let Some((index, entry)) = self.conns.find_mut(&conn) {
+            // A zero linger makes the close a reset: the queue is gone and
+            // the peer learns so at once.
+            let _ = socket2::SockRef::from(&entry.stream).set_linger(Some(Duration::ZERO));
             counters.tcp_closes_aborted += 1;
             self.remove(index, registry);
         }
@@ -579,7 +557,7 @@ impl TcpSockets {
     /// Schedules listener `index` to accept again after its back-off, which
     /// grows with each failure in a row; counted.
     fn retry_accept(&mut self, index: usize, counters: &mut Counters) {
-        let Some(Some(listener)) = self.listeners.get_mut(index) else {
+        let Some(listener) = self.listeners.get_mut(index) else {
             return;
         };
         listener.backoff = (listener.backoff * 2).clamp(ACCEPT_BACKOFF, MAX_ACCEPT_BACKOFF);
@@ -605,9 +583,10 @@ impl TcpSockets {
             at > now
         });
         for (index, id) in due {
-            let open = self.listeners.get(index).is_some_and(|listener| {
-                listener.as_ref().is_some_and(|listener| listener.id == id)
-            });
+            let open = self
+                .listeners
+                .get(index)
+                .is_some_and(|listener| listener.id == id);
             if open && self.accept(index, registry, out, counters) {
                 self.unserved.push(Source::TcpListener(index));
             }
@@ -623,9 +602,7 @@ impl TcpSockets {
     ) {
         let mut expired = Vec::new();
         self.closing.retain(|&(deadline, index, conn)| {
-            let open = self.conns[index]
-                .as_ref()
-                .is_some_and(|entry| entry.id == conn);
+            let open = self.conns.get(index).is_some_and(|entry| entry.id == conn);
             if open && deadline <= now {
                 expired.push(conn);
             }
@@ -645,11 +622,9 @@ impl TcpSockets {
 
     /// Whether closes are still sending what was queued.
     pub(crate) fn lingering(&self) -> bool {
-        self.closing.iter().any(|&(_, index, conn)| {
-            self.conns[index]
-                .as_ref()
-                .is_some_and(|entry| entry.id == conn)
-        })
+        self.closing
+            .iter()
+            .any(|&(_, index, conn)| self.conns.get(index).is_some_and(|entry| entry.id == conn))
     }
 
     /// The id for the next accepted connection: numbers count accepted
@@ -659,7 +634,7 @@ impl TcpSockets {
         loop {
             self.accepted = self.accepted.wrapping_add(1) & !(1 << 31);
             let conn = TcpConnId::accepted(self.worker, owner, self.accepted);
-            if !self.conn_ids.contains_key(&conn) {
+            if !self.conns.contains(&conn) {
                 return conn;
             }
         }
@@ -674,9 +649,9 @@ impl TcpSockets {
         owner: RawId,
     ) -> io::Result<()> {
         let entry = self
-            .conn_ids
-            .get(&conn)
-            .and_then(|&index| self.conns[index].as_mut())
+            .conns
+            .find_mut(&conn)
+            .map(|(_, entry)| entry)
             .filter(|entry| !entry.close);
         let Some(entry) = entry else {
             return Err(io::Error::new(
@@ -693,16 +668,15 @@ impl TcpSockets {
 
     /// Closes a listener.
     pub(crate) fn close_listener(&mut self, listener: TcpListenerId, registry: &mut dyn Registry) {
-        if let Some(index) = self.listener_ids.remove(&listener)
-            && let Some(entry) = self.listeners[index].take()
+        if let Some(index) = self.listeners.forget(&listener)
+            && let Some(entry) = self.listeners.take(index)
         {
             let _ = registry.deregister(entry.listener.as_raw_fd());
-            self.free_listeners.push(index);
         }
     }
 
     fn mark_dirty(&mut self, index: usize) {
-        if let Some(Some(conn)) = self.conns.get_mut(index)
+        if let Some(conn) = self.conns.get_mut(index)
             && !conn.dirty
         {
             conn.dirty = true;
@@ -724,7 +698,7 @@ impl TcpSockets {
     ) {
         let dirty = std::mem::take(&mut self.dirty);
         for &index in &dirty {
-            let Some(Some(conn)) = self.conns.get_mut(index) else {
+            let Some(conn) = self.conns.get_mut(index) else {
                 continue;
             };
             conn.dirty = false;
@@ -820,7 +794,7 @@ impl TcpSockets {
         out: &mut Outbox,
         counters: &mut Counters,
     ) {
-        let Some(Some(conn)) = self.conns.get(index) else {
+        let Some(conn) = self.conns.get(index) else {
             return;
         };
         let (conn, owner) = (conn.id, conn.owner);
@@ -836,13 +810,12 @@ impl TcpSockets {
     }
 
     fn remove(&mut self, index: usize, registry: &mut dyn Registry) {
-        if let Some(conn) = self.conns[index].take() {
+        if let Some(conn) = self.conns.take(index) {
             // Closing the descriptor removes it from epoll regardless.
             let _ = registry.deregister(conn.stream.as_raw_fd());
-            self.conn_ids.remove(&conn.id);
-            self.free_conns.push(index);
+            self.conns.forget(&conn.id);
             if let Some((listener, id)) = conn.listener
-                && let Some(Some(listener)) = self.listeners.get_mut(listener)
+                && let Some(listener) = self.listeners.get_mut(listener)
                 && listener.id == id
             {
                 listener.open -= 1;
@@ -852,7 +825,7 @@ impl TcpSockets {
 
     /// Open connections and listeners.
     pub(crate) fn len(&self) -> usize {
-        self.conn_ids.len() + self.listener_ids.len()
+        self.conns.open() + self.listeners.open()
     }
 }
 
@@ -883,14 +856,5 @@ impl Conn {
             listener: None,
             read_closed: false,
         }
-    }
-}
-
-/// Puts `entry` at `index`, growing `slots` by one when `index` is its end.
-fn place<E>(slots: &mut Vec<Option<E>>, index: usize, entry: E) {
-    if index == slots.len() {
-        slots.push(Some(entry));
-    } else {
-        slots[index] = Some(entry);
     }
 }

@@ -2,13 +2,14 @@
 //! one per `read` into pooled buffers, packets written one per `write`, with
 //! a bounded queue while the device will not take more.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::AsRawFd;
 
 use tun_tap::Iface;
 
 use super::ifconfig::{self, MAX_NAME};
+use super::table::Table;
 use super::{NetInput, Source, TunError, TunId, TunMode, TunOptions, TunPacket};
 use crate::backend::{Interest, Registry, watch_writable};
 use crate::buf::PacketBuf;
@@ -84,9 +85,7 @@ fn check(name: &str, options: &TunOptions) -> io::Result<()> {
 /// The TUN/TAP devices of one worker.
 #[derive(Default)]
 pub(crate) struct TunDevices {
-    devices: Vec<Option<Device>>,
-    ids: HashMap<TunId, usize>,
-    free: Vec<usize>,
+    devices: Table<TunId, Device>,
     dirty: Vec<usize>,
     /// Devices left readable when their turn ended.
     pub(crate) unread: Vec<usize>,
@@ -115,7 +114,7 @@ impl TunDevices {
         iface.set_non_blocking()?;
         let opened = iface.name().to_owned();
         ifconfig::configure(&opened, options)?;
-        let index = self.free.pop().unwrap_or(self.devices.len());
+        let index = self.devices.vacant();
         registry.register(
             iface.as_raw_fd(),
             Source::Tun(index).token(),
@@ -131,12 +130,7 @@ impl TunDevices {
             dirty: false,
             closing: false,
         };
-        if index == self.devices.len() {
-            self.devices.push(Some(device));
-        } else {
-            self.devices[index] = Some(device);
-        }
-        self.ids.insert(id, index);
+        self.devices.insert(id, device);
         Ok(opened)
     }
 
@@ -144,10 +138,10 @@ impl TunDevices {
     /// persistent) once the packets it has queued are written; it stops
     /// being read and taking packets at once. Unknown ids are ignored.
     pub(crate) fn close(&mut self, id: TunId, registry: &mut dyn Registry) {
-        let Some(index) = self.ids.remove(&id) else {
+        let Some(index) = self.devices.forget(&id) else {
             return;
         };
-        match &mut self.devices[index] {
+        match self.devices.get_mut(index) {
             Some(device) if !device.queue.is_empty() => {
                 device.closing = true;
                 if !device.dirty && !device.blocked {
@@ -160,9 +154,8 @@ impl TunDevices {
     }
 
     fn remove(&mut self, index: usize, registry: &mut dyn Registry) {
-        if let Some(device) = self.devices[index].take() {
+        if let Some(device) = self.devices.take(index) {
             let _ = registry.deregister(device.iface.as_raw_fd());
-            self.free.push(index);
         }
     }
 
@@ -175,10 +168,7 @@ impl TunDevices {
         out: &mut Outbox,
         counters: &mut Counters,
     ) {
-        let found = self
-            .ids
-            .get(&tun)
-            .and_then(|&index| Some((index, self.devices[index].as_mut()?)));
+        let found = self.devices.find_mut(&tun);
         let refuse =
             |error: io::Error, data: PacketBuf, out: &mut Outbox, counters: &mut Counters| {
                 counters.tun_send_errors += 1;
@@ -216,7 +206,7 @@ impl TunDevices {
 
     /// The device became writable.
     pub(crate) fn writable(&mut self, index: usize) {
-        if let Some(Some(device)) = self.devices.get_mut(index)
+        if let Some(device) = self.devices.get_mut(index)
             && !device.dirty
         {
             device.dirty = true;
@@ -236,7 +226,7 @@ impl TunDevices {
         counters: &mut Counters,
     ) {
         for index in std::mem::take(&mut self.dirty) {
-            let Some(Some(device)) = self.devices.get_mut(index) else {
+            let Some(device) = self.devices.get_mut(index) else {
                 continue;
             };
             device.dirty = false;
@@ -300,7 +290,7 @@ impl TunDevices {
         packets: &mut Vec<(RawId, NetInput)>,
         counters: &mut Counters,
     ) -> bool {
-        let Some(Some(device)) = self.devices.get(index) else {
+        let Some(device) = self.devices.get(index) else {
             return false;
         };
         if device.closing {
@@ -344,12 +334,12 @@ impl TunDevices {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.ids.len()
+        self.devices.open()
     }
 
     /// Whether closed devices still have packets to write.
     pub(crate) fn lingering(&self) -> bool {
-        self.devices.iter().flatten().any(|device| device.closing)
+        self.devices.iter().any(|(_, device)| device.closing)
     }
 }
 

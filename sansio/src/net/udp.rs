@@ -8,7 +8,7 @@
 //! a send the kernel refuses, and a send on a closed socket come back to the
 //! task as [`UdpError`]s with their payload.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::sys::{self, BATCH, Batch, Coalesced, GRO_BUFFER, GRO_MESSAGES, Received, SendFailed};
+use super::table::Table;
 use super::{NetInput, UdpError, UdpOptions, UdpPacket, UdpSocketId};
 use crate::backend::{Interest, Registry, watch_writable};
 use crate::buf::PacketBuf;
@@ -182,9 +183,7 @@ fn copy_error(error: &io::Error) -> io::Error {
 
 /// The UDP sockets of one worker.
 pub(crate) struct UdpSockets {
-    entries: Vec<Option<Entry>>,
-    free: Vec<usize>,
-    by_id: HashMap<UdpSocketId, usize>,
+    entries: Table<UdpSocketId, Entry>,
     batch: Batch,
     received: Vec<Received>,
     /// Receive buffers for sockets with GRO on, allocated for the first.
@@ -219,9 +218,7 @@ fn add_drops(last: &mut u32, now: u32, counters: &mut Counters) {
 impl UdpSockets {
     pub(crate) fn new() -> Self {
         UdpSockets {
-            entries: Vec::new(),
-            free: Vec::new(),
-            by_id: HashMap::new(),
+            entries: Table::default(),
             batch: Batch::new(),
             received: Vec::with_capacity(BATCH),
             gro_bufs: Vec::new(),
@@ -243,7 +240,7 @@ impl UdpSockets {
         registry: &mut dyn Registry,
         token: impl Fn(usize) -> usize,
     ) -> io::Result<SocketAddr> {
-        if self.by_id.contains_key(&id) {
+        if self.entries.contains(&id) {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
                 format!("{id} is already bound"),
@@ -276,7 +273,7 @@ impl UdpSockets {
                 .map(|_| vec![0; GRO_BUFFER].into_boxed_slice())
                 .collect();
         }
-        let index = self.free.pop().unwrap_or(self.entries.len());
+        let index = self.entries.vacant();
         registry.register(socket.as_raw_fd(), token(index), Interest::READ)?;
         let entry = Entry {
             id,
@@ -294,12 +291,7 @@ impl UdpSockets {
             drops_unread: false,
             failed_reads: 0,
         };
-        if index == self.entries.len() {
-            self.entries.push(Some(entry));
-        } else {
-            self.entries[index] = Some(entry);
-        }
-        self.by_id.insert(id, index);
+        self.entries.insert(id, entry);
         Ok(local)
     }
 
@@ -314,11 +306,7 @@ impl UdpSockets {
         errors: &mut VecDeque<(RawId, NetInput)>,
         counters: &mut Counters,
     ) {
-        let entry = self
-            .by_id
-            .get(&socket)
-            .and_then(|&index| Some((index, self.entries[index].as_mut()?)));
-        let Some((index, entry)) = entry else {
+        let Some((index, entry)) = self.entries.find_mut(&socket) else {
             let error =
                 io::Error::new(io::ErrorKind::NotConnected, format!("{socket} is not open"));
             refuse(from, socket, to, payload, error, errors, counters);
@@ -348,10 +336,10 @@ impl UdpSockets {
     /// refuses then comes back to the task that bound it, if it is still
     /// there). Unknown ids are ignored: closing is idempotent.
     pub(crate) fn close(&mut self, socket: UdpSocketId, registry: &mut dyn Registry) {
-        let Some(index) = self.by_id.remove(&socket) else {
+        let Some(index) = self.entries.forget(&socket) else {
             return;
         };
-        match &mut self.entries[index] {
+        match self.entries.get_mut(index) {
             Some(entry) if !entry.queue.is_empty() => {
                 entry.closing = true;
                 if !entry.dirty && !entry.blocked {
@@ -371,11 +359,7 @@ impl UdpSockets {
         from: RawId,
         owner: RawId,
     ) -> io::Result<()> {
-        let entry = self
-            .by_id
-            .get(&socket)
-            .and_then(|&index| self.entries[index].as_mut());
-        let Some(entry) = entry else {
+        let Some((_, entry)) = self.entries.find_mut(&socket) else {
             return Err(io::Error::new(
                 io::ErrorKind::NotConnected,
                 format!("{socket} is not open"),
@@ -389,17 +373,16 @@ impl UdpSockets {
     }
 
     fn remove(&mut self, index: usize, registry: &mut dyn Registry) {
-        if let Some(entry) = self.entries[index].take() {
+        if let Some(entry) = self.entries.take(index) {
             // Deregistering a socket about to be closed cannot meaningfully
             // fail; closing it removes it from epoll regardless.
             let _ = registry.deregister(entry.socket.as_raw_fd());
-            self.free.push(index);
         }
     }
 
     /// A socket became writable: flush its queue at the next `flush`.
     pub(crate) fn writable(&mut self, index: usize) {
-        if let Some(Some(entry)) = self.entries.get_mut(index)
+        if let Some(entry) = self.entries.get_mut(index)
             && !entry.dirty
             && !entry.queue.is_empty()
         {
@@ -424,7 +407,7 @@ impl UdpSockets {
     ) {
         let dirty = std::mem::take(&mut self.dirty);
         for &index in &dirty {
-            let Some(Some(entry)) = self.entries.get_mut(index) else {
+            let Some(entry) = self.entries.get_mut(index) else {
                 continue;
             };
             entry.dirty = false;
@@ -521,7 +504,7 @@ impl UdpSockets {
         packets: &mut Vec<(RawId, NetInput)>,
         counters: &mut Counters,
     ) -> Result<bool, (RawId, UdpError)> {
-        let Some(Some(entry)) = self.entries.get(index) else {
+        let Some(entry) = self.entries.get(index) else {
             return Ok(false);
         };
         if entry.closing {
@@ -567,7 +550,7 @@ impl UdpSockets {
             self.received.iter().filter_map(|meta| meta.drops).max()
         };
         let (owner, id) = (entry.owner, entry.id);
-        let Some(Some(entry)) = self.entries.get_mut(index) else {
+        let Some(entry) = self.entries.get_mut(index) else {
             return Ok(false);
         };
         if read.is_ok() {
@@ -611,7 +594,7 @@ impl UdpSockets {
 
     /// Open sockets.
     pub(crate) fn len(&self) -> usize {
-        self.by_id.len()
+        self.entries.open()
     }
 
     /// When the kernel's drop counts are due to be read.
@@ -626,7 +609,7 @@ impl UdpSockets {
             return;
         }
         self.drops_check = None;
-        for entry in self.entries.iter_mut().flatten() {
+        for (_, entry) in self.entries.iter_mut() {
             if std::mem::take(&mut entry.drops_unread)
                 && let Some(drops) = sys::kernel_drops(entry.socket.as_raw_fd())
             {
@@ -637,7 +620,7 @@ impl UdpSockets {
 
     /// Whether closed sockets still have datagrams to send.
     pub(crate) fn lingering(&self) -> bool {
-        self.entries.iter().flatten().any(|entry| entry.closing)
+        self.entries.iter().any(|(_, entry)| entry.closing)
     }
 }
 
@@ -702,7 +685,7 @@ mod tests {
     #[test]
     fn a_run_goes_out_in_gso_messages() {
         let (mut sockets, mut registry, id, peer) = bound(&UdpOptions::default());
-        let gso = sockets.entries[0].as_ref().unwrap().gso;
+        let gso = sockets.entries.get(0).unwrap().gso;
         let counters = send_run(&mut sockets, registry.as_mut(), id, &peer, 10);
         assert_eq!(counters.udp_sent, 10);
         assert_eq!(counters.udp_sent_segmented, if gso { 10 } else { 0 });
@@ -712,7 +695,7 @@ mod tests {
     #[test]
     fn a_refused_gso_run_goes_again_datagram_by_datagram() {
         let (mut sockets, mut registry, id, peer) = bound(&UdpOptions::default());
-        let entry = sockets.entries[0].as_ref().unwrap();
+        let entry = sockets.entries.get(0).unwrap();
         assert!(
             entry.gso,
             "this kernel has no UDP_SEGMENT (GSO): run the tests on Linux 4.18 or later"
@@ -735,7 +718,7 @@ mod tests {
         assert_eq!(counters.udp_gso_disabled, 1);
         assert_eq!((counters.udp_sent, counters.udp_sent_segmented), (10, 0));
         assert_eq!(counters.udp_send_errors, 0);
-        assert!(!sockets.entries[0].as_ref().unwrap().gso);
+        assert!(!sockets.entries.get(0).unwrap().gso);
     }
 
     #[test]
