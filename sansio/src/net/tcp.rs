@@ -16,6 +16,12 @@
 //! the queue is empty and no refused send is outstanding. A connection that
 //! had refusals first says `Writable`, and what its task re-sends then is
 //! sent before the close.
+//!
+//! Over 500 lines on purpose: this is one connection's whole state machine
+//! (connect, accept with back-off, read, queued writes, shutdown, graceful
+//! close with its deadline, abort). Its flags (`close`, `rejecting`,
+//! `write_shut`, `read_closed`, …) are read together on every path; split
+//! over files, they would sit away from the code that sets them.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};

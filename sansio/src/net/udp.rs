@@ -7,6 +7,10 @@
 //! dropped. A queue is bounded (`UdpOptions::send_queue`); a send beyond it,
 //! a send the kernel refuses, and a send on a closed socket come back to the
 //! task as [`UdpError`]s with their payload.
+//!
+//! Over 500 lines: about 620 of code, the rest unit tests. The send queue,
+//! the GSO fall-back, batched receives and GRO splitting all work on one
+//! socket entry's fields, so they stay together.
 
 use std::collections::VecDeque;
 use std::io;

@@ -1,5 +1,11 @@
 //! The task's window on the runtime: [`Ctx`] gives the current time and
 //! queues the [`Action`]s a handler produces.
+//!
+//! About 740 lines on purpose: every method of `Ctx` is in this one inherent
+//! `impl`. An inherent `impl` in another module is named by its module path in
+//! compiler errors (`sansio::task::ctx::net::<impl Ctx<T>>::udp_bind` rather
+//! than `Ctx::<T>::udp_bind`), and those errors are what a task author reads
+//! when a handler is missing.
 
 use std::any::TypeId;
 use std::borrow::Borrow;
@@ -9,7 +15,7 @@ use std::hash::Hash;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::action::{make_request, reply_input, spawned_input};
+use super::erased::{make_request, reply_input, spawned_input};
 use super::{
     Action, Answers, BusAction, ErasedTarget, Handles, NetAction, SpawnId, Spawned, Task, TcpWrap,
     TimerKeyOf, TunWrap, UdpWrap,

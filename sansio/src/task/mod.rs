@@ -11,13 +11,14 @@ use crate::id::TaskId;
 
 mod action;
 mod ctx;
+mod erased;
 mod glue;
 
-pub use action::{
-    Action, BusAction, ErasedTarget, MakeRequest, NetAction, ReplyInput, SpawnDone, SpawnFailure,
-    SpawnId, SpawnOutcome, Spawned,
-};
+pub use action::{Action, BusAction, NetAction};
 pub use ctx::{Ctx, SHUTDOWN_PHASES};
+pub use erased::{
+    ErasedTarget, MakeRequest, ReplyInput, SpawnDone, SpawnFailure, SpawnId, SpawnOutcome, Spawned,
+};
 pub(crate) use glue::Wraps;
 pub use glue::{Answers, BusWrap, TaskBusInput, TcpWrap, TunWrap, UdpWrap, respond};
 

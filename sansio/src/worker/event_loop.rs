@@ -1,4 +1,7 @@
 //! The event loop of one worker thread ([`WorkerLoop`]).
+//!
+//! About 600 lines: `WorkerLoop::serve` and each of its phases, in the
+//! order they run, so that the loop reads top to bottom in one file.
 
 use std::collections::VecDeque;
 use std::io;
