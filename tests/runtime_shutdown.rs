@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use sansio::Worker;
 use sansio::prelude::*;
 use util::tasks::{Echo, EchoOut, Media, MediaId, MediaOutput, Ping, Ticker};
-use util::{threads_named, wait_for_threads};
+use util::{assert_threads_gone, wait_for_threads};
 
 fn count<W: Worker>(events: &[Event<W>], wanted: impl Fn(&Event<W>) -> bool) -> usize {
     events.iter().filter(|event| wanted(event)).count()
@@ -61,7 +61,8 @@ all_backend_tests! {
             let finished = position(&|e| matches!(e, Event::Finished { task: MediaId::Echo(t) } if *t == id));
             assert!(bye.unwrap() < finished.unwrap());
         }
-        assert_eq!(threads_named(&prefix), Vec::new(), "every worker thread was joined");
+        // Every worker thread was joined.
+        assert_threads_gone(&prefix);
     }
 
     fn tasks_that_never_finish_are_forced_at_the_deadline(backend: Backend) {
@@ -96,7 +97,7 @@ all_backend_tests! {
         runtime.spawn(Ticker).unwrap();
         assert_eq!(wait_for_threads(&prefix, 2).len(), 2);
         drop(runtime);
-        assert_eq!(threads_named(&prefix), Vec::new());
+        assert_threads_gone(&prefix);
     }
 
     fn an_empty_runtime_shuts_down_at_once(backend: Backend) {

@@ -113,6 +113,25 @@ pub fn threads_named(prefix: &str) -> Vec<(String, u64)> {
     found
 }
 
+/// Waits until no thread named with `prefix` is left, and fails if one
+/// still is after [`PATIENCE`]. A joined thread has stopped running, but the
+/// kernel may list it in `/proc/self/task` for a moment after `join`
+/// returns, on a loaded machine; a thread that was never stopped stays.
+pub fn assert_threads_gone(prefix: &str) {
+    let give_up = Instant::now() + PATIENCE;
+    loop {
+        let threads = threads_named(prefix);
+        if threads.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < give_up,
+            "threads left after shutdown: {threads:?}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// The threads named with `prefix`, once there are `count` of them: a new
 /// thread names itself as it starts, so it may take a moment to show.
 pub fn wait_for_threads(prefix: &str, count: usize) -> Vec<(String, u64)> {
