@@ -4,9 +4,12 @@
 //! An entry sits in a slot whose index is also its backend token's index
 //! (see [`Source`](super::Source)), so a readiness event finds its socket
 //! without a lookup; freed slots are reused. A task names a socket by its id,
-//! which the table maps to the slot while the socket is open. A socket that
-//! closes gracefully is *forgotten* first (its id no longer finds it, so the
-//! task cannot use it again) and *taken* later, once its queue is sent.
+//! which the table maps to the slot until the socket is *forgotten*; its slot
+//! is freed when it is *taken*. A UDP socket or device that closes with
+//! datagrams still queued is forgotten at once (the task cannot use it again)
+//! and taken once its queue is sent; a closing TCP connection keeps its id
+//! until it goes, so that what its task re-sends after `Writable` still
+//! reaches it before the close.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -87,7 +90,8 @@ impl<Id: Copy + Eq + Hash, E> Table<Id, E> {
         self.slots.get_mut(index)?.as_mut()
     }
 
-    /// How many entries are open (closing ones not counted).
+    /// How many entries an id finds: closing UDP sockets and devices are not
+    /// counted, a closing TCP connection is until it goes.
     pub(crate) fn open(&self) -> usize {
         self.ids.len()
     }
