@@ -6,6 +6,12 @@
 //! ```text
 //! cargo bench --bench task_dispatch
 //! ```
+//!
+//! Two builds side by side (before and after a change), in alternating
+//! rounds: build each with `cargo bench --bench task_dispatch --no-run`,
+//! copy the executable it names away, then
+//! `scripts/compare-criterion BEFORE_BIN AFTER_BIN dispatch/ 9 2`. Each
+//! figure is one iteration: 1,000 inputs and their drain.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -16,6 +22,7 @@ use sansio::testing::TaskHarness;
 
 pub struct Small(u64);
 pub struct Large(Box<[u8; 1200]>);
+pub struct Datagram(PacketBuf);
 pub struct Query;
 
 #[sansio::task(output = u64)]
@@ -41,6 +48,12 @@ impl Bench {
     #[on_input]
     fn large(&mut self, ctx: &mut Ctx<Self>, input: Large) {
         self.sum = self.sum.wrapping_add(u64::from(input.0[0]));
+        ctx.emit(self.sum);
+    }
+
+    #[on_input]
+    fn datagram(&mut self, ctx: &mut Ctx<Self>, Datagram(data): Datagram) {
+        self.sum = self.sum.wrapping_add(data.len() as u64);
         ctx.emit(self.sum);
     }
 
@@ -81,6 +94,25 @@ fn dispatch(c: &mut Criterion) {
             || {
                 (0..BATCH)
                     .map(|_| Large(Box::new([7; 1200])))
+                    .collect::<Vec<_>>()
+            },
+            |inputs| {
+                for input in inputs {
+                    harness.input(input);
+                }
+                black_box(harness.drain());
+            },
+            BatchSize::SmallInput,
+        );
+    });
+    // An input that carries a packet buffer, as a datagram does: the cost
+    // of a pooled buffer coming in and going back, not only of small inputs.
+    group.bench_function("64 B PacketBuf input + drain", |b| {
+        let mut harness = TaskHarness::new(Bench::default());
+        b.iter_batched(
+            || {
+                (0..BATCH)
+                    .map(|_| Datagram(PacketBuf::copy_from(&[7; 64])))
                     .collect::<Vec<_>>()
             },
             |inputs| {
