@@ -8,6 +8,7 @@ use std::time::Duration;
 use sansio::net::{TcpConnId, TcpEvent, UdpSocketId};
 use sansio::prelude::*;
 use sansio::testing::{self, TaskHarness};
+use sansio::{Action, NetAction};
 
 /// Store a value.
 #[derive(Debug, PartialEq)]
@@ -207,4 +208,36 @@ fn what_a_task_sends_on_its_sockets_is_read_back() {
     );
     // The emit in between is still there.
     assert_eq!(client.drain(), [()]);
+}
+
+/// What each action is, to compare orders.
+fn kind(action: &Action<Client>) -> &'static str {
+    match action {
+        Action::Emit(()) => "emit",
+        Action::Net(NetAction::TcpSend { .. }) => "tcp send",
+        Action::Net(NetAction::UdpSendMany { .. }) => "udp send many",
+        _ => "other",
+    }
+}
+
+#[test]
+fn actions_come_back_in_the_order_they_were_queued() {
+    let mut client = TaskHarness::new(Client {
+        store: testing::task_id::<Store>(0, 0, 1),
+        peers: vec!["127.0.0.1:9001".parse().unwrap()],
+    });
+    let (conn, socket) = (testing::tcp_conn_id(0, 1), testing::udp_socket_id(0, 1));
+    let echo = ["tcp send", "emit", "tcp send", "udp send many"];
+    client.input(Go::Echo(conn, socket, b"hello".to_vec()));
+    client.input(Go::Echo(conn, socket, b"again".to_vec()));
+    let order: Vec<&str> = client.drain_actions().iter().map(kind).collect();
+    assert_eq!(order, [echo, echo].concat());
+
+    // Taking some out leaves the others in their order.
+    client.input(Go::Echo(conn, socket, b"hello".to_vec()));
+    client.input(Go::Echo(conn, socket, b"again".to_vec()));
+    assert_eq!(client.drain_tcp_sent(conn), b"helloagain");
+    let order: Vec<&str> = client.drain_actions().iter().map(kind).collect();
+    assert_eq!(order, ["emit", "udp send many", "emit", "udp send many"]);
+    assert!(client.drain_actions().is_empty());
 }

@@ -434,13 +434,7 @@ impl<T: Task> TaskHarness<T> {
     /// Other actions queued in between (sockets bound, datagrams sent, …)
     /// are discarded; use [`TaskHarness::drain_actions`] to see every action.
     pub fn drain(&mut self) -> Vec<T::Output> {
-        self.drain_actions()
-            .into_iter()
-            .filter_map(|action| match action {
-                Action::Emit(output) => Some(output),
-                _ => None,
-            })
-            .collect()
+        self.ctx.drain_outputs()
     }
 
     /// Takes every action the task queued, oldest first.

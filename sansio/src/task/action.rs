@@ -61,8 +61,9 @@ pub enum NetAction<T: Task> {
         socket: UdpSocketId,
         /// The local address to bind.
         addr: SocketAddr,
-        /// How to set the socket up.
-        options: UdpOptions,
+        /// How to set the socket up (boxed: a bind is rare, and the
+        /// options would make every action larger).
+        options: Box<UdpOptions>,
         /// How the worker turns this socket's events into the task's input.
         wrap: UdpWrap<T>,
     },
@@ -105,8 +106,9 @@ pub enum NetAction<T: Task> {
         listener: TcpListenerId,
         /// The local address.
         addr: SocketAddr,
-        /// How to set up the listener and its connections.
-        options: TcpOptions,
+        /// How to set up the listener and its connections (boxed, as for
+        /// [`NetAction::UdpBind`]).
+        options: Box<TcpOptions>,
         /// How the worker turns TCP events into the task's input.
         wrap: TcpWrap<T>,
     },
@@ -116,8 +118,9 @@ pub enum NetAction<T: Task> {
         conn: TcpConnId,
         /// The peer.
         addr: SocketAddr,
-        /// How to set up the connection.
-        options: TcpOptions,
+        /// How to set up the connection (boxed, as for
+        /// [`NetAction::UdpBind`]).
+        options: Box<TcpOptions>,
         /// How the worker turns TCP events into the task's input.
         wrap: TcpWrap<T>,
     },
@@ -164,8 +167,8 @@ pub enum NetAction<T: Task> {
         tun: TunId,
         /// The interface name asked for.
         name: String,
-        /// How to open it.
-        options: TunOptions,
+        /// How to open it (boxed, as for [`NetAction::UdpBind`]).
+        options: Box<TunOptions>,
         /// How the worker turns device events into the task's input.
         wrap: TunWrap<T>,
     },

@@ -9,13 +9,14 @@
 
 use std::any::TypeId;
 use std::borrow::Borrow;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::hash::Hash;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::erased::{make_request, reply_input, spawned_input};
+use super::queue::Actions;
 use super::{
     Action, Answers, BusAction, ErasedTarget, Handles, NetAction, SpawnId, Spawned, Task, TcpWrap,
     TimerKeyOf, TunWrap, UdpWrap,
@@ -39,7 +40,7 @@ use crate::net::{
 /// finished flag persist between calls.
 pub struct Ctx<T: Task> {
     now: Instant,
-    actions: VecDeque<Action<T>>,
+    actions: Actions<T>,
     timer: Option<Instant>,
     /// Keyed timers: the deadline (and the order it was set in) per key,
     /// and the keys by deadline.
@@ -74,7 +75,7 @@ impl<T: Task> Ctx<T> {
     pub(crate) fn new(now: Instant, worker: u16, owner: RawId) -> Self {
         Ctx {
             now,
-            actions: VecDeque::new(),
+            actions: Actions::new(),
             timer: None,
             keyed: HashMap::new(),
             keyed_order: BTreeMap::new(),
@@ -114,17 +115,17 @@ impl<T: Task> Ctx<T> {
     /// Queues `output` for the controller (`Runtime::next_event` delivers it,
     /// tagged with this task's id).
     pub fn emit(&mut self, output: T::Output) {
-        self.actions.push_back(Action::Emit(output));
+        self.actions.push_output(output);
     }
 
     /// Queues a socket or device call.
     fn net(&mut self, action: NetAction<T>) {
-        self.actions.push_back(Action::Net(action));
+        self.actions.push(Action::Net(action));
     }
 
     /// Queues a bus call.
     fn bus(&mut self, action: BusAction<T>) {
-        self.actions.push_back(Action::Bus(action));
+        self.actions.push(Action::Bus(action));
     }
 
     /// Arms the task's timer for `deadline`, replacing any earlier deadline.
@@ -273,7 +274,7 @@ impl<T: Task> Ctx<T> {
         self.net(NetAction::UdpBind {
             socket,
             addr,
-            options,
+            options: Box::new(options),
             wrap: UdpWrap::new(),
         });
         socket
@@ -326,7 +327,7 @@ impl<T: Task> Ctx<T> {
         self.net(NetAction::TcpListen {
             listener,
             addr,
-            options,
+            options: Box::new(options),
             wrap: TcpWrap::new(),
         });
         listener
@@ -343,7 +344,7 @@ impl<T: Task> Ctx<T> {
         self.net(NetAction::TcpConnect {
             conn,
             addr,
-            options,
+            options: Box::new(options),
             wrap: TcpWrap::new(),
         });
         conn
@@ -403,7 +404,7 @@ impl<T: Task> Ctx<T> {
         self.net(NetAction::TunOpen {
             tun,
             name: name.to_owned(),
-            options,
+            options: Box::new(options),
             wrap: TunWrap::new(),
         });
         tun
@@ -551,7 +552,7 @@ impl<T: Task> Ctx<T> {
     {
         self.spawns_made += 1;
         let id = SpawnId(self.spawns_made);
-        self.actions.push_back(Action::Spawn {
+        self.actions.push(Action::Spawn {
             id,
             worker,
             task_type: TypeId::of::<U>(),
@@ -604,7 +605,7 @@ impl<T: Task> Ctx<T> {
     /// Queues an answer's delivery, carried out after the handler.
     pub(crate) fn reply(&mut self, send: Box<dyn FnOnce() + Send>) {
         self.replies_queued += 1;
-        self.actions.push_back(Action::Reply(send));
+        self.actions.push(Action::Reply(send));
     }
 
     /// Takes the queued answers (for the harness, which carries them out
@@ -636,27 +637,23 @@ impl<T: Task> Ctx<T> {
     }
 
     /// Takes the oldest queued action.
+    #[inline]
     pub(crate) fn next_action(&mut self) -> Option<Action<T>> {
-        self.actions.pop_front()
+        self.actions.pop()
+    }
+
+    /// Takes every queued output, oldest first, dropping the other actions.
+    pub(crate) fn drain_outputs(&mut self) -> Vec<T::Output> {
+        self.actions.drain_outputs()
     }
 
     /// Takes the queued actions `wanted` picks, in order, leaving the others
     /// queued in theirs.
     pub(crate) fn take_actions(
         &mut self,
-        mut wanted: impl FnMut(&Action<T>) -> bool,
+        wanted: impl FnMut(&Action<T>) -> bool,
     ) -> Vec<Action<T>> {
-        let mut taken = Vec::new();
-        let mut kept = VecDeque::with_capacity(self.actions.len());
-        for action in self.actions.drain(..) {
-            if wanted(&action) {
-                taken.push(action);
-            } else {
-                kept.push_back(action);
-            }
-        }
-        self.actions = kept;
-        taken
+        self.actions.take(wanted)
     }
 
     /// The earliest of the timer, the keyed timers and the run-time tick.

@@ -13,6 +13,7 @@ mod action;
 mod ctx;
 mod erased;
 mod glue;
+mod queue;
 
 pub use action::{Action, BusAction, NetAction};
 pub use ctx::{Ctx, SHUTDOWN_PHASES};
