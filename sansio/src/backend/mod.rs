@@ -280,7 +280,12 @@ impl Notifier {
     /// Wakes the worker if it sleeps or is about to.
     pub(crate) fn notify(&self) {
         fence(Ordering::SeqCst);
-        if self.sleeping.swap(false, Ordering::SeqCst) {
+        // A plain load first: a sender to an awake worker (the common case
+        // under load) then leaves the flag's cache line shared instead of
+        // taking it from the worker with a swap for every message. The
+        // fences order this load against the worker's store (and the
+        // message against its re-check), so the load is enough to decide.
+        if self.sleeping.load(Ordering::Relaxed) && self.sleeping.swap(false, Ordering::SeqCst) {
             // A failed wake (the eventfd counter cannot overflow in practice)
             // leaves the worker to its next deadline; there is no one to tell.
             let _ = self.waker.wake();

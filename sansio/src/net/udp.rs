@@ -192,6 +192,14 @@ pub(crate) struct UdpSockets {
     received: Vec<Received>,
     /// Receive buffers for sockets with GRO on, allocated for the first.
     gro_bufs: Vec<Box<[u8]>>,
+    /// Receive buffers for the others, [`BATCH`] of `recv_size` bytes: kept
+    /// from one receive to the next, so that a receive replaces only the
+    /// buffers that were filled (and handed to tasks), not all `BATCH`.
+    /// At light load a batch holds a few datagrams, and taking and
+    /// returning 32 buffers from the pool per wakeup was a cost of its own.
+    recv_bufs: Vec<PacketBuf>,
+    /// The capacity of the buffers in `recv_bufs`.
+    recv_size: usize,
     coalesced: Vec<Coalesced>,
     /// Sockets with queued sends, flushed by `flush`.
     dirty: Vec<usize>,
@@ -226,6 +234,8 @@ impl UdpSockets {
             batch: Batch::new(),
             received: Vec::with_capacity(BATCH),
             gro_bufs: Vec::new(),
+            recv_bufs: Vec::with_capacity(BATCH),
+            recv_size: 0,
             coalesced: Vec::with_capacity(GRO_MESSAGES),
             dirty: Vec::new(),
             unread: Vec::new(),
@@ -526,22 +536,27 @@ impl UdpSockets {
                     got == GRO_MESSAGES
                 })
         } else {
-            let mut bufs: [PacketBuf; BATCH] =
-                std::array::from_fn(|_| PacketBuf::with_capacity(entry.max_datagram));
-            self.batch
-                .recv(fd, &mut bufs, &mut self.received)
-                .map(|got| {
-                    for (buf, meta) in bufs.into_iter().zip(&self.received).take(got) {
-                        match meta.from {
-                            _ if meta.truncated => counters.udp_truncated += 1,
-                            Some(from) => deliver(entry, from, buf, packets, counters),
-                            // A datagram without a sender address cannot be
-                            // answered or attributed: count it as malformed.
-                            None => counters.udp_truncated += 1,
-                        }
+            if self.recv_size != entry.max_datagram {
+                self.recv_bufs.clear();
+                self.recv_size = entry.max_datagram;
+            }
+            let size = self.recv_size;
+            let missing = BATCH - self.recv_bufs.len();
+            self.recv_bufs
+                .extend((0..missing).map(|_| PacketBuf::with_capacity(size)));
+            let bufs = &mut self.recv_bufs;
+            self.batch.recv(fd, bufs, &mut self.received).map(|got| {
+                for (buf, meta) in bufs.drain(..got).zip(&self.received) {
+                    match meta.from {
+                        _ if meta.truncated => counters.udp_truncated += 1,
+                        Some(from) => deliver(entry, from, buf, packets, counters),
+                        // A datagram without a sender address cannot be
+                        // answered or attributed: count it as malformed.
+                        None => counters.udp_truncated += 1,
                     }
-                    got == BATCH
-                })
+                }
+                got == BATCH
+            })
         };
         // The kernel's drop count, as the newest datagram of the batch said
         // it: what it grew by since the last one is counted.
@@ -684,6 +699,78 @@ mod tests {
             assert_eq!(&buf[..len], &[n; 100]);
         }
         counters
+    }
+
+    /// Receives what one socket has now; returns the payloads.
+    fn receive_all(
+        sockets: &mut UdpSockets,
+        index: usize,
+        counters: &mut Counters,
+    ) -> Vec<Vec<u8>> {
+        let mut packets = Vec::new();
+        let give_up = Instant::now() + Duration::from_secs(5);
+        while packets.is_empty() && Instant::now() < give_up {
+            sockets.receive(index, &mut packets, counters).unwrap();
+        }
+        packets
+            .into_iter()
+            .map(|(_, input)| match input {
+                NetInput::UdpPacket(packet) => packet.data.to_vec(),
+                other => panic!("expected a datagram, got {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn kept_receive_buffers_fit_each_sockets_largest_datagram() {
+        // The receive buffers are kept from one receive to the next: a
+        // socket with larger datagrams after one with small ones must not
+        // find them truncated, and buffers left over from a batch must not
+        // show old bytes.
+        let (mut sockets, mut registry, _, peer) = bound(&UdpOptions::default().max_datagram(100));
+        let large = UdpSocketId::new(0, OWNER, 1);
+        let loopback = "127.0.0.1:0".parse().unwrap();
+        let large_addr = sockets
+            .bind(
+                large,
+                OWNER,
+                loopback,
+                &UdpOptions::default().max_datagram(3000),
+                registry.as_mut(),
+                |i| i,
+            )
+            .unwrap();
+        let small_addr = sockets.entries.get(0).unwrap().socket.local_addr().unwrap();
+        let large_index = 1;
+        let mut counters = Counters::default();
+
+        peer.send_to(&[1; 3000], large_addr).unwrap();
+        assert_eq!(
+            receive_all(&mut sockets, large_index, &mut counters),
+            vec![vec![1; 3000]]
+        );
+        // More than a batch: every kept buffer is replaced by a small one.
+        let count = BATCH as u8 + 8;
+        for n in 0..count {
+            peer.send_to(&[n; 50], small_addr).unwrap();
+        }
+        let mut got = Vec::new();
+        while got.len() < usize::from(count) {
+            got.extend(receive_all(&mut sockets, 0, &mut counters));
+        }
+        assert_eq!(got, (0..count).map(|n| vec![n; 50]).collect::<Vec<_>>());
+        peer.send_to(&[9; 7], small_addr).unwrap();
+        assert_eq!(
+            receive_all(&mut sockets, 0, &mut counters),
+            vec![vec![9; 7]]
+        );
+        peer.send_to(&[2; 3000], large_addr).unwrap();
+        assert_eq!(
+            receive_all(&mut sockets, large_index, &mut counters),
+            vec![vec![2; 3000]]
+        );
+        assert_eq!(counters.udp_truncated, 0);
+        assert_eq!(counters.udp_received, u64::from(count) + 3);
     }
 
     #[test]

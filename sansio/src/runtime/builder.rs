@@ -17,7 +17,8 @@ use crate::stats::Sampler;
 use crate::worker::{Envelope, Peer, Worker, WorkerLoop, WorkerSetup, WorkerShared};
 
 /// How long a worker that has run out of work watches its inbox before it
-/// sleeps, unless `Builder::spin_before_sleep` says otherwise: 2 µs.
+/// sleeps, after a turn that took a message from the controller, unless
+/// `Builder::spin_before_sleep` says otherwise: 2 µs.
 ///
 /// Without it, a worker under a steady stream of messages empties its inbox
 /// a moment before the next message lands, sleeps, and is woken again: two
@@ -124,7 +125,10 @@ impl<W: Worker> Builder<W> {
 
     /// How long a worker that has run out of work spins, watching its inbox,
     /// before it sleeps in the backend (default: [`DEFAULT_SPIN`], 2 µs;
-    /// zero turns spinning off).
+    /// zero turns spinning off). It spins only after a turn that took a
+    /// message from the controller (a spawn or an input): the spin watches
+    /// the inbox alone, and a turn of socket I/O goes straight to the
+    /// poller's wait, which sees a datagram at once.
     ///
     /// Spinning buys latency with CPU: a message that arrives during the spin
     /// is taken in about a microsecond instead of after a thread wakeup

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{
+    Receiver, RecvTimeoutError, SendTimeoutError, Sender, TryRecvError, TrySendError,
+};
 
 use crate::bus::{Incoming, Request, Responder, Route};
 use crate::error::RpcError;
@@ -233,19 +235,18 @@ impl<W: Worker> Runtime<W> {
             generation: id.generation(),
             input: T::input(input),
         };
-        let result =
-            match timeout {
-                None => handle.inbox.try_send(control),
-                Some(timeout) => handle
-                    .inbox
-                    .send_timeout(control, timeout)
-                    .map_err(|error| match error {
-                        SendTimeoutError::Timeout(control) => TrySendError::Full(control),
-                        SendTimeoutError::Disconnected(control) => {
-                            TrySendError::Disconnected(control)
-                        }
-                    }),
-            };
+        // Waiting needs a deadline, and so a read of the clock: only when
+        // the inbox is full.
+        let result = match (handle.inbox.try_send(control), timeout) {
+            (Err(TrySendError::Full(control)), Some(timeout)) => handle
+                .inbox
+                .send_timeout(control, timeout)
+                .map_err(|error| match error {
+                    SendTimeoutError::Timeout(control) => TrySendError::Full(control),
+                    SendTimeoutError::Disconnected(control) => TrySendError::Disconnected(control),
+                }),
+            (result, _) => result,
+        };
         let (full, control) = match result {
             Ok(()) => {
                 handle.shared.notifier.notify();
@@ -305,11 +306,19 @@ impl<W: Worker> Runtime<W> {
     /// The next event, waiting up to `timeout` for one. The calling thread
     /// sleeps until an event arrives and is woken at once when it does.
     pub fn next_event(&self, timeout: Duration) -> Option<Event<W>> {
-        let deadline = Instant::now().checked_add(timeout);
+        // The deadline (a read of the clock) only once there is nothing to
+        // take: under load an event is usually waiting.
+        let mut deadline = None;
         loop {
-            let envelope = match deadline {
-                Some(deadline) => self.events.recv_deadline(deadline).ok()?,
-                None => self.events.recv().ok()?,
+            let envelope = match self.events.try_recv() {
+                Ok(envelope) => envelope,
+                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Empty) => {
+                    match *deadline.get_or_insert_with(|| Instant::now().checked_add(timeout)) {
+                        Some(deadline) => self.events.recv_deadline(deadline).ok()?,
+                        None => self.events.recv().ok()?,
+                    }
+                }
             };
             self.wake_holders();
             if let Some(event) = self.receive(envelope) {
