@@ -7,7 +7,12 @@
 //! ```text
 //! cargo bench --bench udp_echo                 # 3 rounds, 2 s per run
 //! SANSIO_BENCH_ROUNDS=5 SANSIO_BENCH_SECONDS=3 cargo bench --bench udp_echo
+//! SANSIO_BENCH_ONLY="GRO on / 64 B,raw recvmmsg/sendmmsg / 64 B" cargo bench --bench udp_echo
 //! ```
+//!
+//! `SANSIO_BENCH_ONLY` runs only the (server, load) pairs whose name,
+//! `server / load` as in the table, contains one of its comma-separated
+//! parts; ratios whose figures were not measured are left out.
 //!
 //! Three loads: 1,200-byte datagrams with a saturating window (4 sockets ×
 //! 64 in flight); the same with clients that send each batch as GSO
@@ -259,13 +264,26 @@ fn main() {
         raw_server,
     ];
     let names = [SANSIO, SANSIO_NO_GSO, SANSIO_GRO, SANSIO_BUSY, TOKIO, RAW];
+    let only: Vec<String> = std::env::var("SANSIO_BENCH_ONLY")
+        .map(|only| only.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    let wanted = |server: &str, load: &str| {
+        let name = format!("{server} / {load}");
+        only.is_empty() || only.iter().any(|part| name.contains(part.as_str()))
+    };
     let mut runs: Vec<Round> = Vec::new();
     for round in 1..=rounds {
         println!("round {round} of {rounds}");
         let mut row = Vec::new();
-        for start in servers {
+        for (start, name) in servers.into_iter().zip(names) {
+            if !loads.iter().any(|load| wanted(name, load.0)) {
+                continue;
+            }
             let server = start();
             for load in loads {
+                if !wanted(server.name, load.0) {
+                    continue;
+                }
                 let report = measure(&server, load, duration);
                 println!("  {:<31} {:<42} {report}", server.name, load.0);
                 row.push((server.name, load.0, report));
@@ -274,12 +292,11 @@ fn main() {
         }
         runs.push(row);
     }
-    let find = |round: &Round, server: &str, load: &str| -> Report {
+    let find = |round: &Round, server: &str, load: &str| -> Option<Report> {
         round
             .iter()
             .find(|(s, l, _)| *s == server && *l == load)
             .map(|(_, _, report)| report.clone())
-            .expect("measured")
     };
     println!();
     println!("Medians over {rounds} round(s) of {seconds} s per run:");
@@ -288,7 +305,13 @@ fn main() {
     println!("| ------ | ---- | --------- | ------ | --- | --- |");
     for server in names {
         for (load, ..) in loads {
-            let reports: Vec<Report> = runs.iter().map(|round| find(round, server, load)).collect();
+            let reports: Vec<Report> = runs
+                .iter()
+                .filter_map(|round| find(round, server, load))
+                .collect();
+            if reports.is_empty() {
+                continue;
+            }
             let of = |figure: fn(&Report) -> f64| median(reports.iter().map(figure).collect());
             println!(
                 "| {server} | {load} | {:.0} | {:.1} | {:.0} µs | {:.0} µs |",
@@ -299,8 +322,10 @@ fn main() {
             );
         }
     }
-    let ratios = |name: String, figure: &dyn Fn(&Round) -> f64| {
-        let each: Vec<f64> = runs.iter().map(figure).collect();
+    let ratios = |name: String, figure: &dyn Fn(&Round) -> Option<f64>| {
+        let Some(each) = runs.iter().map(figure).collect::<Option<Vec<f64>>>() else {
+            return;
+        };
         let listed: Vec<String> = each.iter().map(|ratio| format!("{ratio:.2}")).collect();
         println!(
             "{name}: median {:.2}× (rounds: {})",
@@ -308,28 +333,34 @@ fn main() {
             listed.join(", ")
         );
     };
-    let pps = |round: &Round, server: &str, load: &str| find(round, server, load).packets_per_sec();
+    let pps = |round: &Round, server: &str, load: &str| {
+        find(round, server, load).map(|report| report.packets_per_sec())
+    };
     println!();
     ratios(format!("sansio / raw packets/s at {HEAVY}"), &|round| {
-        pps(round, SANSIO, HEAVY) / pps(round, RAW, HEAVY)
+        Some(pps(round, SANSIO, HEAVY)? / pps(round, RAW, HEAVY)?)
     });
     ratios(format!("sansio / tokio packets/s at {HEAVY}"), &|round| {
-        pps(round, SANSIO, HEAVY) / pps(round, TOKIO, HEAVY)
+        Some(pps(round, SANSIO, HEAVY)? / pps(round, TOKIO, HEAVY)?)
     });
     ratios(
         format!("sansio GSO on / off packets/s at {HEAVY}"),
-        &|round| pps(round, SANSIO, HEAVY) / pps(round, SANSIO_NO_GSO, HEAVY),
+        &|round| Some(pps(round, SANSIO, HEAVY)? / pps(round, SANSIO_NO_GSO, HEAVY)?),
     );
     ratios(
         format!("sansio GRO on / off packets/s at {HEAVY_GSO}"),
-        &|round| pps(round, SANSIO_GRO, HEAVY_GSO) / pps(round, SANSIO, HEAVY_GSO),
+        &|round| Some(pps(round, SANSIO_GRO, HEAVY_GSO)? / pps(round, SANSIO, HEAVY_GSO)?),
     );
     ratios(
         format!("sansio GRO on / off packets/s at {HEAVY}"),
-        &|round| pps(round, SANSIO_GRO, HEAVY) / pps(round, SANSIO, HEAVY),
+        &|round| Some(pps(round, SANSIO_GRO, HEAVY)? / pps(round, SANSIO, HEAVY)?),
     );
+    let p50 = |round: &Round, server: &str| Some(micros(&find(round, server, LIGHT)?, 0.5));
     ratios(format!("sansio / raw p50 at {LIGHT}"), &|round| {
-        micros(&find(round, SANSIO, LIGHT), 0.5) / micros(&find(round, RAW, LIGHT), 0.5)
+        Some(p50(round, SANSIO)? / p50(round, RAW)?)
+    });
+    ratios(format!("sansio / tokio p50 at {LIGHT}"), &|round| {
+        Some(p50(round, SANSIO)? / p50(round, TOKIO)?)
     });
 }
 

@@ -6,6 +6,7 @@
 
 pub mod chat;
 pub mod cli;
+pub mod controller_echo;
 pub mod echo;
 pub mod loadgen;
 pub mod soak;

@@ -1,0 +1,124 @@
+//! Side-by-side controller ↔ task round trips: sansio's controller echo (one
+//! worker, the default backend; with its default 2 µs spin before sleeping
+//! and with none) and a bare echo (a bounded crossbeam channel
+//! to a thread sleeping in mio, woken by a `mio::Waker` only when its channel
+//! was empty, answering over a second channel) at 400 messages in flight
+//! (throughput) and at 1 (latency); prints every run, a table of medians and
+//! sansio's ratios to the bare echo, round by round.
+//!
+//! ```text
+//! cargo bench --bench controller_echo                 # 5 rounds, 2 s per run
+//! SANSIO_BENCH_ROUNDS=9 SANSIO_BENCH_SECONDS=3 cargo bench --bench controller_echo
+//! ```
+//!
+//! Within a round each load runs the echoes back to back, the order
+//! rotating from round to round, so that a slow spell of the machine hits
+//! both alike. Every run is bounded in time and stops by itself.
+
+use std::time::Duration;
+
+use sansio_suite::controller_echo::{self, Config, Outcome};
+
+const SANSIO: &str = "sansio (1 worker, default backend)";
+const SANSIO_NO_SPIN: &str = "sansio, spin_before_sleep(0)";
+const BARE: &str = "bare crossbeam + mio waker";
+const ECHOES: [&str; 3] = [SANSIO, SANSIO_NO_SPIN, BARE];
+const LOADS: [usize; 2] = [400, 1];
+
+fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+fn measure(echo: &str, inflight: usize, duration: Duration) -> Outcome {
+    let mut config = Config::new(inflight, duration);
+    let outcome = match echo {
+        SANSIO => controller_echo::run_sansio(&config, |_| {}).map(|run| run.outcome),
+        SANSIO_NO_SPIN => {
+            config.spin = Duration::ZERO;
+            controller_echo::run_sansio(&config, |_| {}).map(|run| run.outcome)
+        }
+        _ => controller_echo::run_bare(inflight, duration),
+    };
+    outcome.unwrap_or_else(|message| panic!("{echo}, {inflight} in flight: {message}"))
+}
+
+fn main() {
+    let rounds: usize = env("SANSIO_BENCH_ROUNDS", 5usize).clamp(1, 50);
+    let seconds: f64 = env("SANSIO_BENCH_SECONDS", 2.0f64).clamp(0.1, 60.0);
+    let duration = Duration::from_secs_f64(seconds);
+    // runs[round][(echo, inflight)]
+    let mut runs: Vec<Vec<(&str, usize, Outcome)>> = Vec::new();
+    for round in 1..=rounds {
+        println!("round {round} of {rounds}");
+        let mut order = ECHOES;
+        order.rotate_left(round % ECHOES.len());
+        let mut row = Vec::new();
+        for inflight in LOADS {
+            for echo in order {
+                let outcome = measure(echo, inflight, duration);
+                println!("  {echo:<35} {inflight:>3} in flight  {outcome}");
+                row.push((echo, inflight, outcome));
+            }
+        }
+        runs.push(row);
+    }
+    let find = |round: &[(&str, usize, Outcome)], echo: &str, inflight: usize| -> Outcome {
+        round
+            .iter()
+            .find(|(e, i, _)| *e == echo && *i == inflight)
+            .map(|(_, _, outcome)| outcome.clone())
+            .expect("measured")
+    };
+    println!();
+    println!("Medians over {rounds} round(s) of {seconds} s per run:");
+    println!();
+    println!("| echo | in flight | messages/s | p50 | p99 |");
+    println!("| ---- | --------- | ---------- | --- | --- |");
+    for inflight in LOADS {
+        for echo in ECHOES {
+            let outcomes: Vec<Outcome> = runs
+                .iter()
+                .map(|round| find(round, echo, inflight))
+                .collect();
+            let of =
+                |figure: &dyn Fn(&Outcome) -> f64| median(outcomes.iter().map(figure).collect());
+            println!(
+                "| {echo} | {inflight} | {:.0} | {:.1} µs | {:.1} µs |",
+                of(&Outcome::per_sec),
+                of(&|outcome| outcome.micros(0.5)),
+                of(&|outcome| outcome.micros(0.99)),
+            );
+        }
+    }
+    println!();
+    let ratios = |echo: &str, name: &str, inflight: usize, figure: &dyn Fn(&Outcome) -> f64| {
+        let each: Vec<f64> = runs
+            .iter()
+            .map(|round| {
+                figure(&find(round, echo, inflight)) / figure(&find(round, BARE, inflight))
+            })
+            .collect();
+        let listed: Vec<String> = each.iter().map(|ratio| format!("{ratio:.2}")).collect();
+        println!(
+            "{echo} / bare {name} at {inflight} in flight: median {:.2}× (rounds: {})",
+            median(each.clone()),
+            listed.join(", ")
+        );
+    };
+    for echo in [SANSIO, SANSIO_NO_SPIN] {
+        ratios(echo, "messages/s", 400, &Outcome::per_sec);
+        ratios(echo, "p50", 1, &|outcome| outcome.micros(0.5));
+    }
+}
