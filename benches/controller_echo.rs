@@ -17,6 +17,7 @@
 
 use std::time::Duration;
 
+use sansio_suite::bench::{env, median};
 use sansio_suite::controller_echo::{self, Config, Outcome};
 
 const SANSIO: &str = "sansio (1 worker, default backend)";
@@ -24,22 +25,6 @@ const SANSIO_NO_SPIN: &str = "sansio, spin_before_sleep(0)";
 const BARE: &str = "bare crossbeam + mio waker";
 const ECHOES: [&str; 3] = [SANSIO, SANSIO_NO_SPIN, BARE];
 const LOADS: [usize; 2] = [400, 1];
-
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
-}
 
 fn measure(echo: &str, inflight: usize, duration: Duration) -> Outcome {
     let mut config = Config::new(inflight, duration);

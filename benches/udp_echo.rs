@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use sansio::Backend;
 use sansio::net::UdpOptions;
+use sansio_suite::bench::{env, median};
 use sansio_suite::echo;
 use sansio_suite::loadgen::{self, Load, Report};
 
@@ -221,22 +222,6 @@ fn measure(server: &Server, load: LoadSpec, duration: Duration) -> Report {
         gso,
     })
     .expect("the load generator")
-}
-
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
 }
 
 fn micros(report: &Report, quantile: f64) -> f64 {

@@ -50,9 +50,6 @@ pub(crate) struct WorkerLoop<W: Worker, P: Poller> {
     ready: Vec<Readiness>,
     /// How long to spin for new messages before sleeping.
     spin: Duration,
-    /// Whether this turn took a control message: only then does the worker
-    /// spin before sleeping (see [`WorkerLoop::sleep`]).
-    took_control: bool,
     /// Set once shutdown has begun: when it gives up on tasks.
     shutdown_deadline: Option<Instant>,
 }
@@ -98,7 +95,6 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
             },
             ready: Vec::new(),
             spin: setup.spin,
-            took_control: false,
             shutdown_deadline: None,
         }
     }
@@ -149,7 +145,7 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
     fn serve(&mut self) -> io::Result<()> {
         loop {
             let woke = self.begin_turn();
-            let inbox_empty = self.take_control();
+            let (taken, inbox_empty) = self.take_control();
             let bus_empty = self.take_bus();
             self.follow_shutdown();
             self.fire_timers();
@@ -163,7 +159,7 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
                 self.account_busy(woke);
                 continue;
             }
-            self.sleep(woke)?;
+            self.sleep(woke, taken > 0)?;
         }
     }
 
@@ -177,14 +173,14 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
 
     /// Takes up to a batch of control messages (spawns, inputs from the
     /// controller), delivering what each produced before the next; returns
-    /// whether the inbox is empty.
-    fn take_control(&mut self) -> bool {
+    /// how many it took and whether the inbox is empty.
+    fn take_control(&mut self) -> (usize, bool) {
         let mut inbox_empty = false;
-        self.took_control = false;
+        let mut taken = 0;
         for _ in 0..BATCH {
             match self.inbox.try_recv() {
                 Ok(control) => {
-                    self.took_control = true;
+                    taken += 1;
                     self.handle(control);
                     self.deliver_local();
                 }
@@ -201,7 +197,7 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
             }
         }
         self.settle();
-        inbox_empty
+        (taken, inbox_empty)
     }
 
     /// Takes up to a batch of what other workers sent on the bus, and sends
@@ -328,15 +324,15 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
 
     /// Sleeps until the next deadline (a timer, the driver's own, shutdown,
     /// bus updates to send again) or until work arrives; spins first when
-    /// asked to and the turn took a control message. Fails only when the
-    /// poller does.
+    /// asked to and the turn took a control message (`took_control`). Fails
+    /// only when the poller does.
     ///
     /// The spin watches the inbox only (a wait in the poller is what sees
     /// sockets), so it is for a stream of messages from the controller: a
     /// turn that only did I/O goes to the poller at once, where a datagram
     /// arriving is seen without delay (spinning after every turn cost 0.89×
     /// of the UDP echo's packets/s at 64 B × 8 in flight).
-    fn sleep(&mut self, woke: Instant) -> io::Result<()> {
+    fn sleep(&mut self, woke: Instant, took_control: bool) -> io::Result<()> {
         let retry = self.cx.bus.has_retry().then(|| Instant::now() + RETRY_HELD);
         let deadline = [
             self.cx.timers.next_deadline(),
@@ -353,7 +349,7 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
         if holding {
             self.cx.shared.events_held.store(true, Ordering::SeqCst);
         }
-        if self.took_control && self.spin > Duration::ZERO && self.spin_for_work(deadline) {
+        if took_control && self.spin > Duration::ZERO && self.spin_for_work(deadline) {
             self.account_busy(woke);
             return Ok(());
         }
