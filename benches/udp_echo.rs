@@ -7,12 +7,20 @@
 //! ```text
 //! cargo bench --bench udp_echo                 # 3 rounds, 2 s per run
 //! SANSIO_BENCH_ROUNDS=5 SANSIO_BENCH_SECONDS=3 cargo bench --bench udp_echo
-//! SANSIO_BENCH_ONLY="GRO on / 64 B,raw recvmmsg/sendmmsg / 64 B" cargo bench --bench udp_echo
+//! SANSIO_BENCH_ONLY="GRO on) / 64 B; raw recvmmsg/sendmmsg / 64 B" cargo bench --bench udp_echo
 //! ```
 //!
 //! `SANSIO_BENCH_ONLY` runs only the (server, load) pairs whose name,
-//! `server / load` as in the table, contains one of its comma-separated
-//! parts; ratios whose figures were not measured are left out.
+//! `server / load` as in the table, contains one of its parts, separated by
+//! semicolons (the names contain commas); ratios whose figures were not
+//! measured are left out.
+//!
+//! `SANSIO_BENCH_PIN=1` runs each server's threads on the last CPU the
+//! process may use and the load generator's on the others, so that the two
+//! do not trade places from one run to the next (which spreads the heavy
+//! rows' figures by ±30 % on a 2-CPU machine); the figures are then those of
+//! a server with one CPU to itself. Both sides of a comparison must be run
+//! the same way.
 //!
 //! Three loads: 1,200-byte datagrams with a saturating window (4 sockets ×
 //! 64 in flight); the same with clients that send each batch as GSO
@@ -224,6 +232,51 @@ fn measure(server: &Server, load: LoadSpec, duration: Duration) -> Report {
     .expect("the load generator")
 }
 
+/// The CPUs this thread may run on.
+fn allowed_cpus() -> io::Result<Vec<usize>> {
+    // SAFETY: a zeroed cpu_set_t is an empty set; the kernel writes at most
+    // its size.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable cpu_set_t of the size passed.
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `set` was filled in by the kernel above.
+    Ok((0..libc::CPU_SETSIZE as usize)
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect())
+}
+
+/// Runs the calling thread, and every thread it starts from now on, on
+/// `cpus` only.
+fn pin_to(cpus: &[usize]) {
+    // SAFETY: as in `allowed_cpus`.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &cpu in cpus {
+        // SAFETY: `cpu` came from `allowed_cpus`, below CPU_SETSIZE.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    // SAFETY: `set` is a valid cpu_set_t of the size passed.
+    if unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) } != 0 {
+        panic!(
+            "SANSIO_BENCH_PIN: sched_setaffinity failed: {}",
+            io::Error::last_os_error()
+        );
+    }
+}
+
+/// With `SANSIO_BENCH_PIN=1`: (the server's CPUs, the load generator's).
+fn placement() -> Option<(Vec<usize>, Vec<usize>)> {
+    if env("SANSIO_BENCH_PIN", 0u8) == 0 {
+        return None;
+    }
+    let mut cpus = allowed_cpus().expect("SANSIO_BENCH_PIN: sched_getaffinity");
+    let Some(server) = cpus.pop().filter(|_| !cpus.is_empty()) else {
+        panic!("SANSIO_BENCH_PIN needs at least 2 CPUs, this process may use {cpus:?}");
+    };
+    Some((vec![server], cpus))
+}
+
 fn micros(report: &Report, quantile: f64) -> f64 {
     report
         .histogram
@@ -250,12 +303,22 @@ fn main() {
     ];
     let names = [SANSIO, SANSIO_NO_GSO, SANSIO_GRO, SANSIO_BUSY, TOKIO, RAW];
     let only: Vec<String> = std::env::var("SANSIO_BENCH_ONLY")
-        .map(|only| only.split(',').map(str::to_owned).collect())
+        .map(|only| {
+            only.split(';')
+                .map(str::trim)
+                .filter(|part| !part.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
     let wanted = |server: &str, load: &str| {
         let name = format!("{server} / {load}");
         only.is_empty() || only.iter().any(|part| name.contains(part.as_str()))
     };
+    let placement = placement();
+    if let Some((server, clients)) = &placement {
+        println!("pinned: servers on CPU {server:?}, the load generator on {clients:?}");
+    }
     let mut runs: Vec<Round> = Vec::new();
     for round in 1..=rounds {
         println!("round {round} of {rounds}");
@@ -264,7 +327,13 @@ fn main() {
             if !loads.iter().any(|load| wanted(name, load.0)) {
                 continue;
             }
+            if let Some((server, _)) = &placement {
+                pin_to(server); // inherited by the threads the server starts
+            }
             let server = start();
+            if let Some((_, clients)) = &placement {
+                pin_to(clients); // and by the load generator's
+            }
             for load in loads {
                 if !wanted(server.name, load.0) {
                     continue;
