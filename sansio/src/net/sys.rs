@@ -88,8 +88,21 @@ pub(crate) struct Coalesced {
 
 /// Scratch space for [`BATCH`]-datagram system calls, reused across calls.
 pub(crate) struct Batch {
+    /// Headers of sends, written whole by each send.
     headers: Vec<libc::mmsghdr>,
     iovecs: Vec<libc::iovec>,
+    /// Headers of receives, kept from one receive to the next: each points
+    /// at its own entry of `recv_iovecs`, `sources` and `controls` from
+    /// `new` on, so a receive only writes what changed since the last (the
+    /// entries the kernel wrote, and areas that moved) instead of all
+    /// [`BATCH`] headers, when a light load brings a datagram or two.
+    recv_headers: Vec<libc::mmsghdr>,
+    recv_iovecs: Vec<libc::iovec>,
+    /// Leading receive headers the kernel may have written in the last
+    /// receive, which must be reset before the next.
+    recv_written: usize,
+    /// Whether the receive headers offer room for control messages.
+    recv_control: bool,
     /// Where the kernel writes the senders of received datagrams.
     sources: Vec<libc::sockaddr_storage>,
     /// Destinations of messages to send.
@@ -101,9 +114,12 @@ pub(crate) struct Batch {
     controls: Vec<Control>,
 }
 
-// SAFETY: the raw pointers inside `headers` and `iovecs` are only set and
-// used within one call of `recv`/`send`, which borrow everything they point
-// into; between calls they dangle unused.
+// SAFETY: the raw pointers inside `headers`, `iovecs` and `recv_iovecs` are
+// only set and used within one call of `recv`/`send`, which borrow
+// everything they point into; between calls they dangle unused. Those of
+// `recv_headers` point into the heap storage of `recv_iovecs`, `sources` and
+// `controls`, which the `Batch` owns and never resizes, so they move with it
+// between threads and stay valid.
 unsafe impl Send for Batch {}
 
 fn empty_address() -> SockAddr {
@@ -123,14 +139,25 @@ impl Batch {
         };
         // SAFETY: all zeroes is a valid `sockaddr_storage` (family unspecified).
         let storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
-        Batch {
+        let mut batch = Batch {
             headers: vec![header; BATCH],
             iovecs: vec![iovec; IOVECS],
+            recv_headers: vec![header; BATCH],
+            recv_iovecs: vec![iovec; BATCH],
+            // Every header is written by the first receive.
+            recv_written: BATCH,
+            recv_control: false,
             sources: vec![storage; BATCH],
             destinations: (0..BATCH).map(|_| empty_address()).collect(),
             segments: [0; BATCH],
             controls: vec![Control([0; 64]); BATCH],
+        };
+        for (index, header) in batch.recv_headers.iter_mut().enumerate() {
+            header.msg_hdr.msg_name = (&raw mut batch.sources[index]).cast();
+            header.msg_hdr.msg_iov = &raw mut batch.recv_iovecs[index];
+            header.msg_hdr.msg_iovlen = 1;
         }
+        batch
     }
 
     /// Receives up to `bufs.len()` (at most [`BATCH`]) datagrams from the
@@ -146,7 +173,7 @@ impl Batch {
         let got = self.receive(fd, areas, true)?;
         received.clear();
         for (index, (header, buf)) in self
-            .headers
+            .recv_headers
             .iter()
             .zip(bufs.iter_mut())
             .take(got)
@@ -177,7 +204,7 @@ impl Batch {
         let got = self.receive(fd, areas, true)?;
         received.clear();
         for index in 0..got {
-            let header = &self.headers[index];
+            let header = &self.recv_headers[index];
             let len = header.msg_len as usize;
             let control = control_messages(header);
             let segment = control
@@ -207,43 +234,58 @@ impl Batch {
         if let Some(injected) = faults::error(Call::UdpRecv) {
             return Err(injected);
         }
+        // A change of mode, or an error whose writes are unknown: every
+        // header is reset.
+        let reset = mem::replace(&mut self.recv_control, control) != control;
+        let written = if reset { BATCH } else { self.recv_written };
         let mut count = 0;
         for (index, area) in areas.take(BATCH).enumerate() {
-            self.iovecs[index] = libc::iovec {
-                iov_base: area.as_mut_ptr().cast(),
+            count = index + 1;
+            let iovec = &mut self.recv_iovecs[index];
+            let base = area.as_mut_ptr().cast::<libc::c_void>();
+            // The kernel writes a header only for a message it fills: one
+            // it did not, for the same area as before, is ready as it is.
+            if index >= written && iovec.iov_base == base && iovec.iov_len == area.len() {
+                continue;
+            }
+            *iovec = libc::iovec {
+                iov_base: base,
                 iov_len: area.len(),
             };
-            let header = &mut self.headers[index];
-            // SAFETY: see `new`; every field is set below or left zero.
-            header.msg_hdr = unsafe { MaybeUninit::zeroed().assume_init() };
-            header.msg_hdr.msg_name = (&raw mut self.sources[index]).cast();
+            let header = &mut self.recv_headers[index];
+            // `msg_name`, `msg_iov` and `msg_iovlen` stay as `new` set them.
             header.msg_hdr.msg_namelen =
                 mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            header.msg_hdr.msg_iov = &mut self.iovecs[index];
-            header.msg_hdr.msg_iovlen = 1;
-            if control {
-                header.msg_hdr.msg_control = self.controls[index].0.as_mut_ptr().cast();
-                header.msg_hdr.msg_controllen = mem::size_of::<Control>() as _;
-            }
+            (header.msg_hdr.msg_control, header.msg_hdr.msg_controllen) = if control {
+                (
+                    self.controls[index].0.as_mut_ptr().cast(),
+                    mem::size_of::<Control>() as _,
+                )
+            } else {
+                (ptr::null_mut(), 0)
+            };
+            header.msg_hdr.msg_flags = 0;
             header.msg_len = 0;
-            count = index + 1;
         }
-        // SAFETY: `headers[..count]` point into `iovecs`, `sources`,
-        // `controls` and the areas, which the caller borrows exclusively for
-        // this call (the areas' lifetime outlives it); each iovec's length
-        // is its area's length.
+        // SAFETY: `recv_headers[..count]` point into `recv_iovecs`,
+        // `sources` and `controls` (see `new`) and, through the iovecs, into
+        // the areas, which the caller borrows exclusively for this call (the
+        // areas' lifetime outlives it); each iovec's length is its area's
+        // length.
         let got = unsafe {
             libc::recvmmsg(
                 fd,
-                self.headers.as_mut_ptr(),
+                self.recv_headers.as_mut_ptr(),
                 count as libc::c_uint,
                 libc::MSG_DONTWAIT,
                 ptr::null_mut(),
             )
         };
         if got < 0 {
+            self.recv_written = BATCH;
             return Err(io::Error::last_os_error());
         }
+        self.recv_written = got as usize;
         Ok(got as usize)
     }
 
@@ -762,5 +804,80 @@ mod tests {
         );
         assert!(received[0].truncated);
         assert_eq!(bufs[0].len(), 10);
+    }
+
+    /// Receives on blocking `socket` until `count` datagrams came, into the
+    /// same `bufs` each time (as GRO receives do); returns each datagram's
+    /// sender, bytes and whether it was cut.
+    fn recv_kept(
+        batch: &mut Batch,
+        socket: &UdpSocket,
+        bufs: &mut [PacketBuf],
+        count: usize,
+    ) -> Vec<(Option<SocketAddr>, Vec<u8>, bool)> {
+        let mut received = Vec::new();
+        let mut got = Vec::new();
+        let mut peek = [0u8; 1];
+        while got.len() < count {
+            // Blocking socket, MSG_DONTWAIT: wait until a datagram is there.
+            socket.peek(&mut peek).unwrap();
+            let n = batch.recv(socket.as_raw_fd(), bufs, &mut received).unwrap();
+            for (buf, meta) in bufs.iter().zip(&received).take(n) {
+                got.push((meta.from, buf.to_vec(), meta.truncated));
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn kept_receive_headers_describe_each_receive_alone() {
+        // The receive headers are kept between receives and only those the
+        // kernel wrote (or whose buffer moved) are reset: what one receive
+        // said (a sender's address length, a cut datagram) must not carry
+        // over into the next, on another socket of another family too.
+        let mut batch = Batch::new();
+        let mut bufs: Vec<PacketBuf> = (0..BATCH).map(|_| PacketBuf::with_capacity(200)).collect();
+        let (v4_sender, v4) = pair();
+        let v6 =
+            UdpSocket::bind("[::1]:0").expect("an IPv6 loopback address (::1): enable IPv6 on lo");
+        v6.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let v6_sender = UdpSocket::bind("[::1]:0").unwrap();
+
+        v4_sender
+            .send_to(&[1; 5], v4.local_addr().unwrap())
+            .unwrap();
+        assert_eq!(
+            recv_kept(&mut batch, &v4, &mut bufs, 1),
+            [(Some(v4_sender.local_addr().unwrap()), vec![1; 5], false)]
+        );
+        // The first header now says a 16-byte IPv4 address came.
+        for len in [100, 1, 50] {
+            v6_sender
+                .send_to(&vec![2; len], v6.local_addr().unwrap())
+                .unwrap();
+        }
+        let from = Some(v6_sender.local_addr().unwrap());
+        assert_eq!(
+            recv_kept(&mut batch, &v6, &mut bufs, 3),
+            [
+                (from, vec![2; 100], false),
+                (from, vec![2; 1], false),
+                (from, vec![2; 50], false)
+            ]
+        );
+        // A cut datagram, then a whole one into the same buffer.
+        v4_sender
+            .send_to(&[3; 300], v4.local_addr().unwrap())
+            .unwrap();
+        let got = recv_kept(&mut batch, &v4, &mut bufs, 1);
+        assert_eq!((got[0].1.len(), got[0].2), (200, true));
+        v4_sender
+            .send_to(&[4; 100], v4.local_addr().unwrap())
+            .unwrap();
+        assert_eq!(
+            recv_kept(&mut batch, &v4, &mut bufs, 1),
+            [(Some(v4_sender.local_addr().unwrap()), vec![4; 100], false)]
+        );
     }
 }

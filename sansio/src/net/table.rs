@@ -14,12 +14,17 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 
+use rustc_hash::FxBuildHasher;
+
 /// Entries in reusable slots, found by slot index (events) or by id (tasks).
 #[derive(Debug)]
 pub(crate) struct Table<Id, E> {
     slots: Vec<Option<E>>,
     free: Vec<usize>,
-    ids: HashMap<Id, usize>,
+    /// Found on every send: hashed with Fx, not SipHash, since the ids are
+    /// the runtime's own (a worker, a task's slot, a counter), which no peer
+    /// chooses, so there is no flooding to resist.
+    ids: HashMap<Id, usize, FxBuildHasher>,
 }
 
 impl<Id, E> Default for Table<Id, E> {
@@ -27,7 +32,7 @@ impl<Id, E> Default for Table<Id, E> {
         Table {
             slots: Vec::new(),
             free: Vec::new(),
-            ids: HashMap::new(),
+            ids: HashMap::default(),
         }
     }
 }

@@ -546,7 +546,11 @@ impl UdpSockets {
                 .extend((0..missing).map(|_| PacketBuf::with_capacity(size)));
             let bufs = &mut self.recv_bufs;
             self.batch.recv(fd, bufs, &mut self.received).map(|got| {
-                for (buf, meta) in bufs.drain(..got).zip(&self.received) {
+                // Each filled buffer is replaced where it stands, so that
+                // those not filled keep their places, and their receive
+                // headers stay ready for the next receive.
+                for (slot, meta) in bufs[..got].iter_mut().zip(&self.received) {
+                    let buf = std::mem::replace(slot, PacketBuf::with_capacity(size));
                     match meta.from {
                         _ if meta.truncated => counters.udp_truncated += 1,
                         Some(from) => deliver(entry, from, buf, packets, counters),

@@ -291,9 +291,13 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
         self.cx.net.inbound = batch;
         self.settle();
         self.cx.sink.flush(&mut self.cx.counters);
-        if self.cx.net.next_deadline().is_some() {
-            // Closes that give up, accepts tried again after a back-off.
-            self.cx.net.expire(Instant::now(), &mut self.cx.counters);
+        // Closes that give up, accepts tried again after a back-off, drop
+        // counts to read: due by the turn's clock (one that falls due during
+        // the turn ends the next wait at once), so that a turn with a
+        // deadline pending reads no clock of its own.
+        let now = self.cx.now;
+        if self.cx.net.next_deadline().is_some_and(|due| due <= now) {
+            self.cx.net.expire(now, &mut self.cx.counters);
             self.settle();
         }
     }
