@@ -1,6 +1,6 @@
 //! Side-by-side UDP echo: the same load generator against, one after
 //! another, a sansio echo on one worker (mio with GSO, the default; mio with
-//! GSO off; mio with GRO on; busy-poll), a tokio `current_thread` echo, and a
+//! GSO off; mio with GRO on; busy-poll; io_uring), a tokio `current_thread` echo, and a
 //! plain blocking `recvmmsg`/`sendmmsg` loop; prints a table of packets/s
 //! and round-trip percentiles, and sansio's ratios to the others.
 //!
@@ -12,8 +12,9 @@
 //!
 //! `SANSIO_BENCH_ONLY` runs only the (server, load) pairs whose name,
 //! `server / load` as in the table, contains one of its parts, separated by
-//! semicolons (the names contain commas); ratios whose figures were not
-//! measured are left out.
+//! semicolons (the names contain commas), or ends with a part that ends
+//! with `$` (`in flight$`: the saturating load without its client-GSO
+//! variant); ratios whose figures were not measured are left out.
 //!
 //! `SANSIO_BENCH_PIN=1` runs each server's threads on the last CPU the
 //! process may use and the load generator's on the others, so that the two
@@ -91,6 +92,10 @@ fn sansio_gro_server() -> Server {
 
 fn sansio_busy_server() -> Server {
     sansio(SANSIO_BUSY, Backend::BusyPoll, echo::options())
+}
+
+fn sansio_uring_server() -> Server {
+    sansio(SANSIO_URING, Backend::IoUring, echo::options())
 }
 
 /// Runs `serve` on a thread with a stop flag; `serve` must check the flag at
@@ -209,6 +214,7 @@ const SANSIO: &str = "sansio (1 worker, mio)";
 const SANSIO_NO_GSO: &str = "sansio (1 worker, mio, GSO off)";
 const SANSIO_GRO: &str = "sansio (1 worker, mio, GRO on)";
 const SANSIO_BUSY: &str = "sansio (1 worker, busy-poll)";
+const SANSIO_URING: &str = "sansio (1 worker, io-uring)";
 const TOKIO: &str = "tokio current_thread";
 const RAW: &str = "raw recvmmsg/sendmmsg";
 
@@ -293,15 +299,24 @@ fn main() {
         (HEAVY_GSO, 4, 64, 1200, true),
         (LIGHT, 1, 8, 64, false),
     ];
-    let servers: [fn() -> Server; 6] = [
+    let servers: [fn() -> Server; 7] = [
         sansio_server,
         sansio_no_gso_server,
         sansio_gro_server,
         sansio_busy_server,
+        sansio_uring_server,
         tokio_server,
         raw_server,
     ];
-    let names = [SANSIO, SANSIO_NO_GSO, SANSIO_GRO, SANSIO_BUSY, TOKIO, RAW];
+    let names = [
+        SANSIO,
+        SANSIO_NO_GSO,
+        SANSIO_GRO,
+        SANSIO_BUSY,
+        SANSIO_URING,
+        TOKIO,
+        RAW,
+    ];
     let only: Vec<String> = std::env::var("SANSIO_BENCH_ONLY")
         .map(|only| {
             only.split(';')
@@ -313,7 +328,11 @@ fn main() {
         .unwrap_or_default();
     let wanted = |server: &str, load: &str| {
         let name = format!("{server} / {load}");
-        only.is_empty() || only.iter().any(|part| name.contains(part.as_str()))
+        only.is_empty()
+            || only.iter().any(|part| match part.strip_suffix('$') {
+                Some(end) => name.ends_with(end),
+                None => name.contains(part.as_str()),
+            })
     };
     let placement = placement();
     if let Some((server, clients)) = &placement {
@@ -415,6 +434,13 @@ fn main() {
     });
     ratios(format!("sansio / tokio p50 at {LIGHT}"), &|round| {
         Some(p50(round, SANSIO)? / p50(round, TOKIO)?)
+    });
+    ratios(
+        format!("sansio io-uring / mio packets/s at {HEAVY}"),
+        &|round| Some(pps(round, SANSIO_URING, HEAVY)? / pps(round, SANSIO, HEAVY)?),
+    );
+    ratios(format!("sansio io-uring / raw p50 at {LIGHT}"), &|round| {
+        Some(p50(round, SANSIO_URING)? / p50(round, RAW)?)
     });
 }
 

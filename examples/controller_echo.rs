@@ -10,7 +10,7 @@
 //!
 //! Options: `--inflight N` (default 400), `--workers N` (default 1),
 //! `--tasks N` echo tasks (default: one per worker), `--seconds S` (default
-//! 5), `--backend mio|polling` (default mio), `--spin-us N` (workers spin
+//! 5), `--backend mio|polling|busy-poll|io-uring` (default mio), `--spin-us N` (workers spin
 //! this many microseconds before sleeping; default: the library's,
 //! `sansio::DEFAULT_SPIN`, 2 µs), `--quiet` (no per-second stats), `--bare`
 //! (the baseline instead: the same round trips over a bare crossbeam channel
@@ -66,7 +66,7 @@ fn parse_options() -> Result<Options, String> {
             "--help" | "-h" => {
                 return Err(
                     "usage: controller_echo [--inflight N] [--workers N] [--tasks N] \
-                            [--seconds S] [--backend mio|polling] [--spin-us N] [--quiet] [--bare]"
+                            [--seconds S] [--backend mio|polling|busy-poll|io-uring] [--spin-us N] [--quiet] [--bare]"
                         .to_owned(),
                 );
             }

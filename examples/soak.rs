@@ -10,7 +10,7 @@
 //! ```
 //!
 //! Options: `--seconds S` (default 1800), `--workers N` (default 2),
-//! `--backend mio|polling|busy-poll` (default mio).
+//! `--backend mio|polling|busy-poll|io-uring` (default mio).
 
 use std::process::ExitCode;
 use std::time::Duration;

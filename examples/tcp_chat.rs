@@ -9,7 +9,7 @@
 //!
 //! Options: `--addr A` (default 127.0.0.1:7000), `--workers N` (default 2),
 //! `--idle-secs S` (default 60), `--seconds S` (default 60; the server stops
-//! by itself), `--backend mio|polling|busy-poll` (default mio).
+//! by itself), `--backend mio|polling|busy-poll|io-uring` (default mio).
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};

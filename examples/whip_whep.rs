@@ -35,7 +35,7 @@ struct Args {
     /// reaches it.
     #[arg(long)]
     token: Option<String>,
-    /// The backend the workers sleep in: mio, polling or busy-poll.
+    /// The backend the workers sleep in: mio, polling, busy-poll or io-uring.
     #[arg(long, default_value = "mio")]
     backend: Backend,
     /// Stop after this many seconds (default: run until killed).

@@ -85,11 +85,16 @@ fn reset_peak_rss() {
         .expect("writing 5 to /proc/self/clear_refs resets VmHWM (Linux 4.0 or later)");
 }
 
-/// One test for the three backends, run one after the other: the peak is
+/// One test for every backend, run one after the other: the peak is
 /// the process's, so runs side by side would measure each other.
 #[test]
 fn a_batch_of_bursting_inputs_holds_one_inputs_worth() {
-    for backend in [Backend::Mio, Backend::Polling, Backend::BusyPoll] {
+    for backend in [
+        Backend::Mio,
+        Backend::Polling,
+        Backend::BusyPoll,
+        Backend::IoUring,
+    ] {
         reset_peak_rss();
         one_batch_holds_one_inputs_worth(backend);
     }

@@ -166,6 +166,7 @@ all_backend_tests! {
         let module = match backend {
             Backend::Mio => "mio",
             Backend::Polling => "polling",
+            Backend::IoUring => "io_uring",
             _ => "busy_poll",
         };
         let test = format!("{module}::a_listener_at_its_descriptor_limit_serves_the_whole_backlog");

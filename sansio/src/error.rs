@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Unavailable};
 
 /// A result whose error defaults to [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -20,6 +20,15 @@ pub enum Error {
     BackendUnavailable {
         /// The backend asked for.
         backend: Backend,
+    },
+    /// The chosen backend is compiled in, but this kernel cannot run it
+    /// (io_uring disabled, forbidden by seccomp, or too old).
+    #[error("the {backend} backend cannot run here: {reason}")]
+    BackendUnsupported {
+        /// The backend asked for.
+        backend: Backend,
+        /// What is missing, as the kernel said it.
+        reason: String,
     },
     /// The operating system refused something the runtime needs (a poller,
     /// a thread).
@@ -49,6 +58,17 @@ pub enum Error {
     /// A call failed and was turned into an `Error` with `?`.
     #[error("call failed: {0}")]
     CallFailed(#[from] RpcError),
+}
+
+impl From<Unavailable> for Error {
+    fn from(unavailable: Unavailable) -> Self {
+        match unavailable {
+            Unavailable::NotCompiled(backend) => Error::BackendUnavailable { backend },
+            Unavailable::Unsupported { backend, reason } => {
+                Error::BackendUnsupported { backend, reason }
+            }
+        }
+    }
 }
 
 impl<M> From<SendError<M>> for Error {

@@ -206,7 +206,7 @@ mod worker;
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
 
-pub use crate::backend::{Backend, UnknownBackend};
+pub use crate::backend::{Backend, Unavailable, UnknownBackend};
 pub use crate::buf::{DEFAULT_CAPACITY, HEADROOM, POOL_BYTES, PacketBuf};
 pub use crate::error::{Error, Result, RpcError, SendError, SpawnError};
 pub use crate::id::TaskId;

@@ -32,6 +32,13 @@ macro_rules! backend_tests {
                 super::$name(sansio::Backend::Polling);
             })*
         }
+
+        mod io_uring {
+            $(#[test]
+            fn $name() {
+                super::$name(sansio::Backend::IoUring);
+            })*
+        }
     };
 }
 

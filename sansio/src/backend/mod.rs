@@ -41,15 +41,19 @@ pub(crate) mod busy_poll;
 pub(crate) mod mio;
 #[cfg(feature = "polling")]
 pub(crate) mod polling;
+#[cfg(feature = "io-uring")]
+pub(crate) mod uring;
 
 /// Which poller the workers sleep in.
 ///
-/// There are three. `Mio` and `Polling` sleep in edge-triggered epoll on
+/// There are four. `Mio` and `Polling` sleep in edge-triggered epoll on
 /// Linux when there is nothing to do, and differ in timer precision (mio
 /// waits in whole milliseconds, polling to the microsecond through a
 /// `timerfd`, at the price of two more system calls per sleep) and in their
-/// portability beyond Linux. `BusyPoll` never sleeps. Every backend runs the
-/// same tasks with the same behaviour; only latency and CPU use differ.
+/// portability beyond Linux. `IoUring` sleeps in `io_uring_enter`, with
+/// microsecond timers and no extra system call for them. `BusyPoll` never
+/// sleeps. Every backend runs the same tasks with the same behaviour; only
+/// latency and CPU use differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Backend {
@@ -64,24 +68,63 @@ pub enum Backend {
     /// it yields to the scheduler now and then, so a shared machine stays
     /// usable.
     BusyPoll,
+    /// io_uring (cargo feature `io-uring`, Linux 5.13 or later): the worker
+    /// sleeps in `io_uring_enter`, watching its sources with multishot
+    /// polls on a ring of its own; the sockets are read and written by the
+    /// same batched system calls as on the other backends. Where the kernel
+    /// has no io_uring, or forbids it, [`Backend::check`] says what is
+    /// missing and `Builder::build` fails with it.
+    IoUring,
 }
 
 impl Backend {
     /// Every backend compiled into this build, default first.
     #[must_use]
     pub fn available() -> Vec<Backend> {
-        [Backend::Mio, Backend::Polling, Backend::BusyPoll]
-            .into_iter()
-            .filter(|backend| backend.is_available())
-            .collect()
+        [
+            Backend::Mio,
+            Backend::Polling,
+            Backend::BusyPoll,
+            Backend::IoUring,
+        ]
+        .into_iter()
+        .filter(|backend| backend.is_available())
+        .collect()
     }
 
-    /// Whether this backend is compiled in (its cargo feature is enabled).
+    /// Whether this backend can run here: compiled in (its cargo feature
+    /// is enabled) and, for io_uring, supported by the kernel.
     #[must_use]
     pub fn is_available(self) -> bool {
+        self.check().is_ok()
+    }
+
+    /// Whether this backend can run here, and if not, why: not compiled in
+    /// ([`Unavailable::NotCompiled`]), or refused by the kernel
+    /// ([`Unavailable::Unsupported`], naming what is missing: io_uring
+    /// disabled by `kernel.io_uring_disabled` or a seccomp filter, a kernel
+    /// too old for an opcode or feature). The kernel is asked once per
+    /// process. `Builder::build` fails with the same reason.
+    pub fn check(self) -> Result<(), Unavailable> {
+        if !self.is_compiled() {
+            return Err(Unavailable::NotCompiled(self));
+        }
+        #[cfg(feature = "io-uring")]
+        if self == Backend::IoUring {
+            uring::probe().map_err(|reason| Unavailable::Unsupported {
+                backend: self,
+                reason,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Whether this backend's cargo feature is enabled.
+    fn is_compiled(self) -> bool {
         match self {
             Backend::Mio | Backend::BusyPoll => cfg!(feature = "mio"),
             Backend::Polling => cfg!(feature = "polling"),
+            Backend::IoUring => cfg!(feature = "io-uring"),
         }
     }
 
@@ -91,17 +134,19 @@ impl Backend {
         match self {
             Backend::Mio | Backend::BusyPoll => "mio",
             Backend::Polling => "polling",
+            Backend::IoUring => "io-uring",
         }
     }
 
-    /// The backend's name, as `FromStr` reads it: `mio`, `polling` or
-    /// `busy-poll`.
+    /// The backend's name, as `FromStr` reads it: `mio`, `polling`,
+    /// `busy-poll` or `io-uring`.
     #[must_use]
     pub fn name(self) -> &'static str {
         match self {
             Backend::Mio => "mio",
             Backend::Polling => "polling",
             Backend::BusyPoll => "busy-poll",
+            Backend::IoUring => "io-uring",
         }
     }
 
@@ -113,29 +158,54 @@ impl Backend {
 }
 
 impl Default for Backend {
-    /// mio when compiled in, else the first available backend.
+    /// mio when compiled in, else the first backend compiled in (without
+    /// asking the kernel: `Builder::build` says what it lacks).
     fn default() -> Self {
-        Backend::available()
-            .first()
-            .copied()
-            .unwrap_or(Backend::Mio)
+        [
+            Backend::Mio,
+            Backend::Polling,
+            Backend::BusyPoll,
+            Backend::IoUring,
+        ]
+        .into_iter()
+        .find(|backend| backend.is_compiled())
+        .unwrap_or(Backend::Mio)
     }
+}
+
+/// Why a [`Backend`] cannot run here ([`Backend::check`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Unavailable {
+    /// The backend's cargo feature is not enabled.
+    #[error("the {0} backend is not compiled in; enable the `{feature}` cargo feature of sansio", feature = .0.feature())]
+    NotCompiled(Backend),
+    /// The kernel cannot run the backend: what it lacks, as it said it.
+    #[error("the {backend} backend cannot run here: {reason}")]
+    Unsupported {
+        /// The backend asked for.
+        backend: Backend,
+        /// What is missing.
+        reason: String,
+    },
 }
 
 /// A backend name that is not one of [`Backend`]'s.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown backend `{0}`; expected mio, polling or busy-poll")]
+#[error("unknown backend `{0}`; expected mio, polling, busy-poll or io-uring")]
 pub struct UnknownBackend(pub String);
 
 impl std::str::FromStr for Backend {
     type Err = UnknownBackend;
 
-    /// `mio`, `polling` or `busy-poll`, as [`Backend`]'s `Display` writes them.
+    /// `mio`, `polling`, `busy-poll` or `io-uring`, as [`Backend`]'s
+    /// `Display` writes them.
     fn from_str(name: &str) -> Result<Self, Self::Err> {
         match name {
             "mio" => Ok(Backend::Mio),
             "polling" => Ok(Backend::Polling),
             "busy-poll" => Ok(Backend::BusyPoll),
+            "io-uring" => Ok(Backend::IoUring),
             other => Err(UnknownBackend(other.to_owned())),
         }
     }
@@ -502,4 +572,6 @@ mod conformance {
     suite!(polling, crate::backend::polling::PollingPoller);
     #[cfg(feature = "mio")]
     suite!(busy_poll, crate::backend::busy_poll::BusyPoller);
+    #[cfg(feature = "io-uring")]
+    suite!(io_uring, crate::backend::uring::UringPoller);
 }

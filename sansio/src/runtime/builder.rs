@@ -177,11 +177,7 @@ impl<W: Worker> Builder<W> {
             ));
         }
         crate::faults::check(&self.faults).map_err(Error::Config)?;
-        if !self.backend.is_available() {
-            return Err(Error::BackendUnavailable {
-                backend: self.backend,
-            });
-        }
+        self.backend.check()?;
         let cores = if self.pin_cores {
             match core_affinity::get_core_ids() {
                 Some(cores) if !cores.is_empty() => cores,
@@ -212,6 +208,8 @@ impl<W: Worker> Builder<W> {
             Backend::BusyPoll => prepare::<W, crate::backend::busy_poll::BusyPoller>,
             #[cfg(feature = "polling")]
             Backend::Polling => prepare::<W, crate::backend::polling::PollingPoller>,
+            #[cfg(feature = "io-uring")]
+            Backend::IoUring => prepare::<W, crate::backend::uring::UringPoller>,
             #[allow(unreachable_patterns)]
             backend => return Err(Error::BackendUnavailable { backend }),
         };
