@@ -164,8 +164,8 @@
 //! comes within one interval. A worker that falls behind skips the ticks it
 //! missed instead of replaying them. Ticks and timers never fire early; on an
 //! idle machine they fire within about a millisecond of their deadline (mio
-//! rounds its sleep up to whole milliseconds; polling is precise to the
-//! microsecond).
+//! rounds its sleep up to whole milliseconds; polling and io_uring are
+//! precise to the microsecond).
 //!
 //! # Testing
 //!

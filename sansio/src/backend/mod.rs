@@ -520,6 +520,42 @@ mod conformance {
         poller.wait(Some(past), &mut ready).unwrap();
     }
 
+    /// A source deregistered right after a change of interest that made it
+    /// ready at once (a writable socket asked for writability), with no wait
+    /// between, and then closed, is closed for the peer at once: the
+    /// backend holds no reference to it (io_uring: a removal that met the
+    /// poll while its completion was under way left it armed, holding the
+    /// socket open, so no FIN went out).
+    pub(super) fn a_source_deregistered_mid_event_is_released<P: Poller>() {
+        use std::io::Read;
+        use std::net::{TcpListener, TcpStream};
+        let (mut poller, _waker) = P::new().unwrap();
+        let mut registry = poller.registry().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        for round in 0..20 {
+            let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (server, _) = listener.accept().unwrap();
+            server.set_nonblocking(true).unwrap();
+            let fd = server.as_raw_fd();
+            registry.register(fd, 1, READ).unwrap();
+            let mut ready = Vec::new();
+            poller
+                .wait(Some(Instant::now() + Duration::from_millis(1)), &mut ready)
+                .unwrap();
+            registry.reregister(fd, 1, Interest::READ_WRITE).unwrap();
+            registry.deregister(fd).unwrap();
+            drop(server);
+            client
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .unwrap();
+            let mut buf = [0; 8];
+            match client.read(&mut buf) {
+                Ok(0) => {}
+                other => panic!("round {round}: the closed socket stayed open: {other:?}"),
+            }
+        }
+    }
+
     pub(super) fn rejects_the_reserved_token_and_empty_interest<P: Poller>() {
         let (poller, _waker) = P::new().unwrap();
         let mut registry = poller.registry().unwrap();
@@ -557,6 +593,10 @@ mod conformance {
                 #[test]
                 fn a_deadline_ends_the_wait() {
                     super::a_deadline_ends_the_wait::<$poller>();
+                }
+                #[test]
+                fn a_source_deregistered_mid_event_is_released() {
+                    super::a_source_deregistered_mid_event_is_released::<$poller>();
                 }
                 #[test]
                 fn rejects_the_reserved_token_and_empty_interest() {

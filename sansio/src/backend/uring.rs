@@ -563,3 +563,62 @@ impl Registry for UringRegistry {
         ring.submit_now()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(bits: libc::c_short) -> u32 {
+        u32::from(bits.cast_unsigned())
+    }
+
+    #[test]
+    fn poll_events_read_as_the_contracts_readiness() {
+        let readable = readiness(3, events(libc::POLLIN));
+        assert!(readable.readable && !readable.writable && !readable.closed);
+        let writable = readiness(3, events(libc::POLLOUT));
+        assert!(!writable.readable && writable.writable && !writable.closed);
+        // A peer's half close: readable (the read says end of stream), closed.
+        let half = readiness(3, events(libc::POLLIN | libc::POLLRDHUP));
+        assert!(half.readable && half.closed && !half.writable);
+        // A hang-up or an error: both ways, for the owner's next call to say.
+        let hung_up = readiness(3, events(libc::POLLHUP));
+        assert!(hung_up.readable && hung_up.writable && hung_up.closed);
+        let error = readiness(3, events(libc::POLLERR));
+        assert!(error.writable && error.closed);
+    }
+
+    #[test]
+    fn several_completions_of_a_source_make_one_readiness() {
+        let at = |token, readable, writable| Readiness {
+            token,
+            readable,
+            writable,
+            closed: false,
+        };
+        // What was there before the wait is left alone.
+        let mut ready = vec![at(9, true, false)];
+        ready.extend([
+            at(2, true, false),
+            at(1, false, true),
+            at(2, false, true),
+            at(1, true, false),
+            at(2, true, false),
+        ]);
+        merge(&mut ready, 1);
+        assert_eq!(
+            ready,
+            vec![at(9, true, false), at(1, true, true), at(2, true, true)]
+        );
+    }
+
+    #[test]
+    fn user_data_never_names_the_waker_or_a_cancellation() {
+        for (fd, generation) in [(0, 0), (RawFd::MAX, u32::MAX), (7, u32::MAX)] {
+            let data = user_data(fd, generation);
+            assert!(data != WAKER && data != REMOVAL);
+            assert_eq!(data >> 32, u64::from(generation));
+            assert_eq!(RawFd::try_from(data & u64::from(u32::MAX)), Ok(fd));
+        }
+    }
+}
