@@ -265,11 +265,14 @@ all_backend_tests! {
         util::eventually("the socket is closed", || {
             runtime.stats().workers.iter().map(|w| w.udp_sockets).sum::<u64>() == 0
         });
-        // The port is free again, and nothing answers on it.
+        // The port is free again: a socket of ours takes it (and keeps it,
+        // so no other test's socket can), gets what is sent there, and
+        // nothing answers.
         let rebound = std::net::UdpSocket::bind(server).expect("the port is free again");
-        drop(rebound);
+        rebound.set_read_timeout(Some(util::PATIENCE)).unwrap();
         let client = client();
         client.send_to(b"hello?", server).unwrap();
+        assert_eq!(recv(&rebound).0, b"hello?");
         assert!(silent(&client, Duration::from_millis(50)));
     }
 }

@@ -44,13 +44,16 @@
 //!
 //! # The backends on it
 //!
-//! - **Readiness (mio, polling, busy-poll: today's).** `wait` reports which
-//!   sources became ready (edge-triggered); `next_io` reads each until
-//!   `EAGAIN` or its fair share, with `recvmmsg` (GRO optional), `read` and
-//!   `accept`; `flush` writes with `sendmmsg` (GSO optional) and `write`,
-//!   and waits for writability when the kernel is full. Busy-poll is the
-//!   same with a zero timeout.
-//! - **Completion (io_uring).** The driver owns a ring and registered
+//! - **Readiness (mio, polling, busy-poll, and io_uring so far).** `wait`
+//!   reports which sources became ready (edge-triggered); `next_io` reads
+//!   each until `EAGAIN`, a short batch or its fair share, with `recvmmsg`
+//!   (GRO optional), `read` and `accept`; `flush` writes with `sendmmsg`
+//!   (GSO optional) and `write`, and waits for writability when the kernel
+//!   is full. Busy-poll is the same with a zero timeout. The io_uring
+//!   backend (`backend/uring.rs`) is of this kind today: its `wait` is an
+//!   `io_uring_enter` whose completions are multishot polls' readiness, and
+//!   the sockets are read and written as above.
+//! - **Completion (io_uring, to come).** The driver owns a ring and registered
 //!   buffers. `begin_io` has nothing to translate: completions are harvested
 //!   in `wait` (one `io_uring_enter` submits the queued sends and receives
 //!   and waits for completions up to the deadline). `next_io` turns one
