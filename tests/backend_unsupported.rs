@@ -102,8 +102,13 @@ fn refused(errno: u32, says: &str) {
     runtime.shutdown(std::time::Duration::from_secs(5)).unwrap();
 }
 
-/// Runs `test` of this binary in a child whose filter answers `errno`.
-fn in_child(test: &str, errno: i32) {
+/// Runs `test` of this binary in a child whose filter answers `errno`; in
+/// that child, checks that each entry point's reason says `says`.
+fn refused_in_child(test: &str, errno: i32, says: &str) {
+    if let Ok(errno) = std::env::var(CHILD) {
+        refused(errno.parse().unwrap(), says);
+        return;
+    }
     let output = Command::new(std::env::current_exe().unwrap())
         .args([test, "--exact", "--nocapture", "--test-threads", "1"])
         .env(CHILD, errno.to_string())
@@ -124,24 +129,20 @@ fn in_child(test: &str, errno: i32) {
 
 #[test]
 fn io_uring_forbidden_by_seccomp_is_named_not_a_panic() {
-    match std::env::var(CHILD) {
-        Ok(errno) => refused(errno.parse().unwrap(), "seccomp"),
-        Err(_) => in_child(
-            "io_uring_forbidden_by_seccomp_is_named_not_a_panic",
-            libc::EPERM,
-        ),
-    }
+    refused_in_child(
+        "io_uring_forbidden_by_seccomp_is_named_not_a_panic",
+        libc::EPERM,
+        "seccomp",
+    );
 }
 
 #[test]
 fn io_uring_missing_from_the_kernel_is_named_not_a_panic() {
-    match std::env::var(CHILD) {
-        Ok(errno) => refused(errno.parse().unwrap(), "no io_uring"),
-        Err(_) => in_child(
-            "io_uring_missing_from_the_kernel_is_named_not_a_panic",
-            libc::ENOSYS,
-        ),
-    }
+    refused_in_child(
+        "io_uring_missing_from_the_kernel_is_named_not_a_panic",
+        libc::ENOSYS,
+        "no io_uring",
+    );
 }
 
 #[test]

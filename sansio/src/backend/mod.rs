@@ -78,18 +78,21 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// Every backend compiled into this build, default first.
+    /// Every backend, in the order the default is chosen from.
+    const ALL: [Backend; 4] = [
+        Backend::Mio,
+        Backend::Polling,
+        Backend::BusyPoll,
+        Backend::IoUring,
+    ];
+
+    /// Every backend that can run here, default first.
     #[must_use]
     pub fn available() -> Vec<Backend> {
-        [
-            Backend::Mio,
-            Backend::Polling,
-            Backend::BusyPoll,
-            Backend::IoUring,
-        ]
-        .into_iter()
-        .filter(|backend| backend.is_available())
-        .collect()
+        Backend::ALL
+            .into_iter()
+            .filter(|backend| backend.is_available())
+            .collect()
     }
 
     /// Whether this backend can run here: compiled in (its cargo feature
@@ -161,15 +164,10 @@ impl Default for Backend {
     /// mio when compiled in, else the first backend compiled in (without
     /// asking the kernel: `Builder::build` says what it lacks).
     fn default() -> Self {
-        [
-            Backend::Mio,
-            Backend::Polling,
-            Backend::BusyPoll,
-            Backend::IoUring,
-        ]
-        .into_iter()
-        .find(|backend| backend.is_compiled())
-        .unwrap_or(Backend::Mio)
+        Backend::ALL
+            .into_iter()
+            .find(|backend| backend.is_compiled())
+            .unwrap_or(Backend::Mio)
     }
 }
 

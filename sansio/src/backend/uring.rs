@@ -112,6 +112,26 @@ struct Ring {
 }
 
 impl Ring {
+    /// A ring (not yet enabled) and the waker of its poller.
+    fn new(ring: IoUring) -> io::Result<(Ring, UringWaker)> {
+        // SAFETY: `eventfd` returns a new descriptor or -1.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just opened and is owned by nothing else.
+        let waker = Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
+        let ring = Ring {
+            ring,
+            enabled: false,
+            sources: HashMap::default(),
+            generation: 0,
+            waker: Arc::clone(&waker),
+            ended: Vec::new(),
+        };
+        Ok((ring, UringWaker(waker)))
+    }
+
     /// Enables the ring for the calling thread (the worker's), on its first
     /// use, and queues the waker's poll.
     fn enable(&mut self) -> io::Result<()> {
@@ -187,18 +207,16 @@ impl Ring {
 
     /// Takes every completion: one [`Readiness`] per source that became
     /// ready (several completions of one source merged), appended to
-    /// `ready`; polls that ended are armed again. Returns whether the waker
-    /// fired.
-    fn reap(&mut self, ready: &mut Vec<Readiness>) -> io::Result<bool> {
+    /// `ready`; polls that ended are armed again. The waker's completions
+    /// only end the wait.
+    fn reap(&mut self, ready: &mut Vec<Readiness>) -> io::Result<()> {
         let start = ready.len();
-        let mut woken = false;
         let mut waker_ended = false;
         for completion in self.ring.completion() {
             let data = completion.user_data();
             let more = cqueue::more(completion.flags());
             match data {
                 WAKER => {
-                    woken = true;
                     waker_ended |= !more;
                     continue;
                 }
@@ -242,7 +260,7 @@ impl Ring {
         }
         self.ended.clear();
         merge(ready, start);
-        Ok(woken)
+        Ok(())
     }
 }
 
@@ -399,28 +417,6 @@ fn test_ring() -> io::Result<Setup> {
     }
 }
 
-impl Ring {
-    /// A ring (not yet enabled) and the waker of its poller.
-    fn new(ring: IoUring) -> io::Result<(Ring, UringWaker)> {
-        // SAFETY: `eventfd` returns a new descriptor or -1.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` was just opened and is owned by nothing else.
-        let waker = Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
-        let ring = Ring {
-            ring,
-            enabled: false,
-            sources: HashMap::default(),
-            generation: 0,
-            waker: Arc::clone(&waker),
-            ended: Vec::new(),
-        };
-        Ok((ring, UringWaker(waker)))
-    }
-}
-
 pub(crate) struct UringPoller {
     ring: Arc<Mutex<Ring>>,
 }
@@ -501,8 +497,7 @@ impl Poller for UringPoller {
             Err(error) if error.raw_os_error() == Some(libc::EBUSY) => {}
             Err(error) => return Err(error),
         }
-        ring.reap(ready)?;
-        Ok(())
+        ring.reap(ready)
     }
 }
 

@@ -101,8 +101,6 @@ pub(crate) struct Batch {
     /// Leading receive headers the kernel may have written in the last
     /// receive, which must be reset before the next.
     recv_written: usize,
-    /// Whether the receive headers offer room for control messages.
-    recv_control: bool,
     /// Where the kernel writes the senders of received datagrams.
     sources: Vec<libc::sockaddr_storage>,
     /// Destinations of messages to send.
@@ -146,7 +144,6 @@ impl Batch {
             recv_iovecs: vec![iovec; BATCH],
             // Every header is written by the first receive.
             recv_written: BATCH,
-            recv_control: false,
             sources: vec![storage; BATCH],
             destinations: (0..BATCH).map(|_| empty_address()).collect(),
             segments: [0; BATCH],
@@ -156,6 +153,7 @@ impl Batch {
             header.msg_hdr.msg_name = (&raw mut batch.sources[index]).cast();
             header.msg_hdr.msg_iov = &raw mut batch.recv_iovecs[index];
             header.msg_hdr.msg_iovlen = 1;
+            header.msg_hdr.msg_control = batch.controls[index].0.as_mut_ptr().cast();
         }
         batch
     }
@@ -170,7 +168,7 @@ impl Batch {
         received: &mut Vec<Received>,
     ) -> io::Result<usize> {
         let areas = bufs.iter_mut().take(BATCH).map(PacketBuf::receive_area);
-        let got = self.receive(fd, areas, true)?;
+        let got = self.receive(fd, areas)?;
         received.clear();
         for (index, (header, buf)) in self
             .recv_headers
@@ -201,7 +199,7 @@ impl Batch {
         received: &mut Vec<Coalesced>,
     ) -> io::Result<usize> {
         let areas = bufs.iter_mut().take(GRO_MESSAGES).map(|buf| &mut buf[..]);
-        let got = self.receive(fd, areas, true)?;
+        let got = self.receive(fd, areas)?;
         received.clear();
         for index in 0..got {
             let header = &self.recv_headers[index];
@@ -223,21 +221,17 @@ impl Batch {
     }
 
     /// One `recvmmsg` into `areas` (at most [`BATCH`]), each message with
-    /// room for its sender and, with `control`, for control messages.
-    /// Returns how many messages arrived.
+    /// room for its sender and for control messages. Returns how many
+    /// messages arrived.
     fn receive<'a>(
         &mut self,
         fd: RawFd,
         areas: impl Iterator<Item = &'a mut [u8]>,
-        control: bool,
     ) -> io::Result<usize> {
         if let Some(injected) = faults::error(Call::UdpRecv) {
             return Err(injected);
         }
-        // A change of mode, or an error whose writes are unknown: every
-        // header is reset.
-        let reset = mem::replace(&mut self.recv_control, control) != control;
-        let written = if reset { BATCH } else { self.recv_written };
+        let written = self.recv_written;
         let mut count = 0;
         for (index, area) in areas.take(BATCH).enumerate() {
             count = index + 1;
@@ -253,17 +247,11 @@ impl Batch {
                 iov_len: area.len(),
             };
             let header = &mut self.recv_headers[index];
-            // `msg_name`, `msg_iov` and `msg_iovlen` stay as `new` set them.
+            // `msg_name`, `msg_iov`, `msg_iovlen` and `msg_control` stay as
+            // `new` set them.
             header.msg_hdr.msg_namelen =
                 mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            (header.msg_hdr.msg_control, header.msg_hdr.msg_controllen) = if control {
-                (
-                    self.controls[index].0.as_mut_ptr().cast(),
-                    mem::size_of::<Control>() as _,
-                )
-            } else {
-                (ptr::null_mut(), 0)
-            };
+            header.msg_hdr.msg_controllen = mem::size_of::<Control>() as _;
             header.msg_hdr.msg_flags = 0;
             header.msg_len = 0;
         }
@@ -282,6 +270,7 @@ impl Batch {
             )
         };
         if got < 0 {
+            // What a failed call wrote is unknown: every header is reset.
             self.recv_written = BATCH;
             return Err(io::Error::last_os_error());
         }
