@@ -4,6 +4,7 @@
 
 mod util;
 
+use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use sansio::prelude::*;
@@ -235,13 +236,24 @@ all_backend_tests! {
     }
 
     fn a_full_bus_inbox_is_reported_to_the_publisher_and_counted(backend: Backend) {
-        // Tiny bus inboxes, and a burst the other worker cannot drain in time.
+        // Tiny bus inboxes, and a burst toward a worker that is held inside
+        // a handler, so that it cannot drain its inbox however fast it spins.
         let runtime = hub(backend, 8);
-        viewers(&runtime, 2, &[Room(9)], false);
+        let ids = viewers(&runtime, 2, &[Room(9)], false);
         let publisher = runtime.spawn_on(0, Publisher::default()).unwrap();
+        let hold = Arc::new(Barrier::new(2));
+        runtime.send(ids[1], ViewerCommand::Hold(hold.clone())).unwrap();
+        hold.wait();
         runtime.send(publisher, PublisherCommand::Publish(Room(9), 200)).unwrap();
+        // Worker 1 is let go once the publisher has reported (or after a
+        // long wait), before anything here can panic and leave it held.
+        let first = runtime.next_event(Duration::from_secs(10));
+        hold.wait();
         let mut overflowed = 0;
-        while let Some(event) = runtime.next_event(Duration::from_millis(300)) {
+        let events = first.into_iter().chain(std::iter::from_fn(|| {
+            runtime.next_event(Duration::from_millis(300))
+        }));
+        for event in events {
             match event {
                 Event::Output { output: HubOutput::Publisher(BusOut::Overflow { workers }), .. } => {
                     overflowed += workers as u64;

@@ -3,6 +3,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use sansio::RpcError;
@@ -52,6 +53,10 @@ pub enum ViewerCommand {
     Subscribe(Room),
     Unsubscribe(Room),
     Quit,
+    /// Holds the viewer's worker inside this handler: the viewer meets the
+    /// barrier once on arrival (the test then knows the worker is held) and
+    /// once more to be let go.
+    Hold(Arc<Barrier>),
 }
 
 /// What the tasks report.
@@ -152,6 +157,10 @@ impl Viewer {
             ViewerCommand::Subscribe(room) => ctx.subscribe(room),
             ViewerCommand::Unsubscribe(room) => ctx.unsubscribe(room),
             ViewerCommand::Quit => ctx.finish(),
+            ViewerCommand::Hold(barrier) => {
+                barrier.wait();
+                barrier.wait();
+            }
         }
     }
 
