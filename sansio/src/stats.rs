@@ -171,6 +171,11 @@ counters! {
         /// (`SO_MEMINFO`), for the drops after the last datagram to arrive. The
         /// first number to look at when a server loses packets.
         udp_kernel_drops,
+        /// io_uring only: times a UDP socket's multishot receive found every
+        /// receive buffer of its worker in use (`ENOBUFS`) and waited for one
+        /// to be taken; its datagrams waited in the socket's receive buffer
+        /// meanwhile (where, if it fills, `udp_kernel_drops` counts the loss).
+        udp_recv_buffers_exhausted,
         /// Network events for tasks that had already ended, dropped.
         net_dropped,
         /// Open TCP listeners and connections.

@@ -25,6 +25,17 @@
 //!   the backend's timer granularity (1 ms for mio, which uses the
 //!   millisecond timeout of `epoll_wait`; microseconds for polling, which
 //!   uses a `timerfd`).
+//! - **Completion receives (optional).** A backend that receives datagrams
+//!   itself (io_uring) says so when asked by `receive_datagrams(fd, token,
+//!   size)`: from then on it reports `token` readable whenever datagrams
+//!   came in (or the receive failed), and `take_datagrams` hands them out,
+//!   a batch at a time, with the kernel's raw sender address and control
+//!   messages. A backend that does not (the default) returns `false`, and
+//!   the owner registers the socket for readability and reads it itself.
+//!   A completion backend must never lose a datagram for want of buffers:
+//!   the receive waits (the kernel keeps the datagrams in the socket) and
+//!   starts again when buffers come back, and says how often in
+//!   [`Taken::buffers_ran_out`].
 //! - **`Waker::wake`** makes the current or the next `wait` return. It is
 //!   called from any thread; the runtime merges repeated wakeups itself
 //!   ([`Notifier`]), so the backend sees at most one per sleep.
@@ -69,11 +80,14 @@ pub enum Backend {
     /// usable.
     BusyPoll,
     /// io_uring (cargo feature `io-uring`, Linux 5.13 or later): the worker
-    /// sleeps in `io_uring_enter`, watching its sources with multishot
-    /// polls on a ring of its own; the sockets are read and written by the
-    /// same batched system calls as on the other backends. Where the kernel
-    /// has no io_uring, or forbids it, [`Backend::check`] says what is
-    /// missing and `Builder::build` fails with it.
+    /// sleeps in `io_uring_enter`, on a ring of its own. UDP sockets are
+    /// received by the ring itself (a multishot `recvmsg` into a ring of
+    /// buffers, Linux 6.0; no `recvmmsg` calls), and the other sources are
+    /// watched with multishot polls and read and written by the same
+    /// batched system calls as on the other backends. Where the kernel has
+    /// no io_uring, or forbids it, [`Backend::check`] says what is missing
+    /// and `Builder::build` fails with it; a kernel before 6.0 reads UDP
+    /// sockets on readiness too.
     IoUring,
 }
 
@@ -301,6 +315,62 @@ pub(crate) trait Registry: Send + 'static {
 
     /// Stops watching `fd`.
     fn deregister(&mut self, fd: RawFd) -> io::Result<()>;
+
+    /// Asks the backend to receive the datagrams of the UDP socket `fd`
+    /// itself (a completion backend: io_uring's multishot `recvmsg`), each
+    /// into a buffer with room for `size` payload bytes, instead of
+    /// reporting readability for the owner to read. Returns `false` when
+    /// the backend does not (the readiness backends, and io_uring on a
+    /// kernel without multishot receives): the owner then registers `fd`
+    /// for readability and reads it. Returns `true` when it does: `fd` is
+    /// then registered (its token reported readable whenever datagrams have
+    /// come in, or the receive failed), and [`Registry::take_datagrams`]
+    /// hands them out; `reregister` with writability adds a watch for
+    /// room to send, and `deregister` ends both.
+    fn receive_datagrams(&mut self, fd: RawFd, token: usize, size: usize) -> io::Result<bool> {
+        let _ = (fd, token, size);
+        Ok(false)
+    }
+
+    /// Hands up to `max` of the datagrams the backend received for `fd`
+    /// (see [`Registry::receive_datagrams`]) to `each`, oldest first, and
+    /// says whether more are waiting. A receive that failed is reported
+    /// once, as the error, after the datagrams that came before it; the
+    /// backend receives again by itself.
+    fn take_datagrams(
+        &mut self,
+        fd: RawFd,
+        max: usize,
+        each: &mut dyn FnMut(Datagram<'_>),
+    ) -> io::Result<Taken> {
+        let _ = (fd, max, each);
+        Ok(Taken::default())
+    }
+}
+
+/// A datagram a completion backend received, as the kernel wrote it: the
+/// sender's socket address, the control messages and the payload, each
+/// as raw bytes for the network layer to read.
+#[derive(Debug)]
+pub(crate) struct Datagram<'a> {
+    /// The sender's address (a `sockaddr_in` or `sockaddr_in6`).
+    pub(crate) name: &'a [u8],
+    /// The control messages (`cmsghdr`s).
+    pub(crate) control: &'a [u8],
+    pub(crate) payload: &'a [u8],
+    /// The kernel cut the payload to fit the buffer (`MSG_TRUNC`).
+    pub(crate) truncated: bool,
+}
+
+/// What [`Registry::take_datagrams`] left.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Taken {
+    /// More datagrams are waiting for the next take.
+    pub(crate) more: bool,
+    /// Times since the last take that the socket's receive found every
+    /// receive buffer in use (`ENOBUFS`), and waited for buffers to come
+    /// back; its datagrams waited in the socket meanwhile.
+    pub(crate) buffers_ran_out: u32,
 }
 
 /// Makes a [`Poller`]'s current or next `wait` return.

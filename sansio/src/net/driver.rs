@@ -44,26 +44,30 @@
 //!
 //! # The backends on it
 //!
-//! - **Readiness (mio, polling, busy-poll, and io_uring so far).** `wait`
-//!   reports which sources became ready (edge-triggered); `next_io` reads
-//!   each until `EAGAIN`, a short batch or its fair share, with `recvmmsg`
-//!   (GRO optional), `read` and `accept`; `flush` writes with `sendmmsg`
-//!   (GSO optional) and `write`, and waits for writability when the kernel
-//!   is full. Busy-poll is the same with a zero timeout. The io_uring
-//!   backend (`backend/uring.rs`) is of this kind today: its `wait` is an
-//!   `io_uring_enter` whose completions are multishot polls' readiness, and
-//!   the sockets are read and written as above.
-//! - **Completion (io_uring, to come).** The driver owns a ring and registered
-//!   buffers. `begin_io` has nothing to translate: completions are harvested
-//!   in `wait` (one `io_uring_enter` submits the queued sends and receives
-//!   and waits for completions up to the deadline). `next_io` turns one
-//!   completion (or one batch of them) into events: a multishot `recvmsg`
-//!   completion names a buffer the kernel filled, which becomes the
-//!   `PacketBuf` without a copy, and the buffer goes back to the ring once
-//!   the task drops it; an `accept` completion is a connection accepted; a
-//!   send completion finishes or refuses a send. `flush` queues submission
-//!   entries instead of calling `sendmmsg`. Fairness is kept by re-arming a
-//!   receive only after its completion was delivered.
+//! - **Readiness (mio, polling, busy-poll).** `wait` reports which sources
+//!   became ready (edge-triggered); `next_io` reads each until `EAGAIN`, a
+//!   short batch or its fair share, with `recvmmsg` (GRO optional), `read`
+//!   and `accept`; `flush` writes with `sendmmsg` (GSO optional) and
+//!   `write`, and waits for writability when the kernel is full. Busy-poll
+//!   is the same with a zero timeout.
+//! - **Completion (io_uring).** The backend owns a ring per worker, and
+//!   for UDP sockets, buffer rings the kernel receives into: when a socket
+//!   is bound, [`Registry::receive_datagrams`](crate::backend::Registry)
+//!   asks the backend to receive it itself (a multishot `recvmsg`); the
+//!   readiness backends decline, and the socket is registered for
+//!   readability as before. That is the one change the contract took for
+//!   completion I/O, made for every backend (a default method): the worker
+//!   is unchanged. `wait` (one `io_uring_enter`) hands the queued entries
+//!   to the kernel, runs the completions and waits; a completed receive
+//!   reports its socket readable, and `next_io` *takes* a batch of
+//!   datagrams from the backend ([`Registry::take_datagrams`](crate::backend::Registry))
+//!   instead of calling `recvmmsg`, each copied from the kernel's buffer
+//!   into a [`PacketBuf`](crate::buf::PacketBuf), the buffer going back to
+//!   the ring at once (a copy of the payload, which costs less than
+//!   tracking buffers lent to tasks across threads). Fairness is as on the
+//!   readiness path: a batch per take, a fair share per turn. The rest of
+//!   the I/O (UDP sends, TCP, TUN) is readiness on the same ring
+//!   (multishot polls), read and written by the calls above.
 //! - **Frames (AF_XDP).** The driver owns a UMEM and its fill, completion,
 //!   RX and TX rings, bound to one queue of a device. `wait` polls the RX
 //!   ring (or sleeps in `poll` on the socket when the ring is empty and
@@ -173,15 +177,20 @@ impl Net {
             None => return false,
         };
         match work {
-            Work::Udp { index, reads } => match self.udp.receive(index, batch, counters) {
-                Ok(true) if reads > 1 => self.turn.work.push_front(Work::Udp {
-                    index,
-                    reads: reads - 1,
-                }),
-                Ok(true) => self.udp.unread.push(index),
-                Ok(false) => {}
-                Err((owner, error)) => self.local.push_back((owner, NetInput::UdpError(error))),
-            },
+            Work::Udp { index, reads } => {
+                match self
+                    .udp
+                    .receive(index, self.registry.as_mut(), batch, counters)
+                {
+                    Ok(true) if reads > 1 => self.turn.work.push_front(Work::Udp {
+                        index,
+                        reads: reads - 1,
+                    }),
+                    Ok(true) => self.udp.unread.push(index),
+                    Ok(false) => {}
+                    Err((owner, error)) => self.local.push_back((owner, NetInput::UdpError(error))),
+                }
+            }
             Work::Tun(index) => {
                 if self.tun.receive(index, batch, counters) {
                     self.tun.unread.push(index);

@@ -86,6 +86,30 @@ pub(crate) struct Coalesced {
     pub(crate) drops: Option<u32>,
 }
 
+impl Coalesced {
+    /// A message of `len` bytes from `from`, as its control messages
+    /// describe it: without a segment size, one datagram.
+    pub(crate) fn new(
+        from: Option<SocketAddr>,
+        len: usize,
+        truncated: bool,
+        control: ControlMessages,
+    ) -> Coalesced {
+        let segment = control
+            .segment
+            .and_then(|size| usize::try_from(size).ok())
+            .filter(|&size| size > 0)
+            .unwrap_or(len);
+        Coalesced {
+            from,
+            len,
+            segment,
+            truncated,
+            drops: control.drops,
+        }
+    }
+}
+
 /// Scratch space for [`BATCH`]-datagram system calls, reused across calls.
 pub(crate) struct Batch {
     /// Headers of sends, written whole by each send.
@@ -181,7 +205,7 @@ impl Batch {
             received.push(Received {
                 from: self.source(index, header.msg_hdr.msg_namelen),
                 truncated: header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
-                drops: control_messages(header).drops,
+                drops: control_messages(&header.msg_hdr).drops,
             });
         }
         Ok(got)
@@ -204,18 +228,12 @@ impl Batch {
         for index in 0..got {
             let header = &self.recv_headers[index];
             let len = header.msg_len as usize;
-            let control = control_messages(header);
-            let segment = control
-                .segment
-                .and_then(|size| usize::try_from(size).ok())
-                .unwrap_or(len);
-            received.push(Coalesced {
-                from: self.source(index, header.msg_hdr.msg_namelen),
+            received.push(Coalesced::new(
+                self.source(index, header.msg_hdr.msg_namelen),
                 len,
-                segment: if segment == 0 { len } else { segment },
-                truncated: header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
-                drops: control.drops,
-            });
+                header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+                control_messages(&header.msg_hdr),
+            ));
         }
         Ok(got)
     }
@@ -449,24 +467,64 @@ fn iovec(payload: &[u8]) -> libc::iovec {
 
 /// What the control messages of one received message said.
 #[derive(Debug, Default, Clone, Copy)]
-struct ControlMessages {
+pub(crate) struct ControlMessages {
     /// `UDP_GRO`: the size of the coalesced segments.
-    segment: Option<libc::c_int>,
+    pub(crate) segment: Option<libc::c_int>,
     /// `SO_RXQ_OVFL`: the socket's kernel drop count.
-    drops: Option<u32>,
+    pub(crate) drops: Option<u32>,
+}
+
+/// The sender of a datagram a completion backend received, from the socket
+/// address bytes the kernel wrote (`None` if they are not an IPv4 or IPv6
+/// address).
+pub(crate) fn sender(name: &[u8]) -> Option<SocketAddr> {
+    let len = name.len().min(mem::size_of::<libc::sockaddr_storage>());
+    let mut storage = SockAddrStorage::zeroed();
+    // SAFETY: `SockAddrStorage` is a transparent `sockaddr_storage`, into
+    // which at most its size is copied; the length given is the bytes
+    // copied, and `as_socket` reads only families it knows, checking the
+    // length of each.
+    unsafe {
+        ptr::copy_nonoverlapping(
+            name.as_ptr(),
+            ptr::from_mut(storage.view_as::<libc::sockaddr_storage>()).cast::<u8>(),
+            len,
+        );
+        SockAddr::new(storage, len as libc::socklen_t)
+    }
+    .as_socket()
+}
+
+/// The control messages a completion backend received with a datagram, as
+/// the kernel wrote them (the first 64 bytes: a GRO segment size and a drop
+/// count fit).
+pub(crate) fn control_said(control: &[u8]) -> ControlMessages {
+    if control.is_empty() {
+        return ControlMessages::default();
+    }
+    // Copied where `cmsghdr`'s alignment holds, wherever the bytes were.
+    let mut aligned = Control([0; 64]);
+    let len = control.len().min(aligned.0.len());
+    aligned.0[..len].copy_from_slice(&control[..len]);
+    // SAFETY: all-zero is a valid `msghdr`.
+    let mut header: libc::msghdr = unsafe { mem::zeroed() };
+    header.msg_control = aligned.0.as_mut_ptr().cast();
+    header.msg_controllen = len as _;
+    control_messages(&header)
 }
 
 /// Reads the control messages the kernel wrote for `header`.
-fn control_messages(header: &libc::mmsghdr) -> ControlMessages {
+fn control_messages(header: &libc::msghdr) -> ControlMessages {
     let mut found = ControlMessages::default();
-    if header.msg_hdr.msg_control.is_null() {
+    if header.msg_control.is_null() {
         return found;
     }
-    // SAFETY: the kernel set `msg_control`/`msg_controllen` to the control
-    // messages it wrote into this header's `Control` buffer, which the CMSG
-    // macros walk without leaving that length; each datum is read unaligned.
+    // SAFETY: `msg_control`/`msg_controllen` describe control messages the
+    // kernel wrote (into a header's `Control` buffer, or a completion
+    // backend's buffer), which the CMSG macros walk without leaving that
+    // length; each datum is read unaligned.
     unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&header.msg_hdr);
+        let mut cmsg = libc::CMSG_FIRSTHDR(header);
         while !cmsg.is_null() {
             match ((*cmsg).cmsg_level, (*cmsg).cmsg_type) {
                 (libc::SOL_UDP, libc::UDP_GRO) => {
@@ -479,7 +537,7 @@ fn control_messages(header: &libc::mmsghdr) -> ControlMessages {
                 }
                 _ => {}
             }
-            cmsg = libc::CMSG_NXTHDR(&header.msg_hdr, cmsg);
+            cmsg = libc::CMSG_NXTHDR(header, cmsg);
         }
     }
     found

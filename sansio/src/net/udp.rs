@@ -24,8 +24,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 use super::sys::{self, BATCH, Batch, Coalesced, GRO_BUFFER, GRO_MESSAGES, Received, SendFailed};
 use super::table::Table;
 use super::{NetInput, UdpError, UdpOptions, UdpPacket, UdpSocketId};
-use crate::backend::{Interest, Registry, watch_writable};
+use crate::backend::{Datagram, Interest, Registry, watch_writable};
 use crate::buf::PacketBuf;
+use crate::faults::{self, Call};
 use crate::id::RawId;
 use crate::stats::Counters;
 
@@ -112,6 +113,48 @@ fn split(
     }
 }
 
+/// Takes up to a batch of the datagrams the backend received for `entry`
+/// (see `Registry::receive_datagrams`), each copied into a buffer of its
+/// own (split, with GRO on) and delivered; the highest kernel drop count
+/// they carried goes to `said`. Returns whether more are waiting.
+fn take(
+    entry: &Entry,
+    registry: &mut dyn Registry,
+    said: &mut Option<u32>,
+    packets: &mut Vec<(RawId, NetInput)>,
+    counters: &mut Counters,
+) -> io::Result<bool> {
+    if let Some(injected) = faults::error(Call::UdpRecv) {
+        return Err(injected);
+    }
+    let fd = entry.socket.as_raw_fd();
+    let mut each = |datagram: Datagram<'_>| {
+        let control = sys::control_said(datagram.control);
+        if let Some(drops) = control.drops {
+            *said = Some(said.map_or(drops, |said| said.max(drops)));
+        }
+        let from = sys::sender(datagram.name);
+        if entry.gro {
+            let message = Coalesced::new(from, datagram.payload.len(), datagram.truncated, control);
+            split(entry, datagram.payload, &message, packets, counters);
+            return;
+        }
+        match from {
+            _ if datagram.truncated => counters.udp_truncated += 1,
+            Some(from) => {
+                let mut buf = PacketBuf::with_capacity(entry.max_datagram);
+                buf.extend_from_slice(datagram.payload);
+                deliver(entry, from, buf, packets, counters);
+            }
+            // As on the readiness path: no sender, counted as malformed.
+            None => counters.udp_truncated += 1,
+        }
+    };
+    let taken = registry.take_datagrams(fd, BATCH, &mut each)?;
+    counters.udp_recv_buffers_exhausted += u64::from(taken.buffers_ran_out);
+    Ok(taken.more)
+}
+
 /// The error for a hand-over by a task that does not own the socket.
 pub(crate) fn not_the_owner(socket: &dyn std::fmt::Display) -> io::Error {
     io::Error::new(
@@ -154,6 +197,9 @@ struct Entry {
     gso: bool,
     /// `UDP_GRO` is on: receive coalesced messages and split them.
     gro: bool,
+    /// The backend receives this socket's datagrams itself (io_uring's
+    /// multishot receive); they are taken from it, not read.
+    completion: bool,
     /// Listed in `UdpSockets::dirty`.
     dirty: bool,
     /// Registered for writability, waiting for room to send.
@@ -282,13 +328,22 @@ impl UdpSockets {
         sys::report_drops(socket.as_raw_fd());
         // Without kernel support, receive datagram by datagram as usual.
         let gro = options.gro && sys::enable_gro(socket.as_raw_fd()).is_ok();
-        if gro && self.gro_bufs.is_empty() {
-            self.gro_bufs = (0..GRO_MESSAGES)
-                .map(|_| vec![0; GRO_BUFFER].into_boxed_slice())
-                .collect();
-        }
         let index = self.entries.vacant();
-        registry.register(socket.as_raw_fd(), token(index), Interest::READ)?;
+        let payload = if gro {
+            GRO_BUFFER
+        } else {
+            options.max_datagram
+        };
+        let fd = socket.as_raw_fd();
+        let completion = registry.receive_datagrams(fd, token(index), payload)?;
+        if !completion {
+            registry.register(fd, token(index), Interest::READ)?;
+            if gro && self.gro_bufs.is_empty() {
+                self.gro_bufs = (0..GRO_MESSAGES)
+                    .map(|_| vec![0; GRO_BUFFER].into_boxed_slice())
+                    .collect();
+            }
+        }
         let entry = Entry {
             id,
             owner,
@@ -298,6 +353,7 @@ impl UdpSockets {
             queue: VecDeque::new(),
             gso,
             gro,
+            completion,
             dirty: false,
             blocked: false,
             closing: false,
@@ -515,6 +571,7 @@ impl UdpSockets {
     pub(crate) fn receive(
         &mut self,
         index: usize,
+        registry: &mut dyn Registry,
         packets: &mut Vec<(RawId, NetInput)>,
         counters: &mut Counters,
     ) -> Result<bool, (RawId, UdpError)> {
@@ -526,7 +583,10 @@ impl UdpSockets {
             return Ok(false);
         }
         let fd = entry.socket.as_raw_fd();
-        let read = if entry.gro {
+        let mut said = None;
+        let read = if entry.completion {
+            take(entry, registry, &mut said, packets, counters)
+        } else if entry.gro {
             self.batch
                 .recv_coalesced(fd, &mut self.gro_bufs, &mut self.coalesced)
                 .map(|got| {
@@ -564,14 +624,17 @@ impl UdpSockets {
         };
         // The kernel's drop count, as the newest datagram of the batch said
         // it: what it grew by since the last one is counted.
-        let said = if entry.gro {
-            self.coalesced
-                .iter()
-                .filter_map(|message| message.drops)
-                .max()
-        } else {
-            self.received.iter().filter_map(|meta| meta.drops).max()
-        };
+        // (Taken datagrams said it as they were delivered.)
+        if !entry.completion {
+            said = if entry.gro {
+                self.coalesced
+                    .iter()
+                    .filter_map(|message| message.drops)
+                    .max()
+            } else {
+                self.received.iter().filter_map(|meta| meta.drops).max()
+            };
+        }
         let (owner, id) = (entry.owner, entry.id);
         let Some(entry) = self.entries.get_mut(index) else {
             return Ok(false);
@@ -708,13 +771,16 @@ mod tests {
     /// Receives what one socket has now; returns the payloads.
     fn receive_all(
         sockets: &mut UdpSockets,
+        registry: &mut dyn Registry,
         index: usize,
         counters: &mut Counters,
     ) -> Vec<Vec<u8>> {
         let mut packets = Vec::new();
         let give_up = Instant::now() + Duration::from_secs(5);
         while packets.is_empty() && Instant::now() < give_up {
-            sockets.receive(index, &mut packets, counters).unwrap();
+            sockets
+                .receive(index, registry, &mut packets, counters)
+                .unwrap();
         }
         packets
             .into_iter()
@@ -750,7 +816,7 @@ mod tests {
 
         peer.send_to(&[1; 3000], large_addr).unwrap();
         assert_eq!(
-            receive_all(&mut sockets, large_index, &mut counters),
+            receive_all(&mut sockets, registry.as_mut(), large_index, &mut counters),
             vec![vec![1; 3000]]
         );
         // More than a batch: every kept buffer is replaced by a small one.
@@ -760,17 +826,22 @@ mod tests {
         }
         let mut got = Vec::new();
         while got.len() < usize::from(count) {
-            got.extend(receive_all(&mut sockets, 0, &mut counters));
+            got.extend(receive_all(
+                &mut sockets,
+                registry.as_mut(),
+                0,
+                &mut counters,
+            ));
         }
         assert_eq!(got, (0..count).map(|n| vec![n; 50]).collect::<Vec<_>>());
         peer.send_to(&[9; 7], small_addr).unwrap();
         assert_eq!(
-            receive_all(&mut sockets, 0, &mut counters),
+            receive_all(&mut sockets, registry.as_mut(), 0, &mut counters),
             vec![vec![9; 7]]
         );
         peer.send_to(&[2; 3000], large_addr).unwrap();
         assert_eq!(
-            receive_all(&mut sockets, large_index, &mut counters),
+            receive_all(&mut sockets, registry.as_mut(), large_index, &mut counters),
             vec![vec![2; 3000]]
         );
         assert_eq!(counters.udp_truncated, 0);

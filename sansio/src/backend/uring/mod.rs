@@ -1,0 +1,1240 @@
+//! The io_uring backend: the worker sleeps in `io_uring_enter`, and every
+//! registered source is watched by a multishot `POLL_ADD` on the worker's
+//! own ring (edge-triggered, as io_uring polls are unless asked to be
+//! level-triggered: a completion per wakeup of the source, as epoll's
+//! `EPOLLET`). The deadline is the wait's own timeout (`IORING_ENTER_EXT_ARG`,
+//! precise to the microsecond), and the waker an `eventfd` the ring polls
+//! like any source.
+//!
+//! UDP sockets are received by the ring itself: a multishot `recvmsg` per
+//! socket, into a ring of buffers the kernel picks from (`buffers.rs`; one
+//! group per payload size, shared by the worker's sockets of that size).
+//! Each completion is kept (buffer id and length) and the socket reported
+//! readable; the network layer then takes the datagrams
+//! (`Registry::take_datagrams`), copying each out, and the buffer goes back
+//! to the ring at once. A receive that finds no buffer (`ENOBUFS`) ends;
+//! it is armed again, counted, once buffers are back, and the datagrams
+//! wait in the socket meanwhile: none is lost to it. Everything else is
+//! readiness: the sockets are read and written by the driver's system
+//! calls (`sendmmsg`, `accept`, `read`, …), so the whole conformance suite
+//! runs on io_uring unchanged. Registrations and their changes are queued
+//! on the ring and go to the kernel with the next wait, in the same
+//! `io_uring_enter`; only a deregistration is handed over at once, since
+//! the descriptor is closed right after it.
+//!
+//! A ring serves the thread that submits to it: the kernel completes a
+//! request in that thread's context (task work). So a worker's ring is made
+//! disabled (`IORING_SETUP_R_DISABLED`) where the runtime is built, and
+//! enabled, and first used, by the worker's own thread; where the kernel has
+//! them (Linux 6.1), `SINGLE_ISSUER` and `DEFER_TASKRUN` then let it run
+//! completion work only when it waits, never interrupting its other calls.
+//!
+//! Needs Linux 5.13 (multishot polls); [`probe`] says what is missing on a
+//! kernel without it, or where io_uring is disabled or forbidden. Receives
+//! by the ring need Linux 6.0; the probe tries one, and without them UDP
+//! sockets are read on readiness.
+
+mod buffers;
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use io_uring::types::RecvMsgOut;
+use io_uring::{IoUring, cqueue, opcode, squeue, types};
+use rustc_hash::FxBuildHasher;
+
+use super::{Datagram, Interest, Poller, Readiness, Registry, Taken, Waker, check};
+use buffers::Group;
+
+/// Submission queue entries: registrations and their changes queued between
+/// two waits (the queue is handed to the kernel early when it fills).
+const ENTRIES: u32 = 256;
+
+/// Completion queue entries: readiness of this many sources in one wait
+/// before the kernel keeps the rest for the next (it drops none).
+const CQ_ENTRIES: u32 = 4096;
+
+/// The `user_data` of the waker's poll.
+const WAKER: u64 = u64::MAX;
+
+/// The `user_data` of cancellations, whose completions say nothing.
+const REMOVAL: u64 = u64::MAX - 1;
+
+/// `IORING_ENTER_GETEVENTS` (the kernel's ABI): an `io_uring_enter` that
+/// also runs the ring's completion work, which `DEFER_TASKRUN` keeps for it.
+const ENTER_GETEVENTS: u32 = 1;
+
+/// What a descriptor is watched for, and the generation of the poll that
+/// watches it: completions of an earlier poll of the same descriptor (one
+/// removed, or replaced by a change of interest) are told apart by it.
+#[derive(Debug, Clone, Copy)]
+struct Armed {
+    token: usize,
+    interest: Interest,
+    generation: u32,
+}
+
+/// A poll's `user_data`: its descriptor and generation. Descriptors are not
+/// negative, so it is never [`WAKER`] or [`REMOVAL`].
+fn user_data(fd: RawFd, generation: u32) -> u64 {
+    (u64::from(generation) << 32) | u64::from(fd.unsigned_abs())
+}
+
+/// The bit that tells a multishot receive's `user_data` from a poll's.
+const RECEIVE: u64 = 1 << 31;
+
+/// A multishot receive's `user_data`: its descriptor (below 2^31), the
+/// [`RECEIVE`] bit and its generation. Never [`WAKER`] or [`REMOVAL`]:
+/// their descriptor bits would be 2^31 - 1 or 2^31 - 2, which no
+/// descriptor reaches (the kernel's `nr_open` stops 64 below 2^31).
+fn receive_data(fd: RawFd, generation: u32) -> u64 {
+    user_data(fd, generation) | RECEIVE
+}
+
+/// A UDP socket whose datagrams the ring receives itself: a multishot
+/// `recvmsg` into the buffers of `group`, the datagrams it completed and
+/// what went wrong, until the socket's owner takes them.
+struct Receive {
+    token: usize,
+    /// Index into `Ring::groups`.
+    group: usize,
+    generation: u32,
+    /// The multishot receive is in the kernel (it has not posted its last
+    /// completion).
+    armed: bool,
+    /// Buffers holding datagrams, with the bytes the kernel wrote in each.
+    filled: VecDeque<(u16, usize)>,
+    /// The error that ended the last receive, to report once.
+    error: Option<i32>,
+    /// Receives ended for want of buffers since the last take.
+    ran_out: u32,
+}
+
+/// The poll events asked for an interest. Errors and hang-ups are always
+/// reported.
+fn poll_events(interest: Interest) -> u32 {
+    let mut events = 0;
+    if interest.readable {
+        events |= libc::POLLIN | libc::POLLRDHUP;
+    }
+    if interest.writable {
+        events |= libc::POLLOUT;
+    }
+    u32::from(events.cast_unsigned())
+}
+
+/// A poll completion's events as the contract's readiness: a hang-up or an
+/// error reads as both readable and writable, for the owner's next call to
+/// report it.
+fn readiness(token: usize, events: u32) -> Readiness {
+    let has = |bits: libc::c_short| events & u32::from(bits.cast_unsigned()) != 0;
+    let hung_up = has(libc::POLLHUP);
+    let error = has(libc::POLLERR);
+    Readiness {
+        token,
+        readable: has(libc::POLLIN | libc::POLLPRI | libc::POLLRDHUP) || hung_up,
+        writable: has(libc::POLLOUT) || hung_up || error,
+        closed: error || hung_up || has(libc::POLLRDHUP),
+    }
+}
+
+/// A worker's ring and what it watches; shared by the poller and its
+/// registry, both used by the worker's thread only.
+struct Ring {
+    ring: IoUring,
+    /// The ring was enabled by the thread that uses it, and the waker's poll
+    /// queued.
+    enabled: bool,
+    sources: HashMap<RawFd, Armed, FxBuildHasher>,
+    generation: u32,
+    waker: Arc<OwnedFd>,
+    /// Descriptors whose multishot poll ended (the kernel may end one, on an
+    /// overflowing completion queue for one): armed again after a reap.
+    ended: Vec<RawFd>,
+    /// Multishot receives are made here (the kernel has them).
+    receives_supported: bool,
+    /// UDP sockets the ring receives for.
+    receives: HashMap<RawFd, Receive, FxBuildHasher>,
+    /// Receive buffers, one group per payload size asked for. Declared
+    /// after `ring`, so that the ring is closed first when both drop.
+    groups: Vec<Group>,
+    /// Receives of sockets since deregistered that have yet to post their
+    /// last completion (a cancelled one still does), with their buffer
+    /// group: the buffers they fill go straight back.
+    retired: HashMap<u64, usize, FxBuildHasher>,
+    /// Sockets whose receive ended for want of buffers and waits for one
+    /// to come back to its group.
+    starved: Vec<RawFd>,
+}
+
+impl Ring {
+    /// A ring (not yet enabled) and the waker of its poller.
+    fn new(ring: IoUring) -> io::Result<(Ring, UringWaker)> {
+        // SAFETY: `eventfd` returns a new descriptor or -1.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just opened and is owned by nothing else.
+        let waker = Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
+        let ring = Ring {
+            ring,
+            enabled: false,
+            sources: HashMap::default(),
+            generation: 0,
+            waker: Arc::clone(&waker),
+            ended: Vec::new(),
+            receives_supported: false,
+            receives: HashMap::default(),
+            groups: Vec::new(),
+            retired: HashMap::default(),
+            starved: Vec::new(),
+        };
+        Ok((ring, UringWaker(waker)))
+    }
+
+    /// Enables the ring for the calling thread (the worker's), on its first
+    /// use, and queues the waker's poll.
+    fn enable(&mut self) -> io::Result<()> {
+        if !self.enabled {
+            self.ring.submitter().register_enable_rings()?;
+            self.enabled = true;
+            self.arm_waker()?;
+        }
+        Ok(())
+    }
+
+    /// Hands the queued entries to the kernel and runs the completion work
+    /// it has, without waiting.
+    fn submit_now(&mut self) -> io::Result<()> {
+        let queued = u32::try_from(self.ring.submission().len()).unwrap_or(u32::MAX);
+        // SAFETY: no argument is passed (a null pointer of size 0).
+        unsafe {
+            self.ring
+                .submitter()
+                .enter::<libc::sigset_t>(queued, 0, ENTER_GETEVENTS, None)
+        }?;
+        Ok(())
+    }
+
+    /// Queues `entry`, handing the queue to the kernel first if it is full.
+    fn push(&mut self, entry: &squeue::Entry) -> io::Result<()> {
+        loop {
+            // SAFETY: the entries queued here (polls of descriptors, and
+            // their cancellation) point to no memory of ours.
+            if unsafe { self.ring.submission().push(entry) }.is_ok() {
+                return Ok(());
+            }
+            self.submit_now()?;
+        }
+    }
+
+    fn next_generation(&mut self) -> u32 {
+        self.generation = self.generation.wrapping_add(1);
+        self.generation
+    }
+
+    /// Queues a multishot poll of `fd` for `armed`.
+    fn arm(&mut self, fd: RawFd, armed: Armed) -> io::Result<()> {
+        let entry = opcode::PollAdd::new(types::Fd(fd), poll_events(armed.interest))
+            .multi(true)
+            .build()
+            .user_data(user_data(fd, armed.generation));
+        self.push(&entry)
+    }
+
+    /// Queues the cancellation of the poll of `fd` of `generation`. A
+    /// cancellation, not a `POLL_REMOVE`: a removal that meets the poll while
+    /// its completion is under way fails (`EALREADY`) and leaves it armed,
+    /// holding its file open after the descriptor is closed.
+    fn disarm(&mut self, fd: RawFd, generation: u32) -> io::Result<()> {
+        let entry = opcode::AsyncCancel::new(user_data(fd, generation))
+            .build()
+            .user_data(REMOVAL);
+        self.push(&entry)
+    }
+
+    /// Queues the waker's poll.
+    fn arm_waker(&mut self) -> io::Result<()> {
+        let entry = opcode::PollAdd::new(
+            types::Fd(self.waker.as_raw_fd()),
+            u32::from(libc::POLLIN.cast_unsigned()),
+        )
+        .multi(true)
+        .build()
+        .user_data(WAKER);
+        self.push(&entry)
+    }
+
+    /// Takes every completion: one [`Readiness`] per source that became
+    /// ready (several completions of one source merged), appended to
+    /// `ready`; polls that ended are armed again. The waker's completions
+    /// only end the wait.
+    fn reap(&mut self, ready: &mut Vec<Readiness>) -> io::Result<()> {
+        let start = ready.len();
+        let mut waker_ended = false;
+        let mut receiving = Receiving {
+            receives: &mut self.receives,
+            groups: &mut self.groups,
+            retired: &mut self.retired,
+        };
+        for completion in self.ring.completion() {
+            let data = completion.user_data();
+            let more = cqueue::more(completion.flags());
+            match data {
+                WAKER => {
+                    waker_ended |= !more;
+                    continue;
+                }
+                REMOVAL => continue,
+                _ if data & RECEIVE != 0 => {
+                    receiving.completed(&completion, ready);
+                    continue;
+                }
+                _ => {}
+            }
+            let fd = RawFd::try_from(data & u64::from(u32::MAX)).unwrap_or(RawFd::MAX);
+            let generation = (data >> 32) as u32;
+            let Some(armed) = self.sources.get(&fd).filter(|a| a.generation == generation) else {
+                continue; // A poll since removed or replaced.
+            };
+            if !more {
+                self.ended.push(fd);
+            }
+            match u32::try_from(completion.result()) {
+                Ok(events) => ready.push(readiness(armed.token, events)),
+                // Cancelled: the kernel ended the poll (armed again below).
+                Err(_) if completion.result() == -libc::ECANCELED => {}
+                // The poll failed: the owner's next read says why.
+                Err(_) => ready.push(Readiness {
+                    token: armed.token,
+                    readable: true,
+                    writable: true,
+                    closed: true,
+                }),
+            }
+        }
+        if waker_ended {
+            self.arm_waker()?;
+        }
+        for index in 0..self.ended.len() {
+            let fd = self.ended[index];
+            if let Some(armed) = self.sources.get(&fd).copied() {
+                let armed = Armed {
+                    generation: self.next_generation(),
+                    ..armed
+                };
+                self.sources.insert(fd, armed);
+                self.arm(fd, armed)?;
+            }
+        }
+        self.ended.clear();
+        merge(ready, start);
+        Ok(())
+    }
+}
+
+/// The receiving state of a [`Ring`], borrowed apart from its queues while
+/// they are read.
+struct Receiving<'a> {
+    receives: &'a mut HashMap<RawFd, Receive, FxBuildHasher>,
+    groups: &'a mut Vec<Group>,
+    retired: &'a mut HashMap<u64, usize, FxBuildHasher>,
+}
+
+impl Receiving<'_> {
+    /// Takes one completion of a multishot receive: a datagram in a
+    /// buffer, kept for the socket's owner to take, or the receive's end.
+    /// The socket is reported readable either way, so that its owner takes
+    /// what came and the receive is armed again.
+    fn completed(&mut self, completion: &cqueue::Entry, ready: &mut Vec<Readiness>) {
+        let data = completion.user_data();
+        let fd = RawFd::try_from(data & (RECEIVE - 1)).unwrap_or(RawFd::MAX);
+        let generation = (data >> 32) as u32;
+        let more = cqueue::more(completion.flags());
+        let buffer = cqueue::buffer_select(completion.flags());
+        let result = completion.result();
+        let live = self
+            .receives
+            .get_mut(&fd)
+            .filter(|receive| receive.generation == generation);
+        let Some(receive) = live else {
+            // A receive of a socket since deregistered: what it filled
+            // goes back to its group.
+            if let (Some(bid), Some(&group)) = (buffer, self.retired.get(&data))
+                && let Some(group) = self.groups.get_mut(group)
+                && group.owns(bid)
+            {
+                group.free -= 1;
+                group.give_back(bid);
+            }
+            if !more {
+                self.retired.remove(&data);
+            }
+            return;
+        };
+        match (buffer, usize::try_from(result)) {
+            (Some(bid), Ok(len)) => {
+                self.groups[receive.group].free -= 1;
+                receive.filled.push_back((bid, len));
+            }
+            (_, Ok(_)) => {}
+            (_, Err(_)) if result == -libc::ENOBUFS => receive.ran_out += 1,
+            // Cancelled by the kernel (or by us): armed again at the take.
+            (_, Err(_)) if result == -libc::ECANCELED => {}
+            (_, Err(_)) => receive.error = Some(-result),
+        }
+        if !more {
+            receive.armed = false;
+        }
+        ready.push(Readiness {
+            token: receive.token,
+            readable: true,
+            writable: false,
+            closed: false,
+        });
+    }
+}
+
+impl Ring {
+    /// Queues the multishot receive of `fd` (which must be in `receives`),
+    /// or, when its group has no free buffer, leaves it starved until one
+    /// comes back.
+    fn arm_receive(&mut self, fd: RawFd) -> io::Result<()> {
+        self.generation = self.generation.wrapping_add(1);
+        let generation = self.generation;
+        let Some(receive) = self.receives.get_mut(&fd) else {
+            return Ok(());
+        };
+        let group = &self.groups[receive.group];
+        if group.free == 0 {
+            if !self.starved.contains(&fd) {
+                self.starved.push(fd);
+            }
+            return Ok(());
+        }
+        receive.generation = generation;
+        receive.armed = true;
+        let entry = opcode::RecvMsgMulti::new(types::Fd(fd), &raw const *group.msghdr, group.id)
+            .build()
+            .user_data(receive_data(fd, generation));
+        self.push(&entry)
+    }
+
+    /// Arms the starved receives whose groups have buffers again.
+    fn feed_starved(&mut self) -> io::Result<()> {
+        let mut index = 0;
+        while index < self.starved.len() {
+            let fd = self.starved[index];
+            let has_buffers = self
+                .receives
+                .get(&fd)
+                .is_some_and(|receive| self.groups[receive.group].free > 0);
+            if has_buffers || !self.receives.contains_key(&fd) {
+                self.starved.swap_remove(index);
+                if has_buffers {
+                    self.arm_receive(fd)?;
+                }
+            } else {
+                index += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// The index of the buffer group for payloads of `size` bytes, made
+    /// and registered on first use.
+    fn group(&mut self, size: usize) -> io::Result<usize> {
+        if let Some(index) = self.groups.iter().position(|group| group.payload == size) {
+            return Ok(index);
+        }
+        let id = u16::try_from(self.groups.len()).map_err(|_| {
+            io::Error::new(io::ErrorKind::OutOfMemory, "too many receive buffer sizes")
+        })?;
+        self.groups.push(Group::new(&self.ring, id, size)?);
+        Ok(self.groups.len() - 1)
+    }
+
+    /// Stops receiving for `fd`: its receive is cancelled (its last
+    /// completions give their buffers back as they come) and the datagrams
+    /// it had not handed out are dropped, their buffers given back.
+    fn end_receive(&mut self, fd: RawFd) -> io::Result<bool> {
+        let Some(receive) = self.receives.remove(&fd) else {
+            return Ok(false);
+        };
+        let group = &mut self.groups[receive.group];
+        for (bid, _) in receive.filled {
+            group.give_back(bid);
+        }
+        self.starved.retain(|&starved| starved != fd);
+        if receive.armed {
+            let data = receive_data(fd, receive.generation);
+            self.retired.insert(data, receive.group);
+            let entry = opcode::AsyncCancel::new(data).build().user_data(REMOVAL);
+            self.push(&entry)?;
+        }
+        self.feed_starved()?;
+        Ok(true)
+    }
+
+    /// Cancels every receive and waits (a second at most) for their last
+    /// completions, so that the kernel writes into no buffer after the
+    /// ring is gone; returns whether it could make sure.
+    fn quiesce(&mut self) -> bool {
+        let fds: Vec<RawFd> = self.receives.keys().copied().collect();
+        for fd in fds {
+            if self.end_receive(fd).is_err() {
+                return false;
+            }
+        }
+        let give_up = Instant::now() + Duration::from_secs(1);
+        let mut ready = Vec::new();
+        while !self.retired.is_empty() {
+            let left = give_up.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let timeout = types::Timespec::from(left);
+            match self
+                .ring
+                .submitter()
+                .submit_with_args(1, &types::SubmitArgs::new().timespec(&timeout))
+            {
+                Ok(_) => {}
+                Err(error)
+                    if error.raw_os_error() == Some(libc::ETIME)
+                        || error.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+            if self.reap(&mut ready).is_err() {
+                return false;
+            }
+            ready.clear();
+        }
+        true
+    }
+}
+
+impl Ring {
+    /// Starts receiving the datagrams of `fd` (see
+    /// [`Registry::receive_datagrams`]).
+    fn start_receive(&mut self, fd: RawFd, token: usize, size: usize) -> io::Result<bool> {
+        if !self.receives_supported {
+            return Ok(false);
+        }
+        if fd < 0 {
+            return Err(io::Error::from_raw_os_error(libc::EBADF));
+        }
+        if self.sources.contains_key(&fd) || self.receives.contains_key(&fd) {
+            return Err(io::Error::from_raw_os_error(libc::EEXIST));
+        }
+        let group = self.group(size)?;
+        let receive = Receive {
+            token,
+            group,
+            generation: 0,
+            armed: false,
+            filled: VecDeque::new(),
+            error: None,
+            ran_out: 0,
+        };
+        self.receives.insert(fd, receive);
+        self.arm_receive(fd)?;
+        Ok(true)
+    }
+
+    /// Hands out what the receive of `fd` got (see
+    /// [`Registry::take_datagrams`]), and arms it again if it ended.
+    fn take(
+        &mut self,
+        fd: RawFd,
+        max: usize,
+        each: &mut dyn FnMut(Datagram<'_>),
+    ) -> io::Result<Taken> {
+        let receive = self
+            .receives
+            .get_mut(&fd)
+            .ok_or_else(|| not_registered(fd))?;
+        let group = &mut self.groups[receive.group];
+        let mut given = 0;
+        while given < max {
+            let Some((bid, len)) = receive.filled.pop_front() else {
+                break;
+            };
+            match group
+                .filled(bid, len)
+                .map(|bytes| RecvMsgOut::parse(bytes, &group.msghdr))
+            {
+                Some(Ok(out)) => each(Datagram {
+                    name: out.name_data(),
+                    control: out.control_data(),
+                    payload: out.payload_data(),
+                    truncated: out.is_payload_truncated(),
+                }),
+                // Shorter than the header the kernel writes first: not a
+                // datagram that can be told, counted as a cut one.
+                _ => each(Datagram {
+                    name: &[],
+                    control: &[],
+                    payload: &[],
+                    truncated: true,
+                }),
+            }
+            group.give_back(bid);
+            given += 1;
+        }
+        let more = !receive.filled.is_empty();
+        let taken = Taken {
+            more,
+            buffers_ran_out: std::mem::take(&mut receive.ran_out),
+        };
+        let error = if more { None } else { receive.error.take() };
+        let rearm = !receive.armed;
+        if given > 0 {
+            self.feed_starved()?;
+        }
+        if rearm && !self.starved.contains(&fd) {
+            self.arm_receive(fd)?;
+        }
+        match error {
+            Some(code) => Err(io::Error::from_raw_os_error(code)),
+            None => Ok(taken),
+        }
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        if self.groups.is_empty() {
+            return;
+        }
+        // A ring used by another thread than the worker's (it cannot be
+        // entered from here) or a receive that would not end: the buffers
+        // are left allocated rather than risk the kernel writing into
+        // freed memory.
+        if !(self.enabled && self.quiesce()) {
+            for group in self.groups.drain(..) {
+                std::mem::forget(group);
+            }
+        }
+    }
+}
+
+/// Merges the readiness appended to `ready` from `start` on so that each
+/// token appears once.
+fn merge(ready: &mut Vec<Readiness>, start: usize) {
+    if ready.len() - start < 2 {
+        return;
+    }
+    ready[start..].sort_unstable_by_key(|readiness| readiness.token);
+    let mut end = start;
+    for index in start..ready.len() {
+        let next = ready[index];
+        if end > start && ready[end - 1].token == next.token {
+            let kept = &mut ready[end - 1];
+            kept.readable |= next.readable;
+            kept.writable |= next.writable;
+            kept.closed |= next.closed;
+        } else {
+            ready[end] = next;
+            end += 1;
+        }
+    }
+    ready.truncate(end);
+}
+
+fn lock(ring: &Mutex<Ring>) -> MutexGuard<'_, Ring> {
+    // A panic while the ring was held left it as consistent as any call
+    // does: the ring itself is the kernel's.
+    ring.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// An error saying that io_uring cannot serve here, and why.
+fn unsupported(what: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::Unsupported, what.to_string())
+}
+
+/// How rings are made on this kernel, as the probe found.
+#[derive(Debug, Clone, Copy)]
+struct Setup {
+    /// `SINGLE_ISSUER` and `DEFER_TASKRUN` (Linux 6.1).
+    deferred: bool,
+    /// Multishot `recvmsg` into provided buffer rings (Linux 6.0): UDP
+    /// sockets are received by the ring; without it, read on readiness.
+    receives: bool,
+}
+
+/// Makes a disabled ring (see the module's notes).
+fn build_ring(setup: Setup) -> io::Result<IoUring> {
+    let mut builder = IoUring::builder();
+    builder.setup_cqsize(CQ_ENTRIES).setup_r_disabled();
+    if setup.deferred {
+        builder.setup_single_issuer().setup_defer_taskrun();
+    }
+    builder
+        .build(ENTRIES)
+        .map_err(|error| match error.raw_os_error() {
+            Some(libc::ENOSYS) => {
+                unsupported("this kernel has no io_uring (io_uring_setup: ENOSYS)")
+            }
+            Some(libc::EPERM) => {
+                let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+                    .map(|value| format!("kernel.io_uring_disabled = {}", value.trim()))
+                    .unwrap_or_else(|_| "kernel.io_uring_disabled unreadable".to_owned());
+                unsupported(format!(
+                    "io_uring_setup was refused (EPERM): io_uring is disabled ({disabled}) \
+                 or a seccomp filter forbids it"
+                ))
+            }
+            _ => io::Error::new(error.kind(), format!("io_uring_setup failed: {error}")),
+        })
+}
+
+/// Whether this kernel can run the io_uring backend, and if not, what is
+/// missing; found out once per process, on a thread of its own (the test
+/// ring's completion work, and its teardown's, would otherwise interrupt
+/// the caller's next blocking call).
+pub(crate) fn probe() -> Result<(), String> {
+    probed().map(drop)
+}
+
+fn probed() -> Result<Setup, String> {
+    static PROBED: OnceLock<Result<Setup, String>> = OnceLock::new();
+    PROBED
+        .get_or_init(|| {
+            std::thread::Builder::new()
+                .name("sansio-io-uring-probe".to_owned())
+                .spawn(|| test_ring().map_err(|error| error.to_string()))
+                .map_err(|error| format!("the io_uring probe's thread did not start: {error}"))?
+                .join()
+                .unwrap_or_else(|_| Err("the io_uring probe panicked".to_owned()))
+        })
+        .clone()
+}
+
+/// Makes a ring as the workers will, and sees it serve a multishot poll.
+fn test_ring() -> io::Result<Setup> {
+    let mut setup = Setup {
+        deferred: true,
+        receives: false,
+    };
+    let ring = match build_ring(setup) {
+        Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
+            setup.deferred = false;
+            build_ring(setup)?
+        }
+        result => result?,
+    };
+    if !ring.params().is_feature_ext_arg() {
+        return Err(unsupported(
+            "io_uring lacks IORING_FEAT_EXT_ARG (a wait with a timeout): Linux 5.11 or later is needed",
+        ));
+    }
+    let mut probe = io_uring::Probe::new();
+    ring.submitter()
+        .register_probe(&mut probe)
+        .map_err(|error| unsupported(format!("io_uring cannot say its opcodes: {error}")))?;
+    for (code, name) in [
+        (opcode::PollAdd::CODE, "IORING_OP_POLL_ADD"),
+        (opcode::AsyncCancel::CODE, "IORING_OP_ASYNC_CANCEL"),
+    ] {
+        if !probe.is_supported(code) {
+            return Err(unsupported(format!("io_uring lacks the opcode {name}")));
+        }
+    }
+    let (mut ring, waker) = Ring::new(ring)?;
+    ring.enable()?;
+    // The waker's poll must be multishot (Linux 5.13): wake once and see
+    // that it stays armed.
+    waker.wake()?;
+    let give_up = Instant::now() + Duration::from_secs(5);
+    loop {
+        let timeout = types::Timespec::from(give_up.saturating_duration_since(Instant::now()));
+        match ring
+            .ring
+            .submitter()
+            .submit_with_args(1, &types::SubmitArgs::new().timespec(&timeout))
+        {
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) if error.raw_os_error() == Some(libc::ETIME) => {
+                return Err(unsupported("io_uring never reported a poll of an eventfd"));
+            }
+            Err(error) => return Err(error),
+        }
+        if let Some(completion) = ring.ring.completion().next() {
+            if completion.user_data() != WAKER || completion.result() < 0 {
+                return Err(unsupported(format!(
+                    "io_uring polls fail here ({})",
+                    io::Error::from_raw_os_error(-completion.result())
+                )));
+            }
+            if !cqueue::more(completion.flags()) {
+                return Err(unsupported(
+                    "io_uring lacks multishot polls (IORING_POLL_ADD_MULTI): Linux 5.13 or later is needed",
+                ));
+            }
+            break;
+        }
+    }
+    setup.receives = receives_work(&mut ring);
+    Ok(setup)
+}
+
+/// Whether multishot `recvmsg` into a provided buffer ring works on this
+/// kernel (Linux 6.0): a datagram sent to a socket of the probe's ring
+/// comes back through it. Where it does not, sockets are read on
+/// readiness, as on the other backends.
+fn receives_work(ring: &mut Ring) -> bool {
+    let Ok(socket) = std::net::UdpSocket::bind("127.0.0.1:0") else {
+        return false;
+    };
+    let fd = socket.as_raw_fd();
+    ring.receives_supported = true;
+    let started = socket.set_nonblocking(true).is_ok()
+        && ring.start_receive(fd, 1, 64).is_ok()
+        && ring.submit_now().is_ok()
+        && socket
+            .local_addr()
+            .and_then(|local| socket.send_to(b"probe", local))
+            .is_ok();
+    let mut got = false;
+    let give_up = Instant::now() + Duration::from_secs(2);
+    let mut ready = Vec::new();
+    while started && !got && Instant::now() < give_up {
+        let timeout = types::Timespec::from(Duration::from_millis(50));
+        let waited = ring
+            .ring
+            .submitter()
+            .submit_with_args(1, &types::SubmitArgs::new().timespec(&timeout));
+        if let Err(error) = waited
+            && error.raw_os_error() != Some(libc::ETIME)
+            && error.kind() != io::ErrorKind::Interrupted
+        {
+            break;
+        }
+        if ring.reap(&mut ready).is_err() {
+            break;
+        }
+        let taken = ring.take(fd, 1, &mut |datagram| got = datagram.payload == b"probe");
+        if taken.is_err() {
+            break;
+        }
+    }
+    let ended = ring.end_receive(fd).is_ok() && ring.quiesce();
+    got && ended
+}
+
+pub(crate) struct UringPoller {
+    ring: Arc<Mutex<Ring>>,
+}
+
+/// Wakes a [`UringPoller`]: a write to the `eventfd` its ring polls.
+pub(crate) struct UringWaker(Arc<OwnedFd>);
+
+impl Waker for UringWaker {
+    fn wake(&self) -> io::Result<()> {
+        let fd = self.0.as_raw_fd();
+        let one = 1u64.to_ne_bytes();
+        loop {
+            // SAFETY: `one` is 8 readable bytes; `fd` is the eventfd this
+            // waker owns a share of.
+            let written = unsafe { libc::write(fd, one.as_ptr().cast(), one.len()) };
+            if written == 8 {
+                return Ok(());
+            }
+            let error = io::Error::last_os_error();
+            match error.kind() {
+                io::ErrorKind::Interrupted => {}
+                // The counter is full (after 2^64 - 2 wakes): empty it; the
+                // poll has long fired.
+                io::ErrorKind::WouldBlock => {
+                    let mut count = [0u8; 8];
+                    // SAFETY: `count` is 8 writable bytes.
+                    unsafe { libc::read(fd, count.as_mut_ptr().cast(), count.len()) };
+                }
+                _ => return Err(error),
+            }
+        }
+    }
+}
+
+impl Poller for UringPoller {
+    type Waker = UringWaker;
+
+    fn new() -> io::Result<(Self, UringWaker)> {
+        let setup = probed().map_err(unsupported)?;
+        let (mut ring, waker) = Ring::new(build_ring(setup)?)?;
+        ring.receives_supported = setup.receives;
+        let poller = UringPoller {
+            ring: Arc::new(Mutex::new(ring)),
+        };
+        Ok((poller, waker))
+    }
+
+    fn registry(&self) -> io::Result<Box<dyn Registry>> {
+        Ok(Box::new(UringRegistry(Arc::clone(&self.ring))))
+    }
+
+    fn wait(&mut self, deadline: Option<Instant>, ready: &mut Vec<Readiness>) -> io::Result<()> {
+        let mut ring = lock(&self.ring);
+        let ring = &mut *ring;
+        ring.enable()?;
+        let pending = !ring.ring.completion().is_empty();
+        let left = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
+        let waited = match left {
+            // Completions are waiting, or the deadline has passed: hand the
+            // queued registrations over without waiting.
+            _ if pending => ring.submit_now().map(|()| 0),
+            Some(left) if left.is_zero() => ring.submit_now().map(|()| 0),
+            Some(left) => {
+                let timeout = types::Timespec::from(left);
+                ring.ring
+                    .submitter()
+                    .submit_with_args(1, &types::SubmitArgs::new().timespec(&timeout))
+            }
+            None => ring.ring.submit_and_wait(1),
+        };
+        match waited {
+            Ok(_) => {}
+            // The deadline, or a signal: a wakeup like any other.
+            Err(error)
+                if error.raw_os_error() == Some(libc::ETIME)
+                    || error.kind() == io::ErrorKind::Interrupted => {}
+            // The completion queue overflowed: reap it, and the kernel
+            // passes on what it kept at the next wait.
+            Err(error) if error.raw_os_error() == Some(libc::EBUSY) => {}
+            Err(error) => return Err(error),
+        }
+        ring.reap(ready)
+    }
+}
+
+/// Registers sources with a [`UringPoller`].
+pub(crate) struct UringRegistry(Arc<Mutex<Ring>>);
+
+fn not_registered(fd: RawFd) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("descriptor {fd} is not registered"),
+    )
+}
+
+impl Registry for UringRegistry {
+    fn register(&mut self, fd: RawFd, token: usize, interest: Interest) -> io::Result<()> {
+        check(token, interest)?;
+        if fd < 0 {
+            return Err(io::Error::from_raw_os_error(libc::EBADF));
+        }
+        let mut ring = lock(&self.0);
+        ring.enable()?;
+        if ring.sources.contains_key(&fd) {
+            return Err(io::Error::from_raw_os_error(libc::EEXIST));
+        }
+        let armed = Armed {
+            token,
+            interest,
+            generation: ring.next_generation(),
+        };
+        ring.sources.insert(fd, armed);
+        ring.arm(fd, armed)
+    }
+
+    fn reregister(&mut self, fd: RawFd, token: usize, interest: Interest) -> io::Result<()> {
+        check(token, interest)?;
+        let mut ring = lock(&self.0);
+        ring.enable()?;
+        if let Some(receive) = ring.receives.get_mut(&fd) {
+            // The receive is the readability: a poll watches writability
+            // alone, while it is asked for.
+            receive.token = token;
+            let watched = ring.sources.get(&fd).copied();
+            return match (watched, interest.writable) {
+                (Some(old), false) => {
+                    ring.sources.remove(&fd);
+                    ring.disarm(fd, old.generation)
+                }
+                (Some(old), true) => {
+                    let armed = Armed {
+                        token,
+                        interest: Interest::WRITE,
+                        generation: ring.next_generation(),
+                    };
+                    ring.sources.insert(fd, armed);
+                    ring.disarm(fd, old.generation)?;
+                    ring.arm(fd, armed)
+                }
+                (None, true) => {
+                    let armed = Armed {
+                        token,
+                        interest: Interest::WRITE,
+                        generation: ring.next_generation(),
+                    };
+                    ring.sources.insert(fd, armed);
+                    ring.arm(fd, armed)
+                }
+                (None, false) => Ok(()),
+            };
+        }
+        let old = *ring.sources.get(&fd).ok_or_else(|| not_registered(fd))?;
+        let armed = Armed {
+            token,
+            interest,
+            generation: ring.next_generation(),
+        };
+        ring.sources.insert(fd, armed);
+        ring.disarm(fd, old.generation)?;
+        ring.arm(fd, armed)
+    }
+
+    fn deregister(&mut self, fd: RawFd) -> io::Result<()> {
+        let mut ring = lock(&self.0);
+        ring.enable()?;
+        let received = ring.end_receive(fd)?;
+        match ring.sources.remove(&fd) {
+            Some(old) => ring.disarm(fd, old.generation)?,
+            None if received => {}
+            None => return Err(not_registered(fd)),
+        }
+        // Handed over, and the cancelled poll completed, now, while `fd` is
+        // still open: a poll holds its file open (a closed TCP connection
+        // would send no FIN), and one queued but not submitted would reach
+        // whatever the number names after the close.
+        ring.submit_now()
+    }
+
+    fn receive_datagrams(&mut self, fd: RawFd, token: usize, size: usize) -> io::Result<bool> {
+        check(token, Interest::READ)?;
+        let mut ring = lock(&self.0);
+        ring.enable()?;
+        ring.start_receive(fd, token, size)
+    }
+
+    fn take_datagrams(
+        &mut self,
+        fd: RawFd,
+        max: usize,
+        each: &mut dyn FnMut(Datagram<'_>),
+    ) -> io::Result<Taken> {
+        lock(&self.0).take(fd, max, each)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::UdpSocket;
+
+    use super::*;
+
+    fn events(bits: libc::c_short) -> u32 {
+        u32::from(bits.cast_unsigned())
+    }
+
+    /// An enabled ring that receives, as a worker's, on this thread.
+    fn receiving_ring() -> Ring {
+        let setup = probed().unwrap();
+        assert!(
+            setup.receives,
+            "this kernel has io_uring but no multishot recvmsg into buffer rings (Linux 6.0)"
+        );
+        let (mut ring, _waker) = Ring::new(build_ring(setup).unwrap()).unwrap();
+        ring.receives_supported = true;
+        ring.enable().unwrap();
+        ring
+    }
+
+    /// Waits (5 s at most) and reaps until `fd`'s receive has handed out
+    /// `want` payloads in all, taking them as they come; returns them.
+    fn take_all(ring: &mut Ring, fd: RawFd, want: usize) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        let mut ready = Vec::new();
+        let give_up = Instant::now() + Duration::from_secs(5);
+        while got.len() < want && Instant::now() < give_up {
+            let timeout = types::Timespec::from(Duration::from_millis(20));
+            let _ = ring
+                .ring
+                .submitter()
+                .submit_with_args(1, &types::SubmitArgs::new().timespec(&timeout));
+            ring.reap(&mut ready).unwrap();
+            ring.take(fd, usize::MAX, &mut |datagram| {
+                assert!(!datagram.truncated);
+                got.push(datagram.payload.to_vec());
+            })
+            .unwrap();
+        }
+        got
+    }
+
+    #[test]
+    fn a_receive_that_runs_out_of_buffers_waits_for_them_and_loses_nothing() {
+        let mut ring = receiving_ring();
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let fd = socket.as_raw_fd();
+        // Buffers so large that the group has the fewest there are.
+        assert!(ring.start_receive(fd, 5, 1 << 20).unwrap());
+        let count = ring.groups[0].free;
+        assert_eq!(count, usize::from(buffers::MIN_BUFFERS));
+        ring.submit_now().unwrap();
+        // Three times as many datagrams as buffers, all before the first
+        // reap: the receive fills every buffer and ends (`ENOBUFS`); the
+        // rest wait in the socket.
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sent: Vec<Vec<u8>> = (0..3 * count as u32)
+            .map(|n| n.to_be_bytes().to_vec())
+            .collect();
+        for payload in &sent {
+            sender
+                .send_to(payload, socket.local_addr().unwrap())
+                .unwrap();
+        }
+        let mut ready = Vec::new();
+        ring.submit_now().unwrap();
+        ring.reap(&mut ready).unwrap();
+        assert_eq!(ring.groups[0].free, 0, "every buffer holds a datagram");
+        let first = ring.take(fd, usize::MAX, &mut |_| {}).unwrap();
+        assert!(first.buffers_ran_out >= 1, "{first:?}");
+        assert_eq!(ring.groups[0].free, count);
+        let got = take_all(&mut ring, fd, 2 * count);
+        assert_eq!(got, sent[count..], "the rest, in order");
+        assert!(ring.quiesce());
+    }
+
+    #[test]
+    fn a_socket_deregistered_with_datagrams_waiting_gives_every_buffer_back() {
+        let mut ring = receiving_ring();
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let fd = socket.as_raw_fd();
+        assert!(ring.start_receive(fd, 5, 1 << 20).unwrap());
+        let count = ring.groups[0].free;
+        ring.submit_now().unwrap();
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..4 {
+            sender
+                .send_to(b"kept", socket.local_addr().unwrap())
+                .unwrap();
+        }
+        let mut ready = Vec::new();
+        while ring.groups[0].free > count - 4 {
+            ring.submit_now().unwrap();
+            ring.reap(&mut ready).unwrap();
+        }
+        assert_eq!(ready.first().map(|ready| ready.token), Some(5));
+        // Ended with four datagrams not taken, and the receive still armed.
+        assert!(ring.end_receive(fd).unwrap());
+        assert_eq!(ring.groups[0].free, count);
+        assert!(!ring.retired.is_empty());
+        // Its last completion comes in and is let go.
+        assert!(ring.quiesce());
+        assert!(ring.retired.is_empty());
+        // Datagrams for it now reach no one, and fill no buffer.
+        sender
+            .send_to(b"late", socket.local_addr().unwrap())
+            .unwrap();
+        ring.submit_now().unwrap();
+        ready.clear();
+        ring.reap(&mut ready).unwrap();
+        assert!(ready.is_empty(), "{ready:?}");
+        assert_eq!(ring.groups[0].free, count);
+        let error = ring.take(fd, 1, &mut |_| {}).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn a_datagram_larger_than_its_buffer_is_marked_cut() {
+        let mut ring = receiving_ring();
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let fd = socket.as_raw_fd();
+        assert!(ring.start_receive(fd, 1, 100).unwrap());
+        ring.submit_now().unwrap();
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // Buffers have room for more than asked (rounded up), not for this.
+        sender
+            .send_to(&[7; 1000], socket.local_addr().unwrap())
+            .unwrap();
+        sender
+            .send_to(&[8; 100], socket.local_addr().unwrap())
+            .unwrap();
+        let mut seen = Vec::new();
+        let mut ready = Vec::new();
+        let give_up = Instant::now() + Duration::from_secs(5);
+        while seen.len() < 2 && Instant::now() < give_up {
+            ring.submit_now().unwrap();
+            ring.reap(&mut ready).unwrap();
+            ring.take(fd, usize::MAX, &mut |datagram| {
+                let from = datagram.name.len();
+                seen.push((datagram.truncated, datagram.payload.len(), from));
+            })
+            .unwrap();
+        }
+        let name = std::mem::size_of::<libc::sockaddr_in>();
+        assert!(
+            matches!(seen[0], (true, len, n) if len < 1000 && n == name),
+            "{seen:?}"
+        );
+        assert_eq!(seen[1], (false, 100, name));
+        assert!(ring.quiesce());
+    }
+
+    #[test]
+    fn poll_events_read_as_the_contracts_readiness() {
+        let readable = readiness(3, events(libc::POLLIN));
+        assert!(readable.readable && !readable.writable && !readable.closed);
+        let writable = readiness(3, events(libc::POLLOUT));
+        assert!(!writable.readable && writable.writable && !writable.closed);
+        // A peer's half close: readable (the read says end of stream), closed.
+        let half = readiness(3, events(libc::POLLIN | libc::POLLRDHUP));
+        assert!(half.readable && half.closed && !half.writable);
+        // A hang-up or an error: both ways, for the owner's next call to say.
+        let hung_up = readiness(3, events(libc::POLLHUP));
+        assert!(hung_up.readable && hung_up.writable && hung_up.closed);
+        let error = readiness(3, events(libc::POLLERR));
+        assert!(error.writable && error.closed);
+    }
+
+    #[test]
+    fn several_completions_of_a_source_make_one_readiness() {
+        let at = |token, readable, writable| Readiness {
+            token,
+            readable,
+            writable,
+            closed: false,
+        };
+        // What was there before the wait is left alone.
+        let mut ready = vec![at(9, true, false)];
+        ready.extend([
+            at(2, true, false),
+            at(1, false, true),
+            at(2, false, true),
+            at(1, true, false),
+            at(2, true, false),
+        ]);
+        merge(&mut ready, 1);
+        assert_eq!(
+            ready,
+            vec![at(9, true, false), at(1, true, true), at(2, true, true)]
+        );
+    }
+
+    #[test]
+    fn user_data_never_names_the_waker_or_a_cancellation() {
+        for (fd, generation) in [(0, 0), (RawFd::MAX, u32::MAX), (7, u32::MAX)] {
+            let data = user_data(fd, generation);
+            assert!(data != WAKER && data != REMOVAL);
+            assert_eq!(data >> 32, u64::from(generation));
+            assert_eq!(RawFd::try_from(data & u64::from(u32::MAX)), Ok(fd));
+        }
+        // The highest descriptor the kernel can hand out (`nr_open` is at
+        // most 2^31 - 64), as a receive and as a poll.
+        for (fd, generation) in [(0, 0), (i32::MAX - 63, u32::MAX), (7, u32::MAX)] {
+            let receive = receive_data(fd, generation);
+            assert!(receive != WAKER && receive != REMOVAL);
+            assert!(receive & RECEIVE != 0 && user_data(fd, generation) & RECEIVE == 0);
+            assert_eq!(RawFd::try_from(receive & (RECEIVE - 1)), Ok(fd));
+        }
+    }
+}
