@@ -35,7 +35,12 @@
 //!   A completion backend must never lose a datagram for want of buffers:
 //!   the receive waits (the kernel keeps the datagrams in the socket) and
 //!   starts again when buffers come back, and says how often in
-//!   [`Taken::buffers_ran_out`].
+//!   [`Taken::buffers_ran_out`]. Such a backend also sends for the socket:
+//!   `send_messages` takes a batch of prepared messages ([`Outgoing`]),
+//!   owns it until the kernel is done with every message, reports the
+//!   token writable then (a backend may report it with the next other
+//!   event unless `take_sent` was asked for it meanwhile), and `take_sent`
+//!   hands it back with each message's result.
 //! - **`Waker::wake`** makes the current or the next `wait` return. It is
 //!   called from any thread; the runtime merges repeated wakeups itself
 //!   ([`Notifier`]), so the backend sees at most one per sleep.
@@ -81,8 +86,9 @@ pub enum Backend {
     BusyPoll,
     /// io_uring (cargo feature `io-uring`, Linux 5.13 or later): the worker
     /// sleeps in `io_uring_enter`, on a ring of its own. UDP sockets are
-    /// received by the ring itself (a multishot `recvmsg` into a ring of
-    /// buffers, Linux 6.0; no `recvmmsg` calls), and the other sources are
+    /// received and sent by the ring itself (a multishot `recvmsg` into a
+    /// ring of buffers, Linux 6.0, and linked `sendmsg`s with GSO runs; no
+    /// `recvmmsg` or `sendmmsg` calls), and the other sources are
     /// watched with multishot polls and read and written by the same
     /// batched system calls as on the other backends. Where the kernel has
     /// no io_uring, or forbids it, [`Backend::check`] says what is missing
@@ -346,6 +352,45 @@ pub(crate) trait Registry: Send + 'static {
         let _ = (fd, max, each);
         Ok(Taken::default())
     }
+
+    /// Sends `outgoing`'s messages on `fd`, in order, through the backend:
+    /// a backend that receives `fd`'s datagrams itself (see
+    /// [`Registry::receive_datagrams`]) also sends them. It keeps
+    /// `outgoing`, and so the memory its headers point into, until every
+    /// message is sent or has failed, then reports `fd`'s token writable;
+    /// [`Registry::take_sent`] hands it back with each message's result.
+    /// One batch per socket at a time. `Err` gives `outgoing` back unsent
+    /// (a backend that does not send, or cannot now): the owner sends it
+    /// with its own calls.
+    fn send_messages(
+        &mut self,
+        fd: RawFd,
+        outgoing: Box<dyn Outgoing>,
+    ) -> Result<(), Box<dyn Outgoing>> {
+        let _ = fd;
+        Err(outgoing)
+    }
+
+    /// The batch handed to [`Registry::send_messages`] for `fd`, once
+    /// every message of it is done, with each message's result in
+    /// `results` (bytes sent, or a negated `errno`; `-ECANCELED` for a
+    /// message not tried because one before it failed); `None` while any
+    /// is in flight, or when none was handed over.
+    fn take_sent(&mut self, fd: RawFd, results: &mut Vec<i32>) -> Option<Box<dyn Outgoing>> {
+        let _ = (fd, results);
+        None
+    }
+}
+
+/// Messages a completion backend sends for the network layer (see
+/// [`Registry::send_messages`]): the headers, and everything they point
+/// into, which stays in place as long as the value lives.
+pub(crate) trait Outgoing: Send + 'static {
+    /// The messages, in order.
+    fn headers(&mut self) -> &mut [libc::mmsghdr];
+
+    /// The value as what its owner made it, to look into once it is back.
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send>;
 }
 
 /// A datagram a completion backend received, as the kernel wrote it: the

@@ -53,21 +53,28 @@
 //! - **Completion (io_uring).** The backend owns a ring per worker, and
 //!   for UDP sockets, buffer rings the kernel receives into: when a socket
 //!   is bound, [`Registry::receive_datagrams`](crate::backend::Registry)
-//!   asks the backend to receive it itself (a multishot `recvmsg`); the
-//!   readiness backends decline, and the socket is registered for
-//!   readability as before. That is the one change the contract took for
-//!   completion I/O, made for every backend (a default method): the worker
-//!   is unchanged. `wait` (one `io_uring_enter`) hands the queued entries
-//!   to the kernel, runs the completions and waits; a completed receive
-//!   reports its socket readable, and `next_io` *takes* a batch of
-//!   datagrams from the backend ([`Registry::take_datagrams`](crate::backend::Registry))
-//!   instead of calling `recvmmsg`, each copied from the kernel's buffer
-//!   into a [`PacketBuf`](crate::buf::PacketBuf), the buffer going back to
-//!   the ring at once (a copy of the payload, which costs less than
-//!   tracking buffers lent to tasks across threads). Fairness is as on the
-//!   readiness path: a batch per take, a fair share per turn. The rest of
-//!   the I/O (UDP sends, TCP, TUN) is readiness on the same ring
-//!   (multishot polls), read and written by the calls above.
+//!   asks the backend to receive it itself (a multishot `recvmsg`), and
+//!   from then on to send for it too; the readiness backends decline, and
+//!   the socket is registered for readability as before. That, and the
+//!   three calls below, are the change the contract took for completion
+//!   I/O, made for every backend (default methods that decline): the
+//!   worker is unchanged. `wait` (one `io_uring_enter`) hands the queued
+//!   entries to the kernel, runs the completions and waits; a completed
+//!   receive reports its socket readable, and `next_io` *takes* a batch of
+//!   datagrams from the backend (`Registry::take_datagrams`) instead of
+//!   calling `recvmmsg`, each copied from the kernel's buffer into a
+//!   [`PacketBuf`](crate::buf::PacketBuf), the buffer going back to the
+//!   ring at once (a copy of the payload, which costs less than tracking
+//!   buffers lent to tasks across threads). `flush` hands a socket's queue
+//!   over a batch at a time (`Registry::send_messages`: the same messages,
+//!   GSO runs included, as `sendmmsg` would get, as linked `sendmsg`s that
+//!   go to the kernel with the next wait); the batch, payloads included,
+//!   is the backend's until the kernel is done with it, and comes back
+//!   with each message's result (`Registry::take_sent`) to be counted, or
+//!   queued again, or refused to the task, as a `sendmmsg` result would
+//!   be. Fairness is as on the readiness path. TCP and TUN are readiness
+//!   on the same ring (multishot polls), read and written by the calls
+//!   above.
 //! - **Frames (AF_XDP).** The driver owns a UMEM and its fill, completion,
 //!   RX and TX rings, bound to one queue of a device. `wait` polls the RX
 //!   ring (or sleeps in `poll` on the socket when the ring is empty and

@@ -29,7 +29,7 @@ pub(crate) const MAX_SEGMENTS: usize = 64;
 const MAX_GSO_BYTES: usize = 65_000;
 
 /// Datagrams per `sendmmsg` at most (each is one iovec).
-const IOVECS: usize = 256;
+pub(crate) const IOVECS: usize = 256;
 
 /// `CMSG_SPACE(size_of::<u16>())`: a control message carrying a segment size.
 // SAFETY: `CMSG_SPACE` only computes a length.
@@ -113,8 +113,7 @@ impl Coalesced {
 /// Scratch space for [`BATCH`]-datagram system calls, reused across calls.
 pub(crate) struct Batch {
     /// Headers of sends, written whole by each send.
-    headers: Vec<libc::mmsghdr>,
-    iovecs: Vec<libc::iovec>,
+    send: SendHeaders,
     /// Headers of receives, kept from one receive to the next: each points
     /// at its own entry of `recv_iovecs`, `sources` and `controls` from
     /// `new` on, so a receive only writes what changed since the last (the
@@ -127,18 +126,153 @@ pub(crate) struct Batch {
     recv_written: usize,
     /// Where the kernel writes the senders of received datagrams.
     sources: Vec<libc::sockaddr_storage>,
-    /// Destinations of messages to send.
-    destinations: Vec<SockAddr>,
-    /// Datagrams in each message sent.
-    segments: [usize; BATCH],
-    /// Each message's control data: a sent GSO segment size, a received
-    /// GRO segment size.
+    /// Each received message's control data: a GRO segment size, a drop
+    /// count.
     controls: Vec<Control>,
 }
 
-// SAFETY: the raw pointers inside `headers`, `iovecs` and `recv_iovecs` are
-// only set and used within one call of `recv`/`send`, which borrow
-// everything they point into; between calls they dangle unused. Those of
+/// The headers of up to [`BATCH`] messages to send, and the destinations,
+/// iovecs and control data they point to (the payloads are the caller's):
+/// for one `sendmmsg`, or for the `sendmsg`s of a completion backend, which
+/// keeps them, with the payloads, until the kernel has sent them.
+pub(crate) struct SendHeaders {
+    headers: Vec<libc::mmsghdr>,
+    iovecs: Vec<libc::iovec>,
+    destinations: Vec<SockAddr>,
+    /// Datagrams in each message.
+    segments: [usize; BATCH],
+    /// A GSO segment size, for each message that is a run.
+    controls: Vec<Control>,
+    /// Messages prepared.
+    messages: usize,
+}
+
+// SAFETY: the raw pointers inside `headers` and `iovecs` point into the
+// heap storage of `iovecs`, `destinations` and `controls` (never resized
+// after `new`), which move with the value, and into payloads whose owner
+// keeps them alive and in place as long as the headers are used (see
+// `prepare`).
+unsafe impl Send for SendHeaders {}
+
+impl SendHeaders {
+    pub(crate) fn new() -> Self {
+        // SAFETY: `mmsghdr` is a plain C struct for which all zeroes (null
+        // pointers, zero lengths) is a valid value.
+        let header: libc::mmsghdr = unsafe { MaybeUninit::zeroed().assume_init() };
+        let iovec = libc::iovec {
+            iov_base: ptr::null_mut(),
+            iov_len: 0,
+        };
+        SendHeaders {
+            headers: vec![header; BATCH],
+            iovecs: vec![iovec; IOVECS],
+            destinations: (0..BATCH).map(|_| empty_address()).collect(),
+            segments: [0; BATCH],
+            controls: vec![Control([0; 64]); BATCH],
+            messages: 0,
+        }
+    }
+
+    /// The messages prepared, ready to send; their pointers stay valid as
+    /// long as `self` and the payloads given to `prepare` do.
+    pub(crate) fn headers(&mut self) -> &mut [libc::mmsghdr] {
+        &mut self.headers[..self.messages]
+    }
+
+    /// Datagrams in each message prepared.
+    pub(crate) fn segments(&self) -> &[usize] {
+        &self.segments[..self.messages]
+    }
+
+    /// Keeps the first `messages` messages only.
+    pub(crate) fn truncate(&mut self, messages: usize) {
+        self.messages = self.messages.min(messages);
+    }
+
+    /// Prepares messages for datagrams (`(destination, payload)`, in
+    /// order): up to [`BATCH`] messages. With `gso`, a run of datagrams to
+    /// one destination, all of one size but the last (which may be
+    /// shorter), is one message the kernel cuts into datagrams
+    /// (`UDP_SEGMENT`), up to [`MAX_SEGMENTS`] of them. Returns how many
+    /// datagrams the messages hold, from the first. The payloads must stay
+    /// where they are while the headers are used.
+    pub(crate) fn prepare<'a>(
+        &mut self,
+        datagrams: impl Iterator<Item = (&'a SocketAddr, &'a [u8])>,
+        gso: bool,
+    ) -> usize {
+        let mut datagrams = datagrams.peekable();
+        let mut messages = 0;
+        let mut used = 0; // iovecs
+        while messages < BATCH && used < IOVECS {
+            let Some((to, payload)) = datagrams.next() else {
+                break;
+            };
+            let first = used;
+            self.iovecs[used] = iovec(payload);
+            used += 1;
+            let segment = payload.len();
+            let mut total = segment;
+            if gso && segment > 0 {
+                // Extend the run while the next datagram can join it.
+                while used - first < MAX_SEGMENTS && used < IOVECS {
+                    let Some(&(next_to, next)) = datagrams.peek() else {
+                        break;
+                    };
+                    if next_to != to
+                        || next.is_empty()
+                        || next.len() > segment
+                        || total + next.len() > MAX_GSO_BYTES
+                    {
+                        break;
+                    }
+                    datagrams.next();
+                    self.iovecs[used] = iovec(next);
+                    used += 1;
+                    total += next.len();
+                    if next.len() < segment {
+                        break; // Only the last segment may be shorter.
+                    }
+                }
+            }
+            let segments = used - first;
+            self.segments[messages] = segments;
+            self.destinations[messages] = SockAddr::from(*to);
+            let header = &mut self.headers[messages];
+            // SAFETY: see `new`.
+            header.msg_hdr = unsafe { MaybeUninit::zeroed().assume_init() };
+            // The kernel only reads the destination.
+            header.msg_hdr.msg_name = self.destinations[messages].as_ptr().cast_mut().cast();
+            header.msg_hdr.msg_namelen = self.destinations[messages].len();
+            header.msg_hdr.msg_iov = &mut self.iovecs[first];
+            header.msg_hdr.msg_iovlen = segments as _;
+            header.msg_len = 0;
+            if segments > 1 {
+                let control = &mut self.controls[messages];
+                header.msg_hdr.msg_control = control.0.as_mut_ptr().cast();
+                header.msg_hdr.msg_controllen = SEGMENT_SPACE as _;
+                // SAFETY: `control` is a zeroed, aligned buffer of at least
+                // `CMSG_SPACE(size_of::<u16>())` bytes, and `msg_control`
+                // and `msg_controllen` describe it, so the first header fits.
+                unsafe {
+                    let cmsg = libc::CMSG_FIRSTHDR(&header.msg_hdr);
+                    (*cmsg).cmsg_level = libc::SOL_UDP;
+                    (*cmsg).cmsg_type = libc::UDP_SEGMENT;
+                    (*cmsg).cmsg_len = libc::CMSG_LEN(mem::size_of::<u16>() as u32) as _;
+                    ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), segment as u16);
+                }
+            }
+            messages += 1;
+        }
+        self.messages = messages;
+        used
+    }
+}
+
+// SAFETY: the raw pointers of `send` to payloads and those inside
+// `recv_iovecs` are only set and used within one call of `recv`/`send`,
+// which borrow everything they point into; between calls they dangle
+// unused (see `SendHeaders` for the rest of its pointers). Those of
 // `recv_headers` point into the heap storage of `recv_iovecs`, `sources` and
 // `controls`, which the `Batch` owns and never resizes, so they move with it
 // between threads and stay valid.
@@ -162,15 +296,12 @@ impl Batch {
         // SAFETY: all zeroes is a valid `sockaddr_storage` (family unspecified).
         let storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
         let mut batch = Batch {
-            headers: vec![header; BATCH],
-            iovecs: vec![iovec; IOVECS],
+            send: SendHeaders::new(),
             recv_headers: vec![header; BATCH],
             recv_iovecs: vec![iovec; BATCH],
             // Every header is written by the first receive.
             recv_written: BATCH,
             sources: vec![storage; BATCH],
-            destinations: (0..BATCH).map(|_| empty_address()).collect(),
-            segments: [0; BATCH],
             controls: vec![Control([0; 64]); BATCH],
         };
         for (index, header) in batch.recv_headers.iter_mut().enumerate() {
@@ -312,10 +443,9 @@ impl Batch {
     /// Sends datagrams (`(destination, payload)`, in order) on the
     /// non-blocking socket `fd`: up to [`BATCH`] messages in one `sendmmsg`.
     ///
-    /// With `gso`, a run of datagrams to one destination, all of one size
-    /// but the last (which may be shorter), goes as one message the kernel
-    /// cuts into datagrams (`UDP_SEGMENT`): one trip through the stack for
-    /// up to [`MAX_SEGMENTS`] datagrams.
+    /// With `gso`, runs to one destination go as one message each (see
+    /// [`SendHeaders::prepare`]): one trip through the stack for up to
+    /// [`MAX_SEGMENTS`] datagrams.
     ///
     /// `waiting`: the socket is already watched for writability (for fault
     /// injection only).
@@ -330,73 +460,12 @@ impl Batch {
         gso: bool,
         waiting: bool,
     ) -> Result<Sent, SendFailed> {
-        let mut datagrams = datagrams.peekable();
-        let mut messages = 0;
-        let mut used = 0; // iovecs
-        while messages < BATCH && used < IOVECS {
-            let Some((to, payload)) = datagrams.next() else {
-                break;
-            };
-            let first = used;
-            self.iovecs[used] = iovec(payload);
-            used += 1;
-            let segment = payload.len();
-            let mut total = segment;
-            if gso && segment > 0 {
-                // Extend the run while the next datagram can join it.
-                while used - first < MAX_SEGMENTS && used < IOVECS {
-                    let Some(&(next_to, next)) = datagrams.peek() else {
-                        break;
-                    };
-                    if next_to != to
-                        || next.is_empty()
-                        || next.len() > segment
-                        || total + next.len() > MAX_GSO_BYTES
-                    {
-                        break;
-                    }
-                    datagrams.next();
-                    self.iovecs[used] = iovec(next);
-                    used += 1;
-                    total += next.len();
-                    if next.len() < segment {
-                        break; // Only the last segment may be shorter.
-                    }
-                }
-            }
-            let segments = used - first;
-            self.segments[messages] = segments;
-            self.destinations[messages] = SockAddr::from(*to);
-            let header = &mut self.headers[messages];
-            // SAFETY: see `new`.
-            header.msg_hdr = unsafe { MaybeUninit::zeroed().assume_init() };
-            // The kernel only reads the destination.
-            header.msg_hdr.msg_name = self.destinations[messages].as_ptr().cast_mut().cast();
-            header.msg_hdr.msg_namelen = self.destinations[messages].len();
-            header.msg_hdr.msg_iov = &mut self.iovecs[first];
-            header.msg_hdr.msg_iovlen = segments as _;
-            header.msg_len = 0;
-            if segments > 1 {
-                let control = &mut self.controls[messages];
-                header.msg_hdr.msg_control = control.0.as_mut_ptr().cast();
-                header.msg_hdr.msg_controllen = SEGMENT_SPACE as _;
-                // SAFETY: `control` is a zeroed, aligned buffer of at least
-                // `CMSG_SPACE(size_of::<u16>())` bytes, and `msg_control`
-                // and `msg_controllen` describe it, so the first header fits.
-                unsafe {
-                    let cmsg = libc::CMSG_FIRSTHDR(&header.msg_hdr);
-                    (*cmsg).cmsg_level = libc::SOL_UDP;
-                    (*cmsg).cmsg_type = libc::UDP_SEGMENT;
-                    (*cmsg).cmsg_len = libc::CMSG_LEN(mem::size_of::<u16>() as u32) as _;
-                    ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), segment as u16);
-                }
-            }
-            messages += 1;
-        }
+        self.send.prepare(datagrams, gso);
+        let messages = self.send.messages;
         if messages == 0 {
             return Ok(Sent::default());
         }
-        let first = self.segments[0];
+        let first = self.send.segments[0];
         let injected = faults::send_error(Call::UdpSend, waiting)
             .or_else(|| (first > 1).then(faults::gso_error).flatten());
         if let Some(error) = injected {
@@ -412,7 +481,7 @@ impl Batch {
         let sent = unsafe {
             libc::sendmmsg(
                 fd,
-                self.headers.as_mut_ptr(),
+                self.send.headers.as_mut_ptr(),
                 messages as libc::c_uint,
                 libc::MSG_DONTWAIT,
             )
@@ -423,7 +492,7 @@ impl Batch {
                 datagrams: first,
             });
         }
-        let segments = &self.segments[..sent as usize];
+        let segments = &self.send.segments[..sent as usize];
         Ok(Sent {
             datagrams: segments.iter().sum(),
             segmented: segments.iter().filter(|&&n| n > 1).sum(),

@@ -21,10 +21,13 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::sys::{self, BATCH, Batch, Coalesced, GRO_BUFFER, GRO_MESSAGES, Received, SendFailed};
+use super::sys::{
+    self, BATCH, Batch, Coalesced, GRO_BUFFER, GRO_MESSAGES, IOVECS, Received, SendFailed,
+    SendHeaders,
+};
 use super::table::Table;
 use super::{NetInput, UdpError, UdpOptions, UdpPacket, UdpSocketId};
-use crate::backend::{Datagram, Interest, Registry, watch_writable};
+use crate::backend::{self, Datagram, Interest, Registry, watch_writable};
 use crate::buf::PacketBuf;
 use crate::faults::{self, Call};
 use crate::id::RawId;
@@ -155,6 +158,188 @@ fn take(
     Ok(taken.more)
 }
 
+/// Datagrams handed to the backend to send, with the headers of their
+/// messages: the backend keeps the whole batch, payloads included, until
+/// the kernel has sent each message (see `Registry::send_messages`).
+pub(crate) struct SendBatch {
+    headers: SendHeaders,
+    datagrams: Vec<(SocketAddr, Payload)>,
+}
+
+impl backend::Outgoing for SendBatch {
+    fn headers(&mut self) -> &mut [libc::mmsghdr] {
+        self.headers.headers()
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
+    }
+}
+
+/// What became of a socket's sends through the backend.
+enum Through {
+    /// A batch is with the backend.
+    InFlight,
+    /// Nothing is in flight: the queue is empty, or `blocked` on a full
+    /// socket.
+    Settled { blocked: bool },
+    /// The backend does not send (now): the caller sends the queue itself.
+    Declined,
+}
+
+/// Puts datagrams taken out of `entry`'s queue back at its front, in their
+/// order.
+fn unsend(entry: &mut Entry, datagrams: impl DoubleEndedIterator<Item = (SocketAddr, Payload)>) {
+    for datagram in datagrams.rev() {
+        entry.queue.push_front(datagram);
+    }
+}
+
+/// Sends `entry`'s queue through the backend, a batch at a time: takes
+/// back the batch in flight once it is done and settles each message, then
+/// hands the next batch over. Faults are injected as on `sendmmsg`, before
+/// the batch goes.
+#[expect(clippy::vec_box, reason = "the backend takes and gives back boxes")]
+fn send_through(
+    entry: &mut Entry,
+    registry: &mut dyn Registry,
+    batches: &mut Vec<Box<SendBatch>>,
+    results: &mut Vec<i32>,
+    errors: &mut VecDeque<(RawId, NetInput)>,
+    counters: &mut Counters,
+) -> Through {
+    let fd = entry.socket.as_raw_fd();
+    let mut blocked = false;
+    loop {
+        if entry.in_flight > 0 {
+            let Some(done) = registry.take_sent(fd, results) else {
+                return Through::InFlight;
+            };
+            entry.in_flight = 0;
+            if let Ok(mut done) = done.into_any().downcast::<SendBatch>() {
+                blocked |= settle(entry, &mut done, results, errors, counters);
+                batches.push(done);
+            }
+            continue;
+        }
+        if blocked || entry.queue.is_empty() {
+            return Through::Settled { blocked };
+        }
+        let mut batch = batches.pop().unwrap_or_else(|| {
+            Box::new(SendBatch {
+                headers: SendHeaders::new(),
+                datagrams: Vec::with_capacity(IOVECS),
+            })
+        });
+        let take = entry.queue.len().min(IOVECS);
+        batch.datagrams.extend(entry.queue.drain(..take));
+        let payloads = batch
+            .datagrams
+            .iter()
+            .map(|(to, payload)| (to, payload.bytes()));
+        let used = batch.headers.prepare(payloads, entry.gso);
+        unsend(entry, batch.datagrams.drain(used..));
+        let first = batch.headers.segments()[0];
+        let injected = faults::send_error(Call::UdpSend, entry.blocked)
+            .or_else(|| (first > 1).then(faults::gso_error).flatten());
+        if let Some(error) = injected {
+            // As if the kernel had refused the first message: the rest of
+            // the chain is then cancelled.
+            results.clear();
+            results.push(-error.raw_os_error().unwrap_or(libc::EIO));
+            blocked |= settle(entry, &mut batch, results, errors, counters);
+            batches.push(batch);
+            continue;
+        }
+        let messages = batch.headers.segments().len();
+        let keep = faults::shorten(Call::UdpSend, messages);
+        if keep < messages {
+            let kept: usize = batch.headers.segments()[..keep].iter().sum();
+            batch.headers.truncate(keep);
+            unsend(entry, batch.datagrams.drain(kept..));
+        }
+        let count = batch.datagrams.len();
+        match registry.send_messages(fd, batch) {
+            Ok(()) => {
+                entry.in_flight = count;
+                return Through::InFlight;
+            }
+            Err(batch) => {
+                if let Ok(mut batch) = batch.into_any().downcast::<SendBatch>() {
+                    unsend(entry, batch.datagrams.drain(..));
+                    batches.push(batch);
+                }
+                return Through::Declined;
+            }
+        }
+    }
+}
+
+/// Settles a batch the backend is done with, message by message, by
+/// `results` (bytes, or a negated `errno`; a message without one was not
+/// tried): sent ones are counted; those the kernel would take later
+/// (`EAGAIN`, which also returns `true`: wait for writability), or did not
+/// try (`EINTR`, `ECANCELED` after a failed one), or refused as a GSO run
+/// it cannot segment (GSO then goes off for the socket) go back to the
+/// front of the queue, in order; the others come back to the task with
+/// their error, counted.
+fn settle(
+    entry: &mut Entry,
+    batch: &mut SendBatch,
+    results: &[i32],
+    errors: &mut VecDeque<(RawId, NetInput)>,
+    counters: &mut Counters,
+) -> bool {
+    let mut blocked = false;
+    let mut again = Vec::new();
+    let mut datagrams = batch.datagrams.drain(..);
+    for (message, &segments) in batch.headers.segments().iter().enumerate() {
+        let result = results.get(message).copied().unwrap_or(-libc::ECANCELED);
+        let run = datagrams.by_ref().take(segments);
+        if result >= 0 {
+            counters.udp_sent += segments as u64;
+            if segments > 1 {
+                counters.udp_sent_segmented += segments as u64;
+            }
+            run.for_each(drop);
+            continue;
+        }
+        let error = io::Error::from_raw_os_error(-result);
+        match -result {
+            libc::EAGAIN => {
+                blocked = true;
+                again.extend(run);
+            }
+            libc::EINTR | libc::ECANCELED => again.extend(run),
+            _ if segments > 1 && sys::gso_unsupported(&error) => {
+                if entry.gso {
+                    entry.gso = false;
+                    counters.udp_gso_disabled += 1;
+                }
+                again.extend(run);
+            }
+            _ => {
+                counters.udp_send_errors += segments as u64;
+                for (to, payload) in run {
+                    errors.push_back((
+                        entry.owner,
+                        NetInput::UdpError(UdpError {
+                            socket: entry.id,
+                            peer: Some(to),
+                            error: copy_error(&error),
+                            data: Some(payload.into_buf()),
+                        }),
+                    ));
+                }
+            }
+        }
+    }
+    // None is left, as each message's datagrams were taken; to be sure.
+    again.extend(datagrams);
+    unsend(entry, again.into_iter());
+    blocked
+}
+
 /// The error for a hand-over by a task that does not own the socket.
 pub(crate) fn not_the_owner(socket: &dyn std::fmt::Display) -> io::Error {
     io::Error::new(
@@ -198,8 +383,12 @@ struct Entry {
     /// `UDP_GRO` is on: receive coalesced messages and split them.
     gro: bool,
     /// The backend receives this socket's datagrams itself (io_uring's
-    /// multishot receive); they are taken from it, not read.
+    /// multishot receive); they are taken from it, not read, and sends go
+    /// through it too.
     completion: bool,
+    /// Datagrams handed to the backend to send (a batch out of `queue`),
+    /// not yet known to be sent.
+    in_flight: usize,
     /// Listed in `UdpSockets::dirty`.
     dirty: bool,
     /// Registered for writability, waiting for room to send.
@@ -255,6 +444,12 @@ pub(crate) struct UdpSockets {
     /// When to read the kernel's drop count of the sockets that received
     /// since it was last read ([`DROPS_REFRESH`] after the first of them).
     drops_check: Option<Instant>,
+    /// Batches for sends through the backend, back from it and kept for
+    /// the next (boxed, as the backend takes them: no allocation per batch).
+    #[expect(clippy::vec_box, reason = "the backend takes and gives back boxes")]
+    send_batches: Vec<Box<SendBatch>>,
+    /// Each message's result, as the backend hands a batch back.
+    sent_results: Vec<i32>,
 }
 
 /// How long after a receive the kernel's drop count is read again: the
@@ -286,6 +481,8 @@ impl UdpSockets {
             dirty: Vec::new(),
             unread: Vec::new(),
             drops_check: None,
+            send_batches: Vec::new(),
+            sent_results: Vec::new(),
         }
     }
 
@@ -354,6 +551,7 @@ impl UdpSockets {
             gso,
             gro,
             completion,
+            in_flight: 0,
             dirty: false,
             blocked: false,
             closing: false,
@@ -382,7 +580,7 @@ impl UdpSockets {
             refuse(from, socket, to, payload, error, errors, counters);
             return;
         };
-        if entry.queue.len() >= entry.queue_limit {
+        if entry.queue.len() + entry.in_flight >= entry.queue_limit {
             let error = io::Error::new(
                 io::ErrorKind::WouldBlock,
                 format!(
@@ -410,7 +608,7 @@ impl UdpSockets {
             return;
         };
         match self.entries.get_mut(index) {
-            Some(entry) if !entry.queue.is_empty() => {
+            Some(entry) if !entry.queue.is_empty() || entry.in_flight > 0 => {
                 entry.closing = true;
                 if !entry.dirty && !entry.blocked {
                     entry.dirty = true;
@@ -454,7 +652,7 @@ impl UdpSockets {
     pub(crate) fn writable(&mut self, index: usize) {
         if let Some(entry) = self.entries.get_mut(index)
             && !entry.dirty
-            && !entry.queue.is_empty()
+            && (!entry.queue.is_empty() || entry.in_flight > 0)
         {
             entry.dirty = true;
             self.dirty.push(index);
@@ -483,7 +681,27 @@ impl UdpSockets {
             entry.dirty = false;
             let fd = entry.socket.as_raw_fd();
             let mut blocked = false;
-            while !entry.queue.is_empty() {
+            let mut handed_over = false;
+            if entry.completion {
+                let batches = &mut self.send_batches;
+                match send_through(
+                    entry,
+                    registry,
+                    batches,
+                    &mut self.sent_results,
+                    errors,
+                    counters,
+                ) {
+                    // The batch's completion makes the socket dirty again.
+                    Through::InFlight => continue,
+                    Through::Settled { blocked: now } => {
+                        blocked = now;
+                        handed_over = true;
+                    }
+                    Through::Declined => {}
+                }
+            }
+            while !handed_over && !entry.queue.is_empty() {
                 let datagrams = entry
                     .queue
                     .iter()
@@ -534,7 +752,7 @@ impl UdpSockets {
                     }
                 }
             }
-            if entry.closing && entry.queue.is_empty() {
+            if entry.closing && entry.queue.is_empty() && entry.in_flight == 0 {
                 self.remove(index, registry);
                 continue;
             }
@@ -892,5 +1110,162 @@ mod tests {
         let (mut sockets, mut registry, id, peer) = bound(&UdpOptions::default().gso(false));
         let counters = send_run(&mut sockets, registry.as_mut(), id, &peer, 10);
         assert_eq!((counters.udp_sent, counters.udp_sent_segmented), (10, 0));
+    }
+
+    /// Sends through an io_uring worker's ring: its sockets' sends are
+    /// batches of linked `sendmsg`s, settled when the ring says they are
+    /// done.
+    #[cfg(feature = "io-uring")]
+    mod through_the_ring {
+        use super::*;
+        use crate::backend::uring::UringPoller;
+
+        fn bound(options: &UdpOptions) -> (UdpSockets, Box<dyn Registry>, UringPoller, UdpSocket) {
+            let (poller, _waker) = UringPoller::new().unwrap();
+            let mut registry = poller.registry().unwrap();
+            let mut sockets = UdpSockets::new();
+            let id = UdpSocketId::new(0, OWNER, 0);
+            let addr = "127.0.0.1:0".parse().unwrap();
+            sockets
+                .bind(id, OWNER, addr, options, registry.as_mut(), |i| i)
+                .unwrap();
+            assert!(
+                sockets.entries.get(0).unwrap().completion,
+                "io_uring here cannot receive into buffer rings (Linux 6.0 is needed)"
+            );
+            let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+            peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            (sockets, registry, poller, peer)
+        }
+
+        /// Queues `count` datagrams of `size` bytes (the n-th filled with
+        /// n) to `peer`, flushes and waits for the ring until none is
+        /// queued or in flight, and checks they arrive in order.
+        fn send_all(
+            sockets: &mut UdpSockets,
+            registry: &mut dyn Registry,
+            poller: &mut UringPoller,
+            peer: &UdpSocket,
+            count: u8,
+            size: usize,
+        ) -> Counters {
+            let mut counters = Counters::default();
+            let mut errors = VecDeque::new();
+            let id = UdpSocketId::new(0, OWNER, 0);
+            let to = peer.local_addr().unwrap();
+            for n in 0..count {
+                let payload = Payload::Owned(PacketBuf::copy_from(&vec![n; size]));
+                sockets.send(OWNER, id, to, payload, &mut errors, &mut counters);
+            }
+            let give_up = Instant::now() + Duration::from_secs(5);
+            let mut ready = Vec::new();
+            let busy = |sockets: &UdpSockets| {
+                let entry = sockets.entries.get(0).unwrap();
+                !entry.queue.is_empty() || entry.in_flight > 0
+            };
+            while busy(sockets) && Instant::now() < give_up {
+                sockets.flush(registry, |i| i, &mut errors, &mut counters);
+                ready.clear();
+                poller
+                    .wait(Some(Instant::now() + Duration::from_millis(10)), &mut ready)
+                    .unwrap();
+                for readiness in &ready {
+                    if readiness.writable {
+                        sockets.writable(readiness.token);
+                    }
+                }
+            }
+            assert!(!busy(sockets), "the sends never finished");
+            assert!(errors.is_empty(), "{errors:?}");
+            let mut buf = vec![0u8; size + 1];
+            for n in 0..count {
+                let len = peer.recv(&mut buf).unwrap();
+                assert_eq!(&buf[..len], &vec![n; size][..], "datagram {n}");
+            }
+            counters
+        }
+
+        #[test]
+        fn a_run_goes_out_in_gso_messages() {
+            let (mut sockets, mut registry, mut poller, peer) = bound(&UdpOptions::default());
+            assert!(
+                sockets.entries.get(0).unwrap().gso,
+                "this kernel has no UDP_SEGMENT"
+            );
+            let counters = send_all(&mut sockets, registry.as_mut(), &mut poller, &peer, 10, 100);
+            assert_eq!((counters.udp_sent, counters.udp_sent_segmented), (10, 10));
+            assert_eq!(counters.udp_gso_disabled, 0);
+        }
+
+        #[test]
+        fn a_refused_gso_run_goes_again_datagram_by_datagram() {
+            let (mut sockets, mut registry, mut poller, peer) = bound(&UdpOptions::default());
+            let entry = sockets.entries.get(0).unwrap();
+            let on: libc::c_int = 1;
+            // SAFETY: `on` is valid for reads of the size given.
+            let set = unsafe {
+                libc::setsockopt(
+                    entry.socket.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_NO_CHECK,
+                    (&raw const on).cast(),
+                    size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(set, 0, "{}", io::Error::last_os_error());
+            let counters = send_all(&mut sockets, registry.as_mut(), &mut poller, &peer, 10, 100);
+            assert_eq!(counters.udp_gso_disabled, 1);
+            assert_eq!((counters.udp_sent, counters.udp_sent_segmented), (10, 0));
+            assert_eq!(counters.udp_send_errors, 0);
+        }
+
+        #[test]
+        fn more_than_a_batch_to_a_small_send_buffer_arrives_whole_and_in_order() {
+            // One datagram per message, 70 messages: three batches, each
+            // in flight alone, through a send buffer of a few datagrams
+            // (and few enough for the peer's receive buffer to hold).
+            let options = UdpOptions::default().gso(false).send_buffer(4096);
+            let (mut sockets, mut registry, mut poller, peer) = bound(&options);
+            let counters = send_all(&mut sockets, registry.as_mut(), &mut poller, &peer, 70, 500);
+            assert_eq!((counters.udp_sent, counters.udp_send_errors), (70, 0));
+        }
+
+        #[test]
+        fn a_refused_datagram_comes_back_and_the_rest_go() {
+            let (mut sockets, mut registry, mut poller, peer) =
+                bound(&UdpOptions::default().gso(false).max_datagram(70_000));
+            let mut counters = Counters::default();
+            let mut errors = VecDeque::new();
+            let id = UdpSocketId::new(0, OWNER, 0);
+            let to = peer.local_addr().unwrap();
+            // Too large for UDP (EMSGSIZE), between two that go.
+            for size in [10, 66_000, 20] {
+                let payload = Payload::Owned(PacketBuf::copy_from(&vec![1; size]));
+                sockets.send(OWNER, id, to, payload, &mut errors, &mut counters);
+            }
+            let give_up = Instant::now() + Duration::from_secs(5);
+            let mut ready = Vec::new();
+            while counters.udp_sent + counters.udp_send_errors < 3 && Instant::now() < give_up {
+                sockets.flush(registry.as_mut(), |i| i, &mut errors, &mut counters);
+                ready.clear();
+                poller
+                    .wait(Some(Instant::now() + Duration::from_millis(10)), &mut ready)
+                    .unwrap();
+                for readiness in ready.iter().filter(|r| r.writable) {
+                    sockets.writable(readiness.token);
+                }
+            }
+            assert_eq!((counters.udp_sent, counters.udp_send_errors), (2, 1));
+            match errors.pop_front() {
+                Some((_, NetInput::UdpError(error))) => {
+                    assert_eq!(error.error.raw_os_error(), Some(libc::EMSGSIZE));
+                    assert_eq!(error.data.map(|data| data.len()), Some(66_000));
+                }
+                other => panic!("expected the refused datagram back, got {other:?}"),
+            }
+            let mut buf = [0u8; 64];
+            assert_eq!(peer.recv(&mut buf).unwrap(), 10);
+            assert_eq!(peer.recv(&mut buf).unwrap(), 20);
+        }
     }
 }

@@ -14,10 +14,18 @@
 //! (`Registry::take_datagrams`), copying each out, and the buffer goes back
 //! to the ring at once. A receive that finds no buffer (`ENOBUFS`) ends;
 //! it is armed again, counted, once buffers are back, and the datagrams
-//! wait in the socket meanwhile: none is lost to it. Everything else is
-//! readiness: the sockets are read and written by the driver's system
-//! calls (`sendmmsg`, `accept`, `read`, …), so the whole conformance suite
-//! runs on io_uring unchanged. Registrations and their changes are queued
+//! wait in the socket meanwhile: none is lost to it. Their sends go
+//! through the ring too: the driver hands over a batch of prepared messages
+//! (GSO runs as on `sendmmsg`), queued as linked `sendmsg`s (a failed one
+//! cancels those after it, which the driver queues again: order holds);
+//! the batch, payloads included, is kept until each message has completed,
+//! then handed back with the results. Those sends complete within the very
+//! `io_uring_enter` that starts the worker's wait, so a finished batch ends
+//! the wait only if the driver asked for it (it had more to send) or with
+//! the next other event, within a millisecond: not a turn of the loop per
+//! batch just to count it. Everything else is readiness: TCP and TUN are
+//! read and written by the driver's system calls (`accept`, `read`,
+//! `write`, …), so the whole conformance suite runs on io_uring unchanged. Registrations and their changes are queued
 //! on the ring and go to the kernel with the next wait, in the same
 //! `io_uring_enter`; only a deregistration is handed over at once, since
 //! the descriptor is closed right after it.
@@ -46,7 +54,7 @@ use io_uring::types::RecvMsgOut;
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use rustc_hash::FxBuildHasher;
 
-use super::{Datagram, Interest, Poller, Readiness, Registry, Taken, Waker, check};
+use super::{Datagram, Interest, Outgoing, Poller, Readiness, Registry, Taken, Waker, check};
 use buffers::Group;
 
 /// Submission queue entries: registrations and their changes queued between
@@ -93,6 +101,31 @@ const RECEIVE: u64 = 1 << 31;
 fn receive_data(fd: RawFd, generation: u32) -> u64 {
     user_data(fd, generation) | RECEIVE
 }
+
+/// The bit that tells a send's `user_data`: generations stay below 2^31
+/// ([`Ring::next_generation`]), so polls' and receives' never have it.
+const SEND: u64 = 1 << 63;
+
+/// The `user_data` of message `index` of the batch being sent on `fd`
+/// (one batch per socket at a time). Never [`WAKER`] or [`REMOVAL`]: a
+/// descriptor below 2^31 - 64 leaves bits 39 to 62 clear.
+fn send_data(fd: RawFd, index: usize) -> u64 {
+    SEND | (u64::from(fd.unsigned_abs()) << 8) | (index as u64 & 0xff)
+}
+
+/// A batch of messages in the kernel's hands, and what each came to.
+struct Sending {
+    outgoing: Box<dyn Outgoing>,
+    results: Vec<i32>,
+    /// Messages not completed yet.
+    pending: usize,
+    /// The owner asked for the batch while it was in flight (it has more
+    /// to send): its end is reported at once, not with the next event.
+    wanted: bool,
+}
+
+/// A result not in yet.
+const PENDING: i32 = i32::MIN;
 
 /// A UDP socket whose datagrams the ring receives itself: a multishot
 /// `recvmsg` into the buffers of `group`, the datagrams it completed and
@@ -168,6 +201,11 @@ struct Ring {
     /// Sockets whose receive ended for want of buffers and waits for one
     /// to come back to its group.
     starved: Vec<RawFd>,
+    /// The batches being sent, by socket.
+    sendings: HashMap<RawFd, Sending, FxBuildHasher>,
+    /// Readiness reaped outside a wait (while a deregistration waited for
+    /// its sends), for the next wait to report.
+    deferred: Vec<Readiness>,
 }
 
 impl Ring {
@@ -192,6 +230,8 @@ impl Ring {
             groups: Vec::new(),
             retired: HashMap::default(),
             starved: Vec::new(),
+            sendings: HashMap::default(),
+            deferred: Vec::new(),
         };
         Ok((ring, UringWaker(waker)))
     }
@@ -232,8 +272,10 @@ impl Ring {
         }
     }
 
+    /// The next generation, below 2^31 so that no poll's or receive's
+    /// `user_data` has the [`SEND`] bit.
     fn next_generation(&mut self) -> u32 {
-        self.generation = self.generation.wrapping_add(1);
+        self.generation = self.generation.wrapping_add(1) & (u32::MAX >> 1);
         self.generation
     }
 
@@ -272,14 +314,19 @@ impl Ring {
     /// Takes every completion: one [`Readiness`] per source that became
     /// ready (several completions of one source merged), appended to
     /// `ready`; polls that ended are armed again. The waker's completions
-    /// only end the wait.
-    fn reap(&mut self, ready: &mut Vec<Readiness>) -> io::Result<()> {
+    /// only end the wait. Returns whether anything calls for the worker
+    /// now: all but a finished batch of sends nobody asked for yet (see
+    /// [`UringPoller::wait`]).
+    fn reap(&mut self, ready: &mut Vec<Readiness>) -> io::Result<bool> {
         let start = ready.len();
+        let mut prompt = !self.deferred.is_empty();
+        ready.append(&mut self.deferred);
         let mut waker_ended = false;
         let mut receiving = Receiving {
             receives: &mut self.receives,
             groups: &mut self.groups,
             retired: &mut self.retired,
+            sendings: &mut self.sendings,
         };
         for completion in self.ring.completion() {
             let data = completion.user_data();
@@ -287,11 +334,16 @@ impl Ring {
             match data {
                 WAKER => {
                     waker_ended |= !more;
+                    prompt = true;
                     continue;
                 }
                 REMOVAL => continue,
+                _ if data & SEND != 0 => {
+                    prompt |= receiving.sent(&completion, ready);
+                    continue;
+                }
                 _ if data & RECEIVE != 0 => {
-                    receiving.completed(&completion, ready);
+                    prompt |= receiving.completed(&completion, ready);
                     continue;
                 }
                 _ => {}
@@ -307,7 +359,7 @@ impl Ring {
             match u32::try_from(completion.result()) {
                 Ok(events) => ready.push(readiness(armed.token, events)),
                 // Cancelled: the kernel ended the poll (armed again below).
-                Err(_) if completion.result() == -libc::ECANCELED => {}
+                Err(_) if completion.result() == -libc::ECANCELED => continue,
                 // The poll failed: the owner's next read says why.
                 Err(_) => ready.push(Readiness {
                     token: armed.token,
@@ -316,6 +368,7 @@ impl Ring {
                     closed: true,
                 }),
             }
+            prompt = true;
         }
         if waker_ended {
             self.arm_waker()?;
@@ -333,7 +386,7 @@ impl Ring {
         }
         self.ended.clear();
         merge(ready, start);
-        Ok(())
+        Ok(prompt)
     }
 }
 
@@ -343,14 +396,45 @@ struct Receiving<'a> {
     receives: &'a mut HashMap<RawFd, Receive, FxBuildHasher>,
     groups: &'a mut Vec<Group>,
     retired: &'a mut HashMap<u64, usize, FxBuildHasher>,
+    sendings: &'a mut HashMap<RawFd, Sending, FxBuildHasher>,
 }
 
 impl Receiving<'_> {
+    /// Takes the completion of one message sent; once the batch is all
+    /// done, its socket is reported writable, for its owner to take it
+    /// back. Returns whether the owner is waiting for it (it asked while
+    /// the batch was in flight).
+    fn sent(&mut self, completion: &cqueue::Entry, ready: &mut Vec<Readiness>) -> bool {
+        let data = completion.user_data();
+        let fd = RawFd::try_from((data >> 8) & (RECEIVE - 1)).unwrap_or(RawFd::MAX);
+        let index = (data & 0xff) as usize;
+        let Some(sending) = self.sendings.get_mut(&fd) else {
+            return false;
+        };
+        let Some(result) = sending.results.get_mut(index).filter(|r| **r == PENDING) else {
+            return false;
+        };
+        *result = completion.result();
+        sending.pending -= 1;
+        if sending.pending == 0
+            && let Some(receive) = self.receives.get(&fd)
+        {
+            ready.push(Readiness {
+                token: receive.token,
+                readable: false,
+                writable: true,
+                closed: false,
+            });
+            return sending.wanted;
+        }
+        false
+    }
+
     /// Takes one completion of a multishot receive: a datagram in a
     /// buffer, kept for the socket's owner to take, or the receive's end.
     /// The socket is reported readable either way, so that its owner takes
     /// what came and the receive is armed again.
-    fn completed(&mut self, completion: &cqueue::Entry, ready: &mut Vec<Readiness>) {
+    fn completed(&mut self, completion: &cqueue::Entry, ready: &mut Vec<Readiness>) -> bool {
         let data = completion.user_data();
         let fd = RawFd::try_from(data & (RECEIVE - 1)).unwrap_or(RawFd::MAX);
         let generation = (data >> 32) as u32;
@@ -374,7 +458,7 @@ impl Receiving<'_> {
             if !more {
                 self.retired.remove(&data);
             }
-            return;
+            return false;
         };
         match (buffer, usize::try_from(result)) {
             (Some(bid), Ok(len)) => {
@@ -396,6 +480,7 @@ impl Receiving<'_> {
             writable: false,
             closed: false,
         });
+        true
     }
 }
 
@@ -404,8 +489,7 @@ impl Ring {
     /// or, when its group has no free buffer, leaves it starved until one
     /// comes back.
     fn arm_receive(&mut self, fd: RawFd) -> io::Result<()> {
-        self.generation = self.generation.wrapping_add(1);
-        let generation = self.generation;
+        let generation = self.next_generation();
         let Some(receive) = self.receives.get_mut(&fd) else {
             return Ok(());
         };
@@ -484,6 +568,12 @@ impl Ring {
     /// completions, so that the kernel writes into no buffer after the
     /// ring is gone; returns whether it could make sure.
     fn quiesce(&mut self) -> bool {
+        let sending: Vec<RawFd> = self.sendings.keys().copied().collect();
+        for fd in sending {
+            if self.end_sends(fd).is_err() {
+                return false;
+            }
+        }
         let fds: Vec<RawFd> = self.receives.keys().copied().collect();
         for fd in fds {
             if self.end_receive(fd).is_err() {
@@ -606,9 +696,127 @@ impl Ring {
     }
 }
 
+impl Ring {
+    /// Queues `outgoing`'s messages on `fd` as linked `sendmsg`s (see
+    /// [`Registry::send_messages`]).
+    fn send(
+        &mut self,
+        fd: RawFd,
+        mut outgoing: Box<dyn Outgoing>,
+    ) -> Result<(), Box<dyn Outgoing>> {
+        let count = outgoing.headers().len();
+        if count == 0
+            || count > 256
+            || !self.receives.contains_key(&fd)
+            || self.sendings.contains_key(&fd)
+        {
+            return Err(outgoing);
+        }
+        // The chain goes into the queue whole: a chain cut by a submission
+        // in its middle would not be one.
+        let room = |ring: &mut IoUring| {
+            let queue = ring.submission();
+            queue.capacity() - queue.len()
+        };
+        if room(&mut self.ring) < count
+            && (self.submit_now().is_err() || room(&mut self.ring) < count)
+        {
+            return Err(outgoing);
+        }
+        for (index, header) in outgoing.headers().iter_mut().enumerate() {
+            let mut entry = opcode::SendMsg::new(types::Fd(fd), &raw const header.msg_hdr)
+                .build()
+                .user_data(send_data(fd, index));
+            if index + 1 < count {
+                entry = entry.flags(squeue::Flags::IO_LINK);
+            }
+            // SAFETY: the header, and what it points into, is `outgoing`'s,
+            // kept in `sendings` (and in place: it is boxed) until the
+            // message's completion, or until the ring is gone.
+            let pushed = unsafe { self.ring.submission().push(&entry) };
+            debug_assert!(pushed.is_ok(), "room was made for the chain");
+        }
+        self.sendings.insert(
+            fd,
+            Sending {
+                outgoing,
+                results: vec![PENDING; count],
+                pending: count,
+                wanted: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// The batch sent on `fd`, once all done (see [`Registry::take_sent`]).
+    fn take_sent(&mut self, fd: RawFd, results: &mut Vec<i32>) -> Option<Box<dyn Outgoing>> {
+        let sending = self.sendings.get_mut(&fd)?;
+        if sending.pending > 0 {
+            sending.wanted = true;
+            return None;
+        }
+        let sending = self.sendings.remove(&fd)?;
+        results.clear();
+        results.extend_from_slice(&sending.results);
+        Some(sending.outgoing)
+    }
+
+    /// Ends what `fd` is sending, before it is closed: the messages not
+    /// sent yet are cancelled, and their completions waited for (a second
+    /// at most), so that the kernel reads nothing of the batch once it is
+    /// dropped; what the wait reaps for other sources is kept for the next
+    /// wait. A batch whose end cannot be made sure of is leaked.
+    fn end_sends(&mut self, fd: RawFd) -> io::Result<()> {
+        let Some(sending) = self.sendings.get(&fd) else {
+            return Ok(());
+        };
+        let pending: Vec<usize> = (0..sending.results.len())
+            .filter(|&index| sending.results[index] == PENDING)
+            .collect();
+        for index in pending {
+            let entry = opcode::AsyncCancel::new(send_data(fd, index))
+                .build()
+                .user_data(REMOVAL);
+            self.push(&entry)?;
+        }
+        let give_up = Instant::now() + Duration::from_secs(1);
+        let mut ready = std::mem::take(&mut self.deferred);
+        while self
+            .sendings
+            .get(&fd)
+            .is_some_and(|sending| sending.pending > 0)
+            && Instant::now() < give_up
+        {
+            let timeout = types::Timespec::from(Duration::from_millis(10));
+            match self
+                .ring
+                .submitter()
+                .submit_with_args(1, &types::SubmitArgs::new().timespec(&timeout))
+            {
+                Ok(_) => {}
+                Err(error)
+                    if error.raw_os_error() == Some(libc::ETIME)
+                        || error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => {
+                    self.deferred = ready;
+                    return Err(error);
+                }
+            }
+            self.reap(&mut ready)?;
+        }
+        self.deferred = ready;
+        if let Some(sending) = self.sendings.remove(&fd)
+            && sending.pending > 0
+        {
+            std::mem::forget(sending.outgoing);
+        }
+        Ok(())
+    }
+}
+
 impl Drop for Ring {
     fn drop(&mut self) {
-        if self.groups.is_empty() {
+        if self.groups.is_empty() && self.sendings.is_empty() {
             return;
         }
         // A ring used by another thread than the worker's (it cannot be
@@ -618,6 +826,9 @@ impl Drop for Ring {
         if !(self.enabled && self.quiesce()) {
             for group in self.groups.drain(..) {
                 std::mem::forget(group);
+            }
+            for (_, sending) in self.sendings.drain() {
+                std::mem::forget(sending.outgoing);
             }
         }
     }
@@ -879,37 +1090,73 @@ impl Poller for UringPoller {
         Ok(Box::new(UringRegistry(Arc::clone(&self.ring))))
     }
 
+    /// Waits as the contract says, with one liberty: a batch of sends
+    /// that finished while nobody waited for it (the owner had nothing
+    /// more to send) ends the wait only with the next other event, or
+    /// after [`SETTLE_WITHIN`]. The sends a worker hands over complete in
+    /// the very `io_uring_enter` that starts its wait; ending the wait for
+    /// them would cost a turn of the loop per batch, only to count them.
     fn wait(&mut self, deadline: Option<Instant>, ready: &mut Vec<Readiness>) -> io::Result<()> {
         let mut ring = lock(&self.ring);
         let ring = &mut *ring;
         ring.enable()?;
-        let pending = !ring.ring.completion().is_empty();
+        let mut settle_by: Option<Instant> = None;
+        loop {
+            let start = ready.len();
+            let until = match (deadline, settle_by) {
+                (Some(deadline), Some(settle)) => Some(deadline.min(settle)),
+                (deadline, settle) => deadline.or(settle),
+            };
+            ring.enter(until)?;
+            let prompt = ring.reap(ready)?;
+            let now = Instant::now();
+            if prompt || ready.len() == start || until.is_some_and(|until| now >= until) {
+                return Ok(());
+            }
+            // Only finished sends: wait on, a little.
+            settle_by.get_or_insert(now + SETTLE_WITHIN);
+        }
+    }
+}
+
+/// How long a finished batch of sends nobody waits for may go unreported
+/// while the worker sleeps (its datagrams are counted then).
+const SETTLE_WITHIN: Duration = Duration::from_millis(1);
+
+impl Ring {
+    /// One `io_uring_enter`: hands the queued entries over and waits for a
+    /// completion until `deadline` (`None`: no deadline); does not wait when
+    /// completions are already there or the deadline has passed.
+    fn enter(&mut self, deadline: Option<Instant>) -> io::Result<()> {
+        let pending = !self.ring.completion().is_empty();
         let left = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
         let waited = match left {
             // Completions are waiting, or the deadline has passed: hand the
             // queued registrations over without waiting.
-            _ if pending => ring.submit_now().map(|()| 0),
-            Some(left) if left.is_zero() => ring.submit_now().map(|()| 0),
+            _ if pending => self.submit_now().map(|()| 0),
+            Some(left) if left.is_zero() => self.submit_now().map(|()| 0),
             Some(left) => {
                 let timeout = types::Timespec::from(left);
-                ring.ring
+                self.ring
                     .submitter()
                     .submit_with_args(1, &types::SubmitArgs::new().timespec(&timeout))
             }
-            None => ring.ring.submit_and_wait(1),
+            None => self.ring.submit_and_wait(1),
         };
         match waited {
-            Ok(_) => {}
+            Ok(_) => Ok(()),
             // The deadline, or a signal: a wakeup like any other.
             Err(error)
                 if error.raw_os_error() == Some(libc::ETIME)
-                    || error.kind() == io::ErrorKind::Interrupted => {}
+                    || error.kind() == io::ErrorKind::Interrupted =>
+            {
+                Ok(())
+            }
             // The completion queue overflowed: reap it, and the kernel
             // passes on what it kept at the next wait.
-            Err(error) if error.raw_os_error() == Some(libc::EBUSY) => {}
-            Err(error) => return Err(error),
+            Err(error) if error.raw_os_error() == Some(libc::EBUSY) => Ok(()),
+            Err(error) => Err(error),
         }
-        ring.reap(ready)
     }
 }
 
@@ -993,6 +1240,7 @@ impl Registry for UringRegistry {
     fn deregister(&mut self, fd: RawFd) -> io::Result<()> {
         let mut ring = lock(&self.0);
         ring.enable()?;
+        ring.end_sends(fd)?;
         let received = ring.end_receive(fd)?;
         match ring.sources.remove(&fd) {
             Some(old) => ring.disarm(fd, old.generation)?,
@@ -1020,6 +1268,18 @@ impl Registry for UringRegistry {
         each: &mut dyn FnMut(Datagram<'_>),
     ) -> io::Result<Taken> {
         lock(&self.0).take(fd, max, each)
+    }
+
+    fn send_messages(
+        &mut self,
+        fd: RawFd,
+        outgoing: Box<dyn Outgoing>,
+    ) -> Result<(), Box<dyn Outgoing>> {
+        lock(&self.0).send(fd, outgoing)
+    }
+
+    fn take_sent(&mut self, fd: RawFd, results: &mut Vec<i32>) -> Option<Box<dyn Outgoing>> {
+        lock(&self.0).take_sent(fd, results)
     }
 }
 
