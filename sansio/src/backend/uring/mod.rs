@@ -35,7 +35,14 @@
 //! disabled (`IORING_SETUP_R_DISABLED`) where the runtime is built, and
 //! enabled, and first used, by the worker's own thread; where the kernel has
 //! them (Linux 6.1), `SINGLE_ISSUER` and `DEFER_TASKRUN` then let it run
-//! completion work only when it waits, never interrupting its other calls.
+//! completion work only when it waits, never interrupting its other calls
+//! (`COOP_TASKRUN` on 5.19 and 6.0; measured, see [`TaskRun`]).
+//!
+//! No `SQPOLL`: a kernel thread polling the submission queue takes a core
+//! of its own to save the `io_uring_enter` of a wait that is made anyway
+//! (a worker with nothing to do must sleep in one), and rules out
+//! `DEFER_TASKRUN`; on the 2-core machines this is measured on, that core
+//! is the load generator's. Not built yet.
 //!
 //! Needs Linux 5.13 (multishot polls); [`probe`] says what is missing on a
 //! kernel without it, or where io_uring is disabled or forbidden. Receives
@@ -868,11 +875,32 @@ fn unsupported(what: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::Unsupported, what.to_string())
 }
 
+/// When the kernel runs a ring's completion work (the part of completing
+/// a request that runs in the submitting thread's context).
+///
+/// Chosen by measurement (`scripts/compare-builds`, 2026-12-01, 2-core AMD
+/// EPYC VM, 8 rounds, the tokio rows as the A/A control at 1.03–1.13):
+/// `Cooperative` against `Deferred` 1.05 [0.95–1.20] packets/s pooled over
+/// the UDP echo loads, no difference; `Plain` against `Deferred` 0.83
+/// [0.75–0.98] at 64 B × 8 in flight, a loss (the worker is interrupted for
+/// completion work between its own calls). So `Deferred` where the kernel
+/// has it, `Cooperative` where it has only that, `Plain` otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TaskRun {
+    /// `SINGLE_ISSUER | DEFER_TASKRUN` (Linux 6.1): only when the worker
+    /// waits.
+    Deferred,
+    /// `COOP_TASKRUN | TASKRUN_FLAG` (Linux 5.19): at the worker's next
+    /// system call, without interrupting it.
+    Cooperative,
+    /// As soon as it comes, interrupting the worker.
+    Plain,
+}
+
 /// How rings are made on this kernel, as the probe found.
 #[derive(Debug, Clone, Copy)]
 struct Setup {
-    /// `SINGLE_ISSUER` and `DEFER_TASKRUN` (Linux 6.1).
-    deferred: bool,
+    task_run: TaskRun,
     /// Multishot `recvmsg` into provided buffer rings (Linux 6.0): UDP
     /// sockets are received by the ring; without it, read on readiness.
     receives: bool,
@@ -882,8 +910,14 @@ struct Setup {
 fn build_ring(setup: Setup) -> io::Result<IoUring> {
     let mut builder = IoUring::builder();
     builder.setup_cqsize(CQ_ENTRIES).setup_r_disabled();
-    if setup.deferred {
-        builder.setup_single_issuer().setup_defer_taskrun();
+    match setup.task_run {
+        TaskRun::Deferred => {
+            builder.setup_single_issuer().setup_defer_taskrun();
+        }
+        TaskRun::Cooperative => {
+            builder.setup_coop_taskrun().setup_taskrun_flag();
+        }
+        TaskRun::Plain => {}
     }
     builder
         .build(ENTRIES)
@@ -929,15 +963,22 @@ fn probed() -> Result<Setup, String> {
 /// Makes a ring as the workers will, and sees it serve a multishot poll.
 fn test_ring() -> io::Result<Setup> {
     let mut setup = Setup {
-        deferred: true,
+        task_run: TaskRun::Deferred,
         receives: false,
     };
-    let ring = match build_ring(setup) {
-        Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
-            setup.deferred = false;
-            build_ring(setup)?
+    // An older kernel refuses flags it does not know (EINVAL): the next
+    // best, down to none.
+    let ring = loop {
+        match build_ring(setup) {
+            Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
+                setup.task_run = match setup.task_run {
+                    TaskRun::Deferred => TaskRun::Cooperative,
+                    TaskRun::Cooperative => TaskRun::Plain,
+                    TaskRun::Plain => return Err(error),
+                };
+            }
+            result => break result?,
         }
-        result => result?,
     };
     if !ring.params().is_feature_ext_arg() {
         return Err(unsupported(
