@@ -2,12 +2,16 @@
 //! (`udp_kernel_drops`, from `SO_RXQ_OVFL`), on every backend: a worker held
 //! busy while a client floods its small-buffered socket loses datagrams, and
 //! what it received plus what the kernel says it dropped is what was sent.
+//! And on io_uring, a worker whose receive buffers all fill up loses
+//! nothing to it: the datagrams wait in the socket
+//! (`udp_recv_buffers_exhausted`).
 
 mod util;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
+use sansio::Backend;
 use sansio::net::{UdpBound, UdpError, UdpOptions, UdpPacket};
 use sansio::prelude::*;
 
@@ -19,17 +23,26 @@ pub enum Heard {
 /// Holds the worker for a while (a test-only stand-in for a busy worker).
 pub struct Hold(pub Duration);
 
-/// Binds a socket with a small receive buffer and counts what arrives.
+/// Binds a socket (by default with a small receive buffer) and counts what
+/// arrives.
 #[sansio::task(output = Heard)]
-#[derive(Default)]
-pub struct Sink;
+pub struct Sink {
+    options: UdpOptions,
+}
+
+impl Default for Sink {
+    fn default() -> Self {
+        Sink {
+            options: UdpOptions::default().recv_buffer(4096),
+        }
+    }
+}
 
 #[sansio::task]
 impl Sink {
     #[on_start]
     fn start(&mut self, ctx: &mut Ctx<Self>) {
-        let options = UdpOptions::default().recv_buffer(4096);
-        ctx.udp_bind("127.0.0.1:0".parse().unwrap(), options);
+        ctx.udp_bind("127.0.0.1:0".parse().unwrap(), self.options.clone());
     }
 
     #[on_input]
@@ -57,7 +70,7 @@ pub enum Drops {
 all_backend_tests! {
     fn datagrams_the_kernel_drops_are_counted(backend: Backend) {
         let runtime = Runtime::<Drops>::builder().workers(1).backend(backend).build().unwrap();
-        let sink = runtime.spawn(Sink).unwrap();
+        let sink = runtime.spawn(Sink::default()).unwrap();
         let server = match util::next(&runtime) {
             Event::Output { output: Heard::Bound(addr), .. } => addr,
             other => panic!("unexpected {other:?}"),
@@ -80,4 +93,55 @@ all_backend_tests! {
         assert!(worker.udp_kernel_drops > 0, "nothing was dropped: the test proves nothing");
         runtime.shutdown(Duration::from_secs(5)).unwrap();
     }
+}
+
+/// io_uring: the worker's receive buffers for the socket's size (16 of
+/// them for datagrams of up to 256 KiB: the fewest a group has) all fill
+/// up at once after it was held (the kernel receives up to 32 datagrams a
+/// go); the receive waits for them to come back, and every datagram
+/// arrives.
+#[test]
+fn an_io_uring_worker_out_of_receive_buffers_loses_nothing() {
+    let backend = Backend::IoUring;
+    if let Err(reason) = backend.check() {
+        panic!("{reason}: this test needs io_uring (Linux 6.0 or later, not disabled)");
+    }
+    let runtime = Runtime::<Drops>::builder()
+        .workers(1)
+        .backend(backend)
+        .build()
+        .unwrap();
+    let options = UdpOptions::default()
+        .max_datagram(256 << 10)
+        .recv_buffer(1 << 20);
+    let sink = runtime.spawn(Sink { options }).unwrap();
+    let server = match util::next(&runtime) {
+        Event::Output {
+            output: Heard::Bound(addr),
+            ..
+        } => addr,
+        other => panic!("unexpected {other:?}"),
+    };
+    runtime
+        .send(sink, Hold(Duration::from_millis(300)))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sent = 200;
+    for n in 0..sent {
+        client.send_to(&[n as u8; 64], server).unwrap();
+    }
+    util::eventually("every datagram received or counted as dropped", || {
+        let worker = &runtime.stats().workers[0];
+        worker.udp_received + worker.udp_kernel_drops == sent
+    });
+    let worker = &runtime.stats().workers[0];
+    assert!(
+        worker.udp_recv_buffers_exhausted > 0,
+        "the buffers never ran out: the test proves nothing ({worker:?})"
+    );
+    // The socket's own buffer holds what the ring could not take.
+    assert_eq!(worker.udp_kernel_drops, 0, "{worker:?}");
+    assert_eq!(worker.udp_received, sent);
+    runtime.shutdown(Duration::from_secs(5)).unwrap();
 }
