@@ -1405,6 +1405,54 @@ mod tests {
     }
 
     #[test]
+    fn a_receive_starved_by_another_sockets_buffers_starts_when_they_come_back() {
+        let mut ring = receiving_ring();
+        let sockets: Vec<UdpSocket> = (0..2)
+            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let (hog, starved) = (sockets[0].as_raw_fd(), sockets[1].as_raw_fd());
+        // One group for both: the same size.
+        assert!(ring.start_receive(hog, 1, 1 << 20).unwrap());
+        assert!(ring.start_receive(starved, 2, 1 << 20).unwrap());
+        assert_eq!(ring.groups.len(), 1);
+        let count = ring.groups[0].free;
+        ring.submit_now().unwrap();
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // The hog's datagrams take every buffer, and are not taken.
+        for _ in 0..count + 4 {
+            sender
+                .send_to(b"hog", sockets[0].local_addr().unwrap())
+                .unwrap();
+        }
+        let mut ready = Vec::new();
+        while ring.groups[0].free > 0 {
+            ring.submit_now().unwrap();
+            ring.reap(&mut ready).unwrap();
+        }
+        // The other socket's receive finds no buffer, ends, and cannot be
+        // armed again yet.
+        sender
+            .send_to(b"late", sockets[1].local_addr().unwrap())
+            .unwrap();
+        let give_up = Instant::now() + Duration::from_secs(5);
+        while !ring.starved.contains(&starved) && Instant::now() < give_up {
+            ring.submit_now().unwrap();
+            ring.reap(&mut ready).unwrap();
+            ring.take(starved, usize::MAX, &mut |_| panic!("no buffer to be in"))
+                .unwrap();
+        }
+        assert!(ring.starved.contains(&starved), "never starved");
+        // The hog's datagrams are taken: their buffers come back, and the
+        // starved receive starts and gets its datagram.
+        let mut hogged = 0;
+        ring.take(hog, usize::MAX, &mut |_| hogged += 1).unwrap();
+        assert_eq!(hogged, count);
+        assert!(ring.starved.is_empty());
+        assert_eq!(take_all(&mut ring, starved, 1), vec![b"late".to_vec()]);
+        assert!(ring.quiesce());
+    }
+
+    #[test]
     fn a_socket_deregistered_with_datagrams_waiting_gives_every_buffer_back() {
         let mut ring = receiving_ring();
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
