@@ -1,6 +1,6 @@
 //! Side-by-side controller ↔ task round trips: sansio's controller echo (one
 //! worker, the default backend; with its default 2 µs spin before sleeping
-//! and with none) and a bare echo (a bounded crossbeam channel
+//! and with none; and on io_uring) and a bare echo (a bounded crossbeam channel
 //! to a thread sleeping in mio, woken by a `mio::Waker` only when its channel
 //! was empty, answering over a second channel) at 400 messages in flight
 //! (throughput) and at 1 (latency); prints every run, a table of medians and
@@ -17,13 +17,15 @@
 
 use std::time::Duration;
 
+use sansio::Backend;
 use sansio_suite::bench::{env, median};
 use sansio_suite::controller_echo::{self, Config, Outcome};
 
 const SANSIO: &str = "sansio (1 worker, default backend)";
 const SANSIO_NO_SPIN: &str = "sansio, spin_before_sleep(0)";
+const SANSIO_URING: &str = "sansio (1 worker, io-uring)";
 const BARE: &str = "bare crossbeam + mio waker";
-const ECHOES: [&str; 3] = [SANSIO, SANSIO_NO_SPIN, BARE];
+const ECHOES: [&str; 4] = [SANSIO, SANSIO_NO_SPIN, SANSIO_URING, BARE];
 const LOADS: [usize; 2] = [400, 1];
 
 fn measure(echo: &str, inflight: usize, duration: Duration) -> Outcome {
@@ -32,6 +34,10 @@ fn measure(echo: &str, inflight: usize, duration: Duration) -> Outcome {
         SANSIO => controller_echo::run_sansio(&config, |_| {}).map(|run| run.outcome),
         SANSIO_NO_SPIN => {
             config.spin = Duration::ZERO;
+            controller_echo::run_sansio(&config, |_| {}).map(|run| run.outcome)
+        }
+        SANSIO_URING => {
+            config.backend = Backend::IoUring;
             controller_echo::run_sansio(&config, |_| {}).map(|run| run.outcome)
         }
         _ => controller_echo::run_bare(inflight, duration),
@@ -102,7 +108,7 @@ fn main() {
             listed.join(", ")
         );
     };
-    for echo in [SANSIO, SANSIO_NO_SPIN] {
+    for echo in [SANSIO, SANSIO_NO_SPIN, SANSIO_URING] {
         ratios(echo, "messages/s", 400, &Outcome::per_sec);
         ratios(echo, "p50", 1, &|outcome| outcome.micros(0.5));
     }
