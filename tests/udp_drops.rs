@@ -95,10 +95,9 @@ all_backend_tests! {
     }
 }
 
-/// io_uring: the worker's receive buffers for the socket's size (16 of
-/// them for datagrams of up to 256 KiB: the fewest a group has) all fill
-/// up at once after it was held (the kernel receives up to 32 datagrams a
-/// go); the receive waits for them to come back, and every datagram
+/// io_uring: the worker's receive buffers for the socket's size (32 of
+/// them for the largest datagrams, 64 KiB) all fill up at once after it
+/// was held; the receive waits for them to come back, and every datagram
 /// arrives.
 #[test]
 fn an_io_uring_worker_out_of_receive_buffers_loses_nothing() {

@@ -342,7 +342,8 @@ pub(crate) trait Registry: Send + 'static {
     /// (see [`Registry::receive_datagrams`]) to `each`, oldest first, and
     /// says whether more are waiting. A receive that failed is reported
     /// once, as the error, after the datagrams that came before it; the
-    /// backend receives again by itself.
+    /// backend receives again by itself. A take of none (`max` 0) hands
+    /// out and reports nothing, but lets a receive that ended start again.
     fn take_datagrams(
         &mut self,
         fd: RawFd,

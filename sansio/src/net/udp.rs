@@ -127,10 +127,14 @@ fn take(
     packets: &mut Vec<(RawId, NetInput)>,
     counters: &mut Counters,
 ) -> io::Result<bool> {
+    let fd = entry.socket.as_raw_fd();
     if let Some(injected) = faults::error(Call::UdpRecv) {
+        // As a failed `recvmmsg`: nothing taken; but a receive that ended
+        // starts again, so that no number of failures in a row leaves the
+        // socket deaf (the backend reports it again when datagrams come).
+        let _ = registry.take_datagrams(fd, 0, &mut |_| {});
         return Err(injected);
     }
-    let fd = entry.socket.as_raw_fd();
     let mut each = |datagram: Datagram<'_>| {
         let control = sys::control_said(datagram.control);
         if let Some(drops) = control.drops {
@@ -526,10 +530,11 @@ impl UdpSockets {
         // Without kernel support, receive datagram by datagram as usual.
         let gro = options.gro && sys::enable_gro(socket.as_raw_fd()).is_ok();
         let index = self.entries.vacant();
+        // No datagram is larger than 64 KiB: room for more would be unused.
         let payload = if gro {
             GRO_BUFFER
         } else {
-            options.max_datagram
+            options.max_datagram.min(GRO_BUFFER)
         };
         let fd = socket.as_raw_fd();
         let completion = registry.receive_datagrams(fd, token(index), payload)?;
@@ -797,7 +802,16 @@ impl UdpSockets {
             return Ok(false);
         };
         if entry.closing {
-            // A closing socket only sends what it has left.
+            // A closing socket only sends what it has left. What the
+            // backend receives for it meanwhile is dropped, as the kernel
+            // drops what a closed socket had: it must not hold buffers the
+            // worker's other sockets receive into.
+            if entry.completion {
+                let fd = entry.socket.as_raw_fd();
+                return Ok(registry
+                    .take_datagrams(fd, BATCH, &mut |_| {})
+                    .is_ok_and(|taken| taken.more));
+            }
             return Ok(false);
         }
         let fd = entry.socket.as_raw_fd();

@@ -69,26 +69,36 @@ fn entries_layout(count: u16) -> Layout {
     Layout::from_size_align(size, 4096).unwrap_or_else(|_| unreachable!("a page-aligned size"))
 }
 
+fn too_large() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, "receive buffers too large")
+}
+
 fn memory_layout(size: usize, count: u16) -> io::Result<Layout> {
-    Layout::from_size_align(size * usize::from(count), 64)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "receive buffers too large"))
+    let bytes = size.checked_mul(usize::from(count)).ok_or_else(too_large)?;
+    Layout::from_size_align(bytes, 64).map_err(|_| too_large())
 }
 
 impl Group {
     /// Buffers for payloads of up to `payload` bytes, registered with
     /// `ring` as group `id`.
     pub(super) fn new(ring: &IoUring, id: u16, payload: usize) -> io::Result<Group> {
-        let size = (payload + OVERHEAD).next_multiple_of(64);
+        let size = payload
+            .checked_add(OVERHEAD)
+            .and_then(|size| size.checked_next_multiple_of(64))
+            .filter(|&size| u32::try_from(size).is_ok())
+            .ok_or_else(too_large)?;
         let fit = (GROUP_BYTES / size).clamp(usize::from(MIN_BUFFERS), usize::from(MAX_BUFFERS));
         // The largest power of two not above `fit` (at least 16).
         let count = 1u16 << (usize::BITS - 1 - fit.leading_zeros());
         let entries_layout = entries_layout(count);
         let memory_layout = memory_layout(size, count)?;
-        // SAFETY: both layouts have a non-zero size.
+        // SAFETY: both layouts have a non-zero size. The buffers are
+        // zeroed too, so that the padding the kernel leaves unwritten in
+        // each (after a short sender address) reads as bytes.
         let (entries, memory) = unsafe {
             (
                 alloc::alloc_zeroed(entries_layout),
-                alloc::alloc(memory_layout),
+                alloc::alloc_zeroed(memory_layout),
             )
         };
         let (Some(entries), Some(memory)) = (NonNull::new(entries), NonNull::new(memory)) else {

@@ -113,11 +113,16 @@ fn receive_data(fd: RawFd, generation: u32) -> u64 {
 /// ([`Ring::next_generation`]), so polls' and receives' never have it.
 const SEND: u64 = 1 << 63;
 
-/// The `user_data` of message `index` of the batch being sent on `fd`
-/// (one batch per socket at a time). Never [`WAKER`] or [`REMOVAL`]: a
-/// descriptor below 2^31 - 64 leaves bits 39 to 62 clear.
-fn send_data(fd: RawFd, index: usize) -> u64 {
-    SEND | (u64::from(fd.unsigned_abs()) << 8) | (index as u64 & 0xff)
+/// The `user_data` of message `index` of the batch of generation
+/// `generation` (24 bits of it) sent on `fd` (one batch per socket at a
+/// time): a completion of an earlier batch on a descriptor since closed
+/// and reused is told apart by the generation. Never [`WAKER`] or
+/// [`REMOVAL`]: their descriptor bits would be 2^31 - 1, which no
+/// descriptor reaches.
+fn send_data(fd: RawFd, generation: u32, index: usize) -> u64 {
+    SEND | (u64::from(generation & 0x00ff_ffff) << 39)
+        | (u64::from(fd.unsigned_abs()) << 8)
+        | (index as u64 & 0xff)
 }
 
 /// A batch of messages in the kernel's hands, and what each came to.
@@ -129,6 +134,8 @@ struct Sending {
     /// The owner asked for the batch while it was in flight (it has more
     /// to send): its end is reported at once, not with the next event.
     wanted: bool,
+    /// Its generation, in its messages' `user_data` (24 bits).
+    generation: u32,
 }
 
 /// A result not in yet.
@@ -415,7 +422,13 @@ impl Receiving<'_> {
         let data = completion.user_data();
         let fd = RawFd::try_from((data >> 8) & (RECEIVE - 1)).unwrap_or(RawFd::MAX);
         let index = (data & 0xff) as usize;
-        let Some(sending) = self.sendings.get_mut(&fd) else {
+        let generation = ((data >> 39) & 0x00ff_ffff) as u32;
+        let Some(sending) = self
+            .sendings
+            .get_mut(&fd)
+            .filter(|sending| sending.generation & 0x00ff_ffff == generation)
+        else {
+            // A message of a batch given up on (see `end_sends`).
             return false;
         };
         let Some(result) = sending.results.get_mut(index).filter(|r| **r == PENDING) else {
@@ -507,12 +520,17 @@ impl Ring {
             }
             return Ok(());
         }
-        receive.generation = generation;
-        receive.armed = true;
         let entry = opcode::RecvMsgMulti::new(types::Fd(fd), &raw const *group.msghdr, group.id)
             .build()
             .user_data(receive_data(fd, generation));
-        self.push(&entry)
+        // Armed once queued: a receive that failed to queue is armed again
+        // at the next take.
+        self.push(&entry)?;
+        if let Some(receive) = self.receives.get_mut(&fd) {
+            receive.generation = generation;
+            receive.armed = true;
+        }
+        Ok(())
     }
 
     /// Arms the starved receives whose groups have buffers again.
@@ -639,7 +657,11 @@ impl Ring {
             ran_out: 0,
         };
         self.receives.insert(fd, receive);
-        self.arm_receive(fd)?;
+        if let Err(error) = self.arm_receive(fd) {
+            self.receives.remove(&fd);
+            self.starved.retain(|&starved| starved != fd);
+            return Err(error);
+        }
         Ok(true)
     }
 
@@ -684,11 +706,22 @@ impl Ring {
             given += 1;
         }
         let more = !receive.filled.is_empty();
+        // An error is said after the datagrams before it, and not by a take
+        // of none (which only arms the receive again); the count of
+        // receives that ran out of buffers waits for a take that succeeds.
+        let error = if more || max == 0 {
+            None
+        } else {
+            receive.error.take()
+        };
         let taken = Taken {
             more,
-            buffers_ran_out: std::mem::take(&mut receive.ran_out),
+            buffers_ran_out: if error.is_none() && max > 0 {
+                std::mem::take(&mut receive.ran_out)
+            } else {
+                0
+            },
         };
-        let error = if more { None } else { receive.error.take() };
         let rearm = !receive.armed;
         if given > 0 {
             self.feed_starved()?;
@@ -730,10 +763,11 @@ impl Ring {
         {
             return Err(outgoing);
         }
+        let generation = self.next_generation();
         for (index, header) in outgoing.headers().iter_mut().enumerate() {
             let mut entry = opcode::SendMsg::new(types::Fd(fd), &raw const header.msg_hdr)
                 .build()
-                .user_data(send_data(fd, index));
+                .user_data(send_data(fd, generation, index));
             if index + 1 < count {
                 entry = entry.flags(squeue::Flags::IO_LINK);
             }
@@ -750,6 +784,7 @@ impl Ring {
                 results: vec![PENDING; count],
                 pending: count,
                 wanted: false,
+                generation,
             },
         );
         Ok(())
@@ -774,26 +809,51 @@ impl Ring {
     /// dropped; what the wait reaps for other sources is kept for the next
     /// wait. A batch whose end cannot be made sure of is leaked.
     fn end_sends(&mut self, fd: RawFd) -> io::Result<()> {
-        let Some(sending) = self.sendings.get(&fd) else {
+        if !self.sendings.contains_key(&fd) {
             return Ok(());
-        };
-        let pending: Vec<usize> = (0..sending.results.len())
-            .filter(|&index| sending.results[index] == PENDING)
-            .collect();
-        for index in pending {
-            let entry = opcode::AsyncCancel::new(send_data(fd, index))
-                .build()
-                .user_data(REMOVAL);
-            self.push(&entry)?;
         }
         let give_up = Instant::now() + Duration::from_secs(1);
         let mut ready = std::mem::take(&mut self.deferred);
-        while self
-            .sendings
-            .get(&fd)
-            .is_some_and(|sending| sending.pending > 0)
-            && Instant::now() < give_up
+        let ended = self.wait_sends(fd, give_up, &mut ready);
+        // What was reaped for other sources is reported by the next wait,
+        // whatever happened here.
+        self.deferred = ready;
+        if let Some(sending) = self.sendings.remove(&fd)
+            && sending.pending > 0
         {
+            // Still in the kernel after all: its completions will find no
+            // batch of their generation, and the memory stays.
+            std::mem::forget(sending.outgoing);
+        }
+        ended
+    }
+
+    /// Cancels what is left of `fd`'s batch and reaps, again and again (a
+    /// linked message not started yet may escape a cancellation), until
+    /// every message has completed or `give_up` comes.
+    fn wait_sends(
+        &mut self,
+        fd: RawFd,
+        give_up: Instant,
+        ready: &mut Vec<Readiness>,
+    ) -> io::Result<()> {
+        loop {
+            let Some(sending) = self.sendings.get(&fd).filter(|sending| sending.pending > 0) else {
+                return Ok(());
+            };
+            if Instant::now() >= give_up {
+                return Ok(());
+            }
+            let generation = sending.generation;
+            let pending: Vec<usize> = (0..sending.results.len())
+                .filter(|&index| sending.results[index] == PENDING)
+                .collect();
+            for index in pending {
+                let entry = opcode::AsyncCancel::new(send_data(fd, generation, index))
+                    .build()
+                    .user_data(REMOVAL);
+                self.push(&entry)?;
+            }
             let timeout = types::Timespec::from(Duration::from_millis(10));
             match self
                 .ring
@@ -804,20 +864,10 @@ impl Ring {
                 Err(error)
                     if error.raw_os_error() == Some(libc::ETIME)
                         || error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => {
-                    self.deferred = ready;
-                    return Err(error);
-                }
+                Err(error) => return Err(error),
             }
-            self.reap(&mut ready)?;
+            self.reap(ready)?;
         }
-        self.deferred = ready;
-        if let Some(sending) = self.sendings.remove(&fd)
-            && sending.pending > 0
-        {
-            std::mem::forget(sending.outgoing);
-        }
-        Ok(())
     }
 }
 
@@ -1580,6 +1630,15 @@ mod tests {
         // The highest descriptor the kernel can hand out (`nr_open` is at
         // most 2^31 - 64), as a receive and as a poll.
         for (fd, generation) in [(0, 0), (i32::MAX - 63, u32::MAX), (7, u32::MAX)] {
+            for index in [0, 31, 255] {
+                let send = send_data(fd, generation, index);
+                assert!(send != WAKER && send != REMOVAL && send & SEND != 0);
+                assert_eq!(RawFd::try_from((send >> 8) & (RECEIVE - 1)), Ok(fd));
+                assert_eq!(
+                    (send >> 39) & 0x00ff_ffff,
+                    u64::from(generation & 0x00ff_ffff)
+                );
+            }
             let receive = receive_data(fd, generation);
             assert!(receive != WAKER && receive != REMOVAL);
             assert!(receive & RECEIVE != 0 && user_data(fd, generation) & RECEIVE == 0);
