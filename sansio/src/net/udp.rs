@@ -1152,6 +1152,34 @@ mod tests {
             (sockets, registry, poller, peer)
         }
 
+        /// Flushes and waits for the ring (5 s at most) until socket 0 has
+        /// nothing queued or in flight.
+        fn drive(
+            sockets: &mut UdpSockets,
+            registry: &mut dyn Registry,
+            poller: &mut UringPoller,
+            errors: &mut VecDeque<(RawId, NetInput)>,
+            counters: &mut Counters,
+        ) {
+            let give_up = Instant::now() + Duration::from_secs(5);
+            let mut ready = Vec::new();
+            let busy = |sockets: &UdpSockets| {
+                let entry = sockets.entries.get(0).unwrap();
+                !entry.queue.is_empty() || entry.in_flight > 0
+            };
+            while busy(sockets) && Instant::now() < give_up {
+                sockets.flush(registry, |i| i, errors, counters);
+                ready.clear();
+                poller
+                    .wait(Some(Instant::now() + Duration::from_millis(10)), &mut ready)
+                    .unwrap();
+                for readiness in ready.iter().filter(|readiness| readiness.writable) {
+                    sockets.writable(readiness.token);
+                }
+            }
+            assert!(!busy(sockets), "the sends never finished");
+        }
+
         /// Queues `count` datagrams of `size` bytes (the n-th filled with
         /// n) to `peer`, flushes and waits for the ring until none is
         /// queued or in flight, and checks they arrive in order.
@@ -1171,25 +1199,7 @@ mod tests {
                 let payload = Payload::Owned(PacketBuf::copy_from(&vec![n; size]));
                 sockets.send(OWNER, id, to, payload, &mut errors, &mut counters);
             }
-            let give_up = Instant::now() + Duration::from_secs(5);
-            let mut ready = Vec::new();
-            let busy = |sockets: &UdpSockets| {
-                let entry = sockets.entries.get(0).unwrap();
-                !entry.queue.is_empty() || entry.in_flight > 0
-            };
-            while busy(sockets) && Instant::now() < give_up {
-                sockets.flush(registry, |i| i, &mut errors, &mut counters);
-                ready.clear();
-                poller
-                    .wait(Some(Instant::now() + Duration::from_millis(10)), &mut ready)
-                    .unwrap();
-                for readiness in &ready {
-                    if readiness.writable {
-                        sockets.writable(readiness.token);
-                    }
-                }
-            }
-            assert!(!busy(sockets), "the sends never finished");
+            drive(sockets, registry, poller, &mut errors, &mut counters);
             assert!(errors.is_empty(), "{errors:?}");
             let mut buf = vec![0u8; size + 1];
             for n in 0..count {
@@ -1257,18 +1267,13 @@ mod tests {
                 let payload = Payload::Owned(PacketBuf::copy_from(&vec![1; size]));
                 sockets.send(OWNER, id, to, payload, &mut errors, &mut counters);
             }
-            let give_up = Instant::now() + Duration::from_secs(5);
-            let mut ready = Vec::new();
-            while counters.udp_sent + counters.udp_send_errors < 3 && Instant::now() < give_up {
-                sockets.flush(registry.as_mut(), |i| i, &mut errors, &mut counters);
-                ready.clear();
-                poller
-                    .wait(Some(Instant::now() + Duration::from_millis(10)), &mut ready)
-                    .unwrap();
-                for readiness in ready.iter().filter(|r| r.writable) {
-                    sockets.writable(readiness.token);
-                }
-            }
+            drive(
+                &mut sockets,
+                registry.as_mut(),
+                &mut poller,
+                &mut errors,
+                &mut counters,
+            );
             assert_eq!((counters.udp_sent, counters.udp_send_errors), (2, 1));
             match errors.pop_front() {
                 Some((_, NetInput::UdpError(error))) => {

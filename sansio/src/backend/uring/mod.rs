@@ -608,23 +608,10 @@ impl Ring {
         let give_up = Instant::now() + Duration::from_secs(1);
         let mut ready = Vec::new();
         while !self.retired.is_empty() {
-            let left = give_up.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            let timeout = types::Timespec::from(left);
-            match self
-                .ring
-                .submitter()
-                .submit_with_args(1, &types::SubmitArgs::new().timespec(&timeout))
+            if Instant::now() >= give_up
+                || self.enter(Some(give_up)).is_err()
+                || self.reap(&mut ready).is_err()
             {
-                Ok(_) => {}
-                Err(error)
-                    if error.raw_os_error() == Some(libc::ETIME)
-                        || error.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return false,
-            }
-            if self.reap(&mut ready).is_err() {
                 return false;
             }
             ready.clear();
@@ -854,18 +841,7 @@ impl Ring {
                     .user_data(REMOVAL);
                 self.push(&entry)?;
             }
-            let timeout = types::Timespec::from(Duration::from_millis(10));
-            match self
-                .ring
-                .submitter()
-                .submit_with_args(1, &types::SubmitArgs::new().timespec(&timeout))
-            {
-                Ok(_) => {}
-                Err(error)
-                    if error.raw_os_error() == Some(libc::ETIME)
-                        || error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => return Err(error),
-            }
+            self.enter(Some(Instant::now() + Duration::from_millis(10)))?;
             self.reap(ready)?;
         }
     }
