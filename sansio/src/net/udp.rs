@@ -1000,6 +1000,23 @@ mod tests {
         counters
     }
 
+    /// Turns UDP checksums off for `socket` (`SO_NO_CHECK`): the kernel
+    /// then refuses GSO sends (`EINVAL`) but still takes plain ones.
+    fn checksums_off(socket: &UdpSocket) {
+        let on: libc::c_int = 1;
+        // SAFETY: `on` is valid for reads of the size given.
+        let set = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_NO_CHECK,
+                (&raw const on).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(set, 0, "{}", io::Error::last_os_error());
+    }
+
     /// Receives what one socket has now; returns the payloads.
     fn receive_all(
         sockets: &mut UdpSockets,
@@ -1098,20 +1115,7 @@ mod tests {
             entry.gso,
             "this kernel has no UDP_SEGMENT (GSO): run the tests on Linux 4.18 or later"
         );
-        // With checksums off (SO_NO_CHECK) the kernel refuses GSO sends
-        // (EINVAL) but still takes plain ones.
-        let on: libc::c_int = 1;
-        // SAFETY: `on` is valid for reads of the size given.
-        let set = unsafe {
-            libc::setsockopt(
-                entry.socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_NO_CHECK,
-                (&raw const on).cast(),
-                size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(set, 0, "{}", io::Error::last_os_error());
+        checksums_off(&entry.socket);
         let counters = send_run(&mut sockets, registry.as_mut(), id, &peer, 10);
         assert_eq!(counters.udp_gso_disabled, 1);
         assert_eq!((counters.udp_sent, counters.udp_sent_segmented), (10, 0));
@@ -1224,19 +1228,7 @@ mod tests {
         #[test]
         fn a_refused_gso_run_goes_again_datagram_by_datagram() {
             let (mut sockets, mut registry, mut poller, peer) = bound(&UdpOptions::default());
-            let entry = sockets.entries.get(0).unwrap();
-            let on: libc::c_int = 1;
-            // SAFETY: `on` is valid for reads of the size given.
-            let set = unsafe {
-                libc::setsockopt(
-                    entry.socket.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_NO_CHECK,
-                    (&raw const on).cast(),
-                    size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-            assert_eq!(set, 0, "{}", io::Error::last_os_error());
+            checksums_off(&sockets.entries.get(0).unwrap().socket);
             let counters = send_all(&mut sockets, registry.as_mut(), &mut poller, &peer, 10, 100);
             assert_eq!(counters.udp_gso_disabled, 1);
             assert_eq!((counters.udp_sent, counters.udp_sent_segmented), (10, 0));
