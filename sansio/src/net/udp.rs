@@ -8,9 +8,10 @@
 //! a send the kernel refuses, and a send on a closed socket come back to the
 //! task as [`UdpError`]s with their payload.
 //!
-//! Over 500 lines: about 620 of code, the rest unit tests. The send queue,
-//! the GSO fall-back, batched receives and GRO splitting all work on one
-//! socket entry's fields, so they stay together.
+//! Over 500 lines: about 940 of code, the rest unit tests. The send queue
+//! (by `sendmmsg`, or through a completion backend), the GSO fall-back,
+//! batched receives (read, or taken from the backend) and GRO splitting
+//! all work on one socket entry's fields, so they stay together.
 
 use std::collections::VecDeque;
 use std::io;
