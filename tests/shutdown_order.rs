@@ -1,10 +1,13 @@
 //! Shutdown in phases, on every backend: a registry that the other tasks
 //! report to on their way out takes a later phase (`ctx.set_shutdown_phase`)
 //! and still receives every final message; a direct message to a task that
-//! has already finished comes back to its sender instead of vanishing.
+//! has already finished comes back to its sender instead of vanishing; a
+//! spawn still queued for a worker when its shutdown begins is run (and
+//! shut down), not lost.
 
 mod util;
 
+use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use sansio::prelude::*;
@@ -96,10 +99,67 @@ impl Member {
     }
 }
 
+/// Holds a worker: meets the barrier once on arrival and once more to be
+/// let go.
+pub struct Held(pub Arc<Barrier>);
+/// Asks a relay to send `Held` to a gate, over the bus.
+pub struct Relay(pub TaskId<Gate>, pub Arc<Barrier>);
+
+/// Ends when held, and holds its worker inside that handler (which runs
+/// after the worker has looked at its control inbox in that turn).
+#[sansio::task(output = Said, channel = u8, event = u8)]
+pub struct Gate;
+
+#[sansio::task]
+impl Gate {
+    #[on_input]
+    fn bus(&mut self, _: &mut Ctx<Self>, _: BusInput<u8, u8>) {}
+
+    #[on_input]
+    fn held(&mut self, ctx: &mut Ctx<Self>, Held(barrier): Held) {
+        ctx.finish();
+        barrier.wait();
+        barrier.wait();
+    }
+}
+
+/// Sends `Held` to a gate when asked.
+#[sansio::task(output = Said, channel = u8, event = u8)]
+pub struct Relayer;
+
+#[sansio::task]
+impl Relayer {
+    #[on_input]
+    fn bus(&mut self, _: &mut Ctx<Self>, _: BusInput<u8, u8>) {}
+
+    #[on_input]
+    fn relay(&mut self, ctx: &mut Ctx<Self>, Relay(gate, barrier): Relay) {
+        ctx.send_to(gate, Held(barrier));
+    }
+}
+
+/// Does nothing; ends when asked to shut down.
+#[sansio::task(output = Said, channel = u8, event = u8)]
+pub struct Quiet;
+
+#[sansio::task]
+impl Quiet {
+    #[on_input]
+    fn bus(&mut self, _: &mut Ctx<Self>, _: BusInput<u8, u8>) {}
+
+    #[on_shutdown]
+    fn stop(&mut self, ctx: &mut Ctx<Self>) {
+        ctx.finish();
+    }
+}
+
 #[sansio::worker(output = Said, channel = u8, event = u8)]
 pub enum Town {
     Registry(Registry),
     Member(Member),
+    Gate(Gate),
+    Relayer(Relayer),
+    Quiet(Quiet),
 }
 
 fn runtime(backend: Backend) -> Runtime<Town> {
@@ -159,5 +219,28 @@ backend_tests! {
             assert!(finished, "the registry had ended");
         }
         runtime.shutdown(Duration::from_secs(5)).unwrap();
+    }
+
+    fn spawns_queued_when_shutdown_begins_are_run_not_lost(backend: Backend) {
+        let runtime = runtime(backend);
+        let gate = runtime.spawn_on(0, Gate).unwrap();
+        let relayer = runtime.spawn_on(1, Relayer).unwrap();
+        let hold = Arc::new(Barrier::new(2));
+        runtime.send(relayer, Relay(gate, hold.clone())).unwrap();
+        // Worker 0 is inside the gate's handler, past its control inbox for
+        // this turn, and the gate has ended: worker 0 has no task.
+        hold.wait();
+        for _ in 0..5 {
+            runtime.spawn_on(0, Quiet).unwrap();
+        }
+        let report = std::thread::scope(|scope| {
+            let shutdown = scope.spawn(|| runtime.shutdown(Duration::from_secs(5)));
+            // Shutdown has been asked for when worker 0 goes on.
+            std::thread::sleep(Duration::from_millis(100));
+            hold.wait();
+            shutdown.join().unwrap().unwrap()
+        });
+        // The five spawns ran and were shut down, and so was the relayer.
+        assert_eq!((report.finished, report.forced.len()), (6, 0));
     }
 }

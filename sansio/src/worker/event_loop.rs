@@ -318,10 +318,16 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
     }
 
     /// Whether shutdown is complete: every task has ended and what they sent
-    /// on closed sockets has gone, or the deadline has come.
+    /// on closed sockets has gone, or the deadline has come. Tasks count
+    /// from their slots, which spawns still queued for this worker hold
+    /// too: a spawn that came after this turn's look at the inbox is run
+    /// (and asked to shut down) next turn, not dropped with the inbox.
     fn shutdown_complete(&mut self) -> bool {
         self.shutdown_deadline.is_some_and(|deadline| {
-            (route::live::<W>(&mut self.groups) == 0 && !self.cx.net.lingering())
+            let queued_or_live: usize = self.cx.shared.slots.iter().map(|slots| slots.live()).sum();
+            (route::live::<W>(&mut self.groups) == 0
+                && queued_or_live == 0
+                && !self.cx.net.lingering())
                 || Instant::now() >= deadline
         })
     }
