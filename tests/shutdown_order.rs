@@ -243,4 +243,26 @@ backend_tests! {
         // The five spawns ran and were shut down, and so was the relayer.
         assert_eq!((report.finished, report.forced.len()), (6, 0));
     }
+
+    fn spawns_still_queued_at_the_deadline_are_reported_forced(backend: Backend) {
+        let runtime = runtime(backend);
+        let gate = runtime.spawn_on(0, Gate).unwrap();
+        let relayer = runtime.spawn_on(1, Relayer).unwrap();
+        let hold = Arc::new(Barrier::new(2));
+        runtime.send(relayer, Relay(gate, hold.clone())).unwrap();
+        hold.wait();
+        let queued: Vec<TaskId<Quiet>> = (0..3).map(|_| runtime.spawn_on(0, Quiet).unwrap()).collect();
+        let report = std::thread::scope(|scope| {
+            let shutdown = scope.spawn(|| runtime.shutdown(Duration::from_millis(100)));
+            // Worker 0 goes on only after the deadline.
+            std::thread::sleep(Duration::from_millis(300));
+            hold.wait();
+            shutdown.join().unwrap().unwrap()
+        });
+        let mut forced: Vec<TownId> = report.forced.clone();
+        forced.sort_by_key(|id| format!("{id:?}"));
+        let mut expected: Vec<TownId> = queued.into_iter().map(TownId::Quiet).collect();
+        expected.sort_by_key(|id| format!("{id:?}"));
+        assert_eq!(forced, expected, "the spawns that never ran, by id");
+    }
 }

@@ -388,6 +388,7 @@ pub(crate) trait Registry: Send + 'static {
 /// into, which stays in place as long as the value lives.
 pub(crate) trait Outgoing: Send + 'static {
     /// The messages, in order.
+    #[cfg_attr(not(feature = "io-uring"), allow(dead_code))]
     fn headers(&mut self) -> &mut [libc::mmsghdr];
 
     /// The value as what its owner made it, to look into once it is back.

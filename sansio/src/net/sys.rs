@@ -175,6 +175,7 @@ impl SendHeaders {
 
     /// The messages prepared, ready to send; their pointers stay valid as
     /// long as `self` and the payloads given to `prepare` do.
+    #[cfg_attr(not(feature = "io-uring"), allow(dead_code))]
     pub(crate) fn headers(&mut self) -> &mut [libc::mmsghdr] {
         &mut self.headers[..self.messages]
     }

@@ -114,6 +114,20 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
         // through an update. Neither may keep the exit message from going out.
         let _ = panic::catch_unwind(AssertUnwindSafe(|| {
             route::force(&mut self.groups, &mut self.cx, &mut forced);
+            // Spawns still queued (shutdown ended at its deadline before
+            // they were taken) never ran: forced too, not dropped unsaid.
+            while let Ok(control) = self.inbox.try_recv() {
+                if let Control::Spawn {
+                    group,
+                    task,
+                    slot,
+                    generation,
+                } = control
+                {
+                    let spawn = (group, task, slot, generation);
+                    route::unspawned(&mut self.groups, &mut self.cx, spawn, &mut forced);
+                }
+            }
         }));
         let until = self
             .cx

@@ -67,6 +67,42 @@ pub(crate) fn spawn<W: Worker>(
     }
 }
 
+/// A spawn that never ran (still queued when its worker exited): its id
+/// goes to `forced`, its slot back; the task is dropped unstarted.
+pub(crate) fn unspawned<W: Worker>(
+    groups: &mut W::Groups,
+    cx: &mut WorkerCx<W>,
+    spawn: (u16, W, u32, u32),
+    forced: &mut Vec<W::Id>,
+) {
+    struct Unspawned<'a, W: Worker> {
+        index: u16,
+        task: Option<W>,
+        slot: u32,
+        generation: u32,
+        forced: &'a mut Vec<W::Id>,
+    }
+    impl<W: Worker> Visit<W> for Unspawned<'_, W> {
+        type Output = ();
+        fn visit<T: Member<W>>(&mut self, _: &mut Group<T>) {
+            if self.task.take().and_then(T::from_worker).is_some() {
+                let id = TaskId::new(self.index, self.slot, self.generation);
+                self.forced.push(T::id(id));
+            }
+        }
+    }
+    let (group, task, slot, generation) = spawn;
+    let mut unspawned = Unspawned {
+        index: cx.index,
+        task: Some(task),
+        slot,
+        generation,
+        forced,
+    };
+    groups.with_group(group, &mut unspawned);
+    cx.release(group, slot);
+}
+
 /// Delivers `input` to the task of type `group` in `slot`, or reports it
 /// undelivered.
 pub(crate) fn deliver<W: Worker>(
