@@ -27,8 +27,8 @@ use crate::worker::{
 pub struct ShutdownReport<W: Worker> {
     /// Tasks that finished on their own after shutdown began.
     pub finished: usize,
-    /// Tasks still running at the deadline; they were dropped without
-    /// finishing.
+    /// Tasks still running at the deadline, and spawns still queued for a
+    /// worker then (never started); they were dropped without finishing.
     pub forced: Vec<W::Id>,
     /// Every event not taken with `next_event` before the shutdown, and every
     /// event produced during it (the tasks' final outputs among them), in
