@@ -11,7 +11,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use sansio::prelude::*;
-use sansio::{Backend, RpcError};
+use sansio::{Backend, RpcError, ShutdownReport};
 use util::next;
 
 /// A member says goodbye.
@@ -162,6 +162,34 @@ pub enum Town {
     Quiet(Quiet),
 }
 
+/// Holds worker 0 inside a gate's handler, past its control inbox for the
+/// turn, with the gate ended (worker 0 has no task); spawns `count` quiet
+/// tasks on it meanwhile; shuts the runtime down with `deadline`, letting
+/// worker 0 go on `after` the shutdown was asked for. Returns the spawns
+/// and the report.
+fn shutdown_with_spawns_queued(
+    runtime: Runtime<Town>,
+    count: usize,
+    deadline: Duration,
+    after: Duration,
+) -> (Vec<TaskId<Quiet>>, ShutdownReport<Town>) {
+    let gate = runtime.spawn_on(0, Gate).unwrap();
+    let relayer = runtime.spawn_on(1, Relayer).unwrap();
+    let hold = Arc::new(Barrier::new(2));
+    runtime.send(relayer, Relay(gate, hold.clone())).unwrap();
+    hold.wait();
+    let queued = (0..count)
+        .map(|_| runtime.spawn_on(0, Quiet).unwrap())
+        .collect();
+    let report = std::thread::scope(|scope| {
+        let shutdown = scope.spawn(|| runtime.shutdown(deadline));
+        std::thread::sleep(after);
+        hold.wait();
+        shutdown.join().unwrap().unwrap()
+    });
+    (queued, report)
+}
+
 fn runtime(backend: Backend) -> Runtime<Town> {
     Runtime::<Town>::builder()
         .workers(2)
@@ -222,43 +250,25 @@ backend_tests! {
     }
 
     fn spawns_queued_when_shutdown_begins_are_run_not_lost(backend: Backend) {
-        let runtime = runtime(backend);
-        let gate = runtime.spawn_on(0, Gate).unwrap();
-        let relayer = runtime.spawn_on(1, Relayer).unwrap();
-        let hold = Arc::new(Barrier::new(2));
-        runtime.send(relayer, Relay(gate, hold.clone())).unwrap();
-        // Worker 0 is inside the gate's handler, past its control inbox for
-        // this turn, and the gate has ended: worker 0 has no task.
-        hold.wait();
-        for _ in 0..5 {
-            runtime.spawn_on(0, Quiet).unwrap();
-        }
-        let report = std::thread::scope(|scope| {
-            let shutdown = scope.spawn(|| runtime.shutdown(Duration::from_secs(5)));
-            // Shutdown has been asked for when worker 0 goes on.
-            std::thread::sleep(Duration::from_millis(100));
-            hold.wait();
-            shutdown.join().unwrap().unwrap()
-        });
+        // Shutdown has been asked for when worker 0 goes on.
+        let (_, report) = shutdown_with_spawns_queued(
+            runtime(backend),
+            5,
+            Duration::from_secs(5),
+            Duration::from_millis(100),
+        );
         // The five spawns ran and were shut down, and so was the relayer.
         assert_eq!((report.finished, report.forced.len()), (6, 0));
     }
 
     fn spawns_still_queued_at_the_deadline_are_reported_forced(backend: Backend) {
-        let runtime = runtime(backend);
-        let gate = runtime.spawn_on(0, Gate).unwrap();
-        let relayer = runtime.spawn_on(1, Relayer).unwrap();
-        let hold = Arc::new(Barrier::new(2));
-        runtime.send(relayer, Relay(gate, hold.clone())).unwrap();
-        hold.wait();
-        let queued: Vec<TaskId<Quiet>> = (0..3).map(|_| runtime.spawn_on(0, Quiet).unwrap()).collect();
-        let report = std::thread::scope(|scope| {
-            let shutdown = scope.spawn(|| runtime.shutdown(Duration::from_millis(100)));
-            // Worker 0 goes on only after the deadline.
-            std::thread::sleep(Duration::from_millis(300));
-            hold.wait();
-            shutdown.join().unwrap().unwrap()
-        });
+        // Worker 0 goes on only after the deadline.
+        let (queued, report) = shutdown_with_spawns_queued(
+            runtime(backend),
+            3,
+            Duration::from_millis(100),
+            Duration::from_millis(300),
+        );
         let mut forced: Vec<TownId> = report.forced.clone();
         forced.sort_by_key(|id| format!("{id:?}"));
         let mut expected: Vec<TownId> = queued.into_iter().map(TownId::Quiet).collect();

@@ -317,26 +317,10 @@ fn settle(
             }
             libc::EINTR | libc::ECANCELED => again.extend(run),
             _ if segments > 1 && sys::gso_unsupported(&error) => {
-                if entry.gso {
-                    entry.gso = false;
-                    counters.udp_gso_disabled += 1;
-                }
+                gso_off(entry, counters);
                 again.extend(run);
             }
-            _ => {
-                counters.udp_send_errors += segments as u64;
-                for (to, payload) in run {
-                    errors.push_back((
-                        entry.owner,
-                        NetInput::UdpError(UdpError {
-                            socket: entry.id,
-                            peer: Some(to),
-                            error: copy_error(&error),
-                            data: Some(payload.into_buf()),
-                        }),
-                    ));
-                }
-            }
+            _ => refuse_all(entry.owner, entry.id, run, &error, errors, counters),
         }
     }
     // None is left, as each message's datagrams were taken; to be sure.
@@ -373,6 +357,38 @@ fn refuse(
             data: Some(payload.into_buf()),
         }),
     ));
+}
+
+/// Hands each of `datagrams`, sent on `socket` and refused with `error`,
+/// back to the socket's owner, counted.
+fn refuse_all(
+    owner: RawId,
+    socket: UdpSocketId,
+    datagrams: impl Iterator<Item = (SocketAddr, Payload)>,
+    error: &io::Error,
+    errors: &mut VecDeque<(RawId, NetInput)>,
+    counters: &mut Counters,
+) {
+    for (to, payload) in datagrams {
+        refuse(
+            owner,
+            socket,
+            to,
+            payload,
+            copy_error(error),
+            errors,
+            counters,
+        );
+    }
+}
+
+/// The kernel or the device cannot segment a GSO run on `entry`'s socket:
+/// one datagram per message from now on, counted once.
+fn gso_off(entry: &mut Entry, counters: &mut Counters) {
+    if entry.gso {
+        entry.gso = false;
+        counters.udp_gso_disabled += 1;
+    }
 }
 
 struct Entry {
@@ -731,30 +747,16 @@ impl UdpSockets {
                         // checksum offload, checksums off): send one
                         // datagram per message on this socket from now on;
                         // the run goes again that way.
-                        entry.gso = false;
-                        counters.udp_gso_disabled += 1;
+                        gso_off(entry, counters);
                     }
                     Err(SendFailed { error, datagrams }) => {
                         // The first message failed (refused, too big, no
                         // buffer space…): its datagrams go back, each with
                         // the error, and the rest go on. GSO stays on: the
                         // error was not about segmenting.
-                        counters.udp_send_errors += datagrams as u64;
-                        let copies: Vec<_> = (1..datagrams).map(|_| copy_error(&error)).collect();
-                        for error in copies.into_iter().chain([error]) {
-                            let Some((to, payload)) = entry.queue.pop_front() else {
-                                break;
-                            };
-                            errors.push_back((
-                                entry.owner,
-                                NetInput::UdpError(UdpError {
-                                    socket: entry.id,
-                                    peer: Some(to),
-                                    error,
-                                    data: Some(payload.into_buf()),
-                                }),
-                            ));
-                        }
+                        let (owner, id) = (entry.owner, entry.id);
+                        let run = entry.queue.drain(..datagrams.min(entry.queue.len()));
+                        refuse_all(owner, id, run, &error, errors, counters);
                     }
                 }
             }

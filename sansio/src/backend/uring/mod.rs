@@ -745,11 +745,8 @@ mod tests {
         let mut ready = Vec::new();
         let give_up = Instant::now() + Duration::from_secs(5);
         while got.len() < want && Instant::now() < give_up {
-            let timeout = types::Timespec::from(Duration::from_millis(20));
-            let _ = ring
-                .ring
-                .submitter()
-                .submit_with_args(1, &types::SubmitArgs::new().timespec(&timeout));
+            ring.enter(Some(Instant::now() + Duration::from_millis(20)))
+                .unwrap();
             ring.reap(&mut ready).unwrap();
             ring.take(fd, usize::MAX, &mut |datagram| {
                 assert!(!datagram.truncated);
@@ -760,17 +757,24 @@ mod tests {
         got
     }
 
-    #[test]
-    fn a_receive_that_runs_out_of_buffers_waits_for_them_and_loses_nothing() {
-        let mut ring = receiving_ring();
+    /// A socket whose datagrams `ring` receives, under `token`, into
+    /// buffers so large that their group has the fewest there are; with
+    /// that number of buffers. The receive is handed to the kernel.
+    fn received_socket(ring: &mut Ring, token: usize) -> (UdpSocket, RawFd, usize) {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         socket.set_nonblocking(true).unwrap();
         let fd = socket.as_raw_fd();
-        // Buffers so large that the group has the fewest there are.
-        assert!(ring.start_receive(fd, 5, 1 << 20).unwrap());
+        assert!(ring.start_receive(fd, token, 1 << 20).unwrap());
         let count = ring.groups[0].free;
-        assert_eq!(count, usize::from(buffers::MIN_BUFFERS));
         ring.submit_now().unwrap();
+        (socket, fd, count)
+    }
+
+    #[test]
+    fn a_receive_that_runs_out_of_buffers_waits_for_them_and_loses_nothing() {
+        let mut ring = receiving_ring();
+        let (socket, fd, count) = received_socket(&mut ring, 5);
+        assert_eq!(count, usize::from(buffers::MIN_BUFFERS));
         // Three times as many datagrams as buffers, all before the first
         // reap: the receive fills every buffer and ends (`ENOBUFS`); the
         // rest wait in the socket.
@@ -846,12 +850,7 @@ mod tests {
     #[test]
     fn a_socket_deregistered_with_datagrams_waiting_gives_every_buffer_back() {
         let mut ring = receiving_ring();
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket.set_nonblocking(true).unwrap();
-        let fd = socket.as_raw_fd();
-        assert!(ring.start_receive(fd, 5, 1 << 20).unwrap());
-        let count = ring.groups[0].free;
-        ring.submit_now().unwrap();
+        let (socket, fd, count) = received_socket(&mut ring, 5);
         let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
         for _ in 0..4 {
             sender

@@ -198,18 +198,8 @@ fn receives_work(ring: &mut Ring) -> bool {
     let give_up = Instant::now() + Duration::from_secs(2);
     let mut ready = Vec::new();
     while started && !got && Instant::now() < give_up {
-        let timeout = types::Timespec::from(Duration::from_millis(50));
-        let waited = ring
-            .ring
-            .submitter()
-            .submit_with_args(1, &types::SubmitArgs::new().timespec(&timeout));
-        if let Err(error) = waited
-            && error.raw_os_error() != Some(libc::ETIME)
-            && error.kind() != io::ErrorKind::Interrupted
-        {
-            break;
-        }
-        if ring.reap(&mut ready).is_err() {
+        let waited = ring.enter(Some(Instant::now() + Duration::from_millis(50)));
+        if waited.is_err() || ring.reap(&mut ready).is_err() {
             break;
         }
         let taken = ring.take(fd, 1, &mut |datagram| got = datagram.payload == b"probe");
