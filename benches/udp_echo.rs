@@ -1,7 +1,7 @@
 //! Side-by-side UDP echo: the same load generator against, one after
 //! another, a sansio echo on one worker (mio with GSO, the default; mio with
-//! GSO off; mio with GRO on; busy-poll; io_uring), a tokio `current_thread` echo, and a
-//! plain blocking `recvmmsg`/`sendmmsg` loop; prints a table of packets/s
+//! GSO off; mio with GRO on; busy-poll; io_uring; io_uring with an `SQPOLL`
+//! thread), a tokio `current_thread` echo, and a plain blocking `recvmmsg`/`sendmmsg` loop; prints a table of packets/s
 //! and round-trip percentiles, and sansio's ratios to the others.
 //!
 //! ```text
@@ -96,6 +96,24 @@ fn sansio_busy_server() -> Server {
 
 fn sansio_uring_server() -> Server {
     sansio(SANSIO_URING, Backend::IoUring, echo::options())
+}
+
+/// io_uring with a polling kernel thread (it polls for 10 ms after the
+/// last submission, longer than any gap between a load's batches).
+fn sansio_sqpoll_server() -> Server {
+    let builder = sansio::Runtime::<echo::EchoWorker>::builder()
+        .workers(1)
+        .backend(Backend::IoUring)
+        .io_uring_sqpoll(Duration::from_millis(10));
+    let (runtime, addr) = echo::start_built(builder, 1, loopback(), echo::options())
+        .expect("start the sansio echo with SQPOLL");
+    Server {
+        name: SANSIO_SQPOLL,
+        addr,
+        stop: Box::new(move || {
+            runtime.shutdown(Duration::from_secs(2)).expect("shut down");
+        }),
+    }
 }
 
 /// Runs `serve` on a thread with a stop flag; `serve` must check the flag at
@@ -215,6 +233,7 @@ const SANSIO_NO_GSO: &str = "sansio (1 worker, mio, GSO off)";
 const SANSIO_GRO: &str = "sansio (1 worker, mio, GRO on)";
 const SANSIO_BUSY: &str = "sansio (1 worker, busy-poll)";
 const SANSIO_URING: &str = "sansio (1 worker, io-uring)";
+const SANSIO_SQPOLL: &str = "sansio (1 worker, io-uring, SQPOLL)";
 const TOKIO: &str = "tokio current_thread";
 const RAW: &str = "raw recvmmsg/sendmmsg";
 
@@ -299,12 +318,13 @@ fn main() {
         (HEAVY_GSO, 4, 64, 1200, true),
         (LIGHT, 1, 8, 64, false),
     ];
-    let servers: [fn() -> Server; 7] = [
+    let servers: [fn() -> Server; 8] = [
         sansio_server,
         sansio_no_gso_server,
         sansio_gro_server,
         sansio_busy_server,
         sansio_uring_server,
+        sansio_sqpoll_server,
         tokio_server,
         raw_server,
     ];
@@ -314,6 +334,7 @@ fn main() {
         SANSIO_GRO,
         SANSIO_BUSY,
         SANSIO_URING,
+        SANSIO_SQPOLL,
         TOKIO,
         RAW,
     ];
@@ -442,6 +463,14 @@ fn main() {
     ratios(format!("sansio io-uring / raw p50 at {LIGHT}"), &|round| {
         Some(p50(round, SANSIO_URING)? / p50(round, RAW)?)
     });
+    ratios(
+        format!("sansio io-uring with / without SQPOLL packets/s at {HEAVY}"),
+        &|round| Some(pps(round, SANSIO_SQPOLL, HEAVY)? / pps(round, SANSIO_URING, HEAVY)?),
+    );
+    ratios(
+        format!("sansio io-uring with / without SQPOLL p50 at {LIGHT}"),
+        &|round| Some(p50(round, SANSIO_SQPOLL)? / p50(round, SANSIO_URING)?),
+    );
 }
 
 const HEAVY: &str = "1200 B, 4 sockets × 64 in flight";

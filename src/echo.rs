@@ -3,9 +3,9 @@
 
 use std::net::SocketAddr;
 
-use sansio::Backend;
 use sansio::net::{UdpBound, UdpError, UdpOptions, UdpPacket};
 use sansio::prelude::*;
+use sansio::{Backend, Builder};
 
 /// What an echo task reports.
 #[derive(Debug)]
@@ -91,9 +91,21 @@ pub fn start_with(
     backend: Backend,
     options: UdpOptions,
 ) -> Result<(Runtime<EchoWorker>, SocketAddr), String> {
-    let runtime = Runtime::<EchoWorker>::builder()
+    let builder = Runtime::<EchoWorker>::builder()
         .workers(workers)
-        .backend(backend)
+        .backend(backend);
+    start_built(builder, workers, addr, options)
+}
+
+/// [`start_with`] on a runtime `builder` configured by the caller (for
+/// `workers` workers), e.g. with `io_uring_sqpoll`.
+pub fn start_built(
+    builder: Builder<EchoWorker>,
+    workers: usize,
+    addr: SocketAddr,
+    options: UdpOptions,
+) -> Result<(Runtime<EchoWorker>, SocketAddr), String> {
+    let runtime = builder
         .thread_name("echo-w")
         .build()
         .map_err(|error| error.to_string())?;

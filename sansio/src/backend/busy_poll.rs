@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Poll};
 
 use super::mio::MioRegistry;
-use super::{Poller, Readiness, Registry, Waker};
+use super::{Poller, PollerOptions, Readiness, Registry, Waker};
 
 /// Polls between yields to the scheduler.
 const YIELD_EVERY: u32 = 64;
@@ -42,7 +42,7 @@ impl Waker for BusyWaker {
 impl Poller for BusyPoller {
     type Waker = BusyWaker;
 
-    fn new() -> io::Result<(Self, BusyWaker)> {
+    fn new(_: &PollerOptions) -> io::Result<(Self, BusyWaker)> {
         let woken = Arc::new(AtomicBool::new(false));
         let poller = BusyPoller {
             poll: Poll::new()?,

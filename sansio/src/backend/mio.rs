@@ -8,7 +8,7 @@ use std::time::Instant;
 use mio::unix::SourceFd;
 use mio::{Events, Poll, Token};
 
-use super::{Interest, Poller, Readiness, Registry, WAKER_TOKEN, Waker, check};
+use super::{Interest, Poller, PollerOptions, Readiness, Registry, WAKER_TOKEN, Waker, check};
 
 /// Events taken from the kernel per wait.
 const EVENTS: usize = 1024;
@@ -35,7 +35,7 @@ fn interest(interest: Interest) -> mio::Interest {
 impl Poller for MioPoller {
     type Waker = mio::Waker;
 
-    fn new() -> io::Result<(Self, mio::Waker)> {
+    fn new(_: &PollerOptions) -> io::Result<(Self, mio::Waker)> {
         let poll = Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), Token(WAKER_TOKEN))?;
         let poller = MioPoller {

@@ -5,10 +5,15 @@
 //! Each backend is one file providing a type that implements [`Poller`],
 //! with these obligations (in the manner of mio's `sys/mod.rs`):
 //!
-//! - **Construction** returns the poller and a [`Waker`] for it. The worker
-//!   owns the poller; the waker is shared with every thread that queues work
-//!   for the worker. `registry()` gives the [`Registry`] through which the
-//!   worker's network layer registers its sockets.
+//! - **Construction** (`new(options)`) returns the poller and a [`Waker`]
+//!   for it. The worker owns the poller; the waker is shared with every
+//!   thread that queues work for the worker. `registry()` gives the
+//!   [`Registry`] through which the worker's network layer registers its
+//!   sockets. [`PollerOptions`] carry what the builder was told about the
+//!   backend beyond its name (today: io_uring's `SQPOLL`); they are passed
+//!   to every backend, so that the worker makes its poller the same way
+//!   whatever the backend, and the builder refuses an option for a backend
+//!   that does not have it, so each backend reads only its own.
 //! - **`register(fd, token, interest)`** starts watching a file descriptor
 //!   for readability and/or writability, reporting it under `token`.
 //!   Readiness is **edge-triggered**: an event means "became ready", so the
@@ -49,7 +54,7 @@ use std::fmt;
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering, fence};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[cfg(feature = "mio")]
 pub(crate) mod busy_poll;
@@ -295,13 +300,24 @@ pub(crate) struct Readiness {
 /// The token the backends keep for their waker.
 pub(crate) const WAKER_TOKEN: usize = usize::MAX;
 
+/// How a worker's poller is made: what `Builder` was told beyond the
+/// choice of backend. Every backend is made with it; an option only one
+/// backend has is refused by `Builder::build` for the others, so a backend
+/// may ignore the options that are not its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PollerOptions {
+    /// io_uring: a kernel thread polls the submission queue, for this long
+    /// after its last submission before it sleeps (`IORING_SETUP_SQPOLL`).
+    pub(crate) sqpoll: Option<Duration>,
+}
+
 /// A readiness poller; see the module documentation for the contract.
 pub(crate) trait Poller: Send + Sized + 'static {
     /// Wakes this poller from another thread.
     type Waker: Waker;
 
-    /// A poller and its waker.
-    fn new() -> io::Result<(Self, Self::Waker)>;
+    /// A poller and its waker, made as `options` say.
+    fn new(options: &PollerOptions) -> io::Result<(Self, Self::Waker)>;
 
     /// A handle to register sources with this poller, usable while the
     /// poller waits on the same thread (between waits).
@@ -541,8 +557,8 @@ mod conformance {
         panic!("token {token} never became ready");
     }
 
-    pub(super) fn reports_a_readable_socket<P: Poller>() {
-        let (mut poller, _waker) = P::new().unwrap();
+    pub(super) fn reports_a_readable_socket<P: Poller>(options: PollerOptions) {
+        let (mut poller, _waker) = P::new(&options).unwrap();
         let mut registry = poller.registry().unwrap();
         let (receiver, sender) = socket_pair();
         registry.register(receiver.as_raw_fd(), 7, READ).unwrap();
@@ -555,8 +571,8 @@ mod conformance {
         assert_eq!(receiver.recv(&mut buf).unwrap(), 1);
     }
 
-    pub(super) fn is_edge_triggered_and_deregisters<P: Poller>() {
-        let (mut poller, _waker) = P::new().unwrap();
+    pub(super) fn is_edge_triggered_and_deregisters<P: Poller>(options: PollerOptions) {
+        let (mut poller, _waker) = P::new(&options).unwrap();
         let mut registry = poller.registry().unwrap();
         let (receiver, sender) = socket_pair();
         let fd = receiver.as_raw_fd();
@@ -584,8 +600,8 @@ mod conformance {
         assert!(wait_for(&mut poller, 2).readable);
     }
 
-    pub(super) fn reregister_changes_the_interest<P: Poller>() {
-        let (mut poller, _waker) = P::new().unwrap();
+    pub(super) fn reregister_changes_the_interest<P: Poller>(options: PollerOptions) {
+        let (mut poller, _waker) = P::new(&options).unwrap();
         let mut registry = poller.registry().unwrap();
         let (socket, _) = socket_pair();
         let fd = socket.as_raw_fd();
@@ -599,8 +615,8 @@ mod conformance {
         registry.deregister(fd).unwrap();
     }
 
-    pub(super) fn the_waker_ends_a_wait_without_deadline<P: Poller>() {
-        let (mut poller, waker) = P::new().unwrap();
+    pub(super) fn the_waker_ends_a_wait_without_deadline<P: Poller>(options: PollerOptions) {
+        let (mut poller, waker) = P::new(&options).unwrap();
         let waker = Arc::new(waker);
         let remote = Arc::clone(&waker);
         let start = Instant::now();
@@ -620,8 +636,8 @@ mod conformance {
         assert!(start.elapsed() < Duration::from_secs(1));
     }
 
-    pub(super) fn a_deadline_ends_the_wait<P: Poller>() {
-        let (mut poller, _waker) = P::new().unwrap();
+    pub(super) fn a_deadline_ends_the_wait<P: Poller>(options: PollerOptions) {
+        let (mut poller, _waker) = P::new(&options).unwrap();
         let mut ready = Vec::new();
         let deadline = Instant::now() + Duration::from_millis(20);
         poller.wait(Some(deadline), &mut ready).unwrap();
@@ -641,10 +657,10 @@ mod conformance {
     /// backend holds no reference to it (io_uring: a removal that met the
     /// poll while its completion was under way left it armed, holding the
     /// socket open, so no FIN went out).
-    pub(super) fn a_source_deregistered_mid_event_is_released<P: Poller>() {
+    pub(super) fn a_source_deregistered_mid_event_is_released<P: Poller>(options: PollerOptions) {
         use std::io::Read;
         use std::net::{TcpListener, TcpStream};
-        let (mut poller, _waker) = P::new().unwrap();
+        let (mut poller, _waker) = P::new(&options).unwrap();
         let mut registry = poller.registry().unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         for round in 0..20 {
@@ -671,8 +687,8 @@ mod conformance {
         }
     }
 
-    pub(super) fn rejects_the_reserved_token_and_empty_interest<P: Poller>() {
-        let (poller, _waker) = P::new().unwrap();
+    pub(super) fn rejects_the_reserved_token_and_empty_interest<P: Poller>(options: PollerOptions) {
+        let (poller, _waker) = P::new(&options).unwrap();
         let mut registry = poller.registry().unwrap();
         let (socket, _) = socket_pair();
         let fd = socket.as_raw_fd();
@@ -688,34 +704,37 @@ mod conformance {
 
     macro_rules! suite {
         ($backend:ident, $poller:ty) => {
+            suite!($backend, $poller, super::PollerOptions::default());
+        };
+        ($backend:ident, $poller:ty, $options:expr) => {
             mod $backend {
                 #[test]
                 fn reports_a_readable_socket() {
-                    super::reports_a_readable_socket::<$poller>();
+                    super::reports_a_readable_socket::<$poller>($options);
                 }
                 #[test]
                 fn is_edge_triggered_and_deregisters() {
-                    super::is_edge_triggered_and_deregisters::<$poller>();
+                    super::is_edge_triggered_and_deregisters::<$poller>($options);
                 }
                 #[test]
                 fn reregister_changes_the_interest() {
-                    super::reregister_changes_the_interest::<$poller>();
+                    super::reregister_changes_the_interest::<$poller>($options);
                 }
                 #[test]
                 fn the_waker_ends_a_wait_without_deadline() {
-                    super::the_waker_ends_a_wait_without_deadline::<$poller>();
+                    super::the_waker_ends_a_wait_without_deadline::<$poller>($options);
                 }
                 #[test]
                 fn a_deadline_ends_the_wait() {
-                    super::a_deadline_ends_the_wait::<$poller>();
+                    super::a_deadline_ends_the_wait::<$poller>($options);
                 }
                 #[test]
                 fn a_source_deregistered_mid_event_is_released() {
-                    super::a_source_deregistered_mid_event_is_released::<$poller>();
+                    super::a_source_deregistered_mid_event_is_released::<$poller>($options);
                 }
                 #[test]
                 fn rejects_the_reserved_token_and_empty_interest() {
-                    super::rejects_the_reserved_token_and_empty_interest::<$poller>();
+                    super::rejects_the_reserved_token_and_empty_interest::<$poller>($options);
                 }
             }
         };
@@ -729,4 +748,12 @@ mod conformance {
     suite!(busy_poll, crate::backend::busy_poll::BusyPoller);
     #[cfg(feature = "io-uring")]
     suite!(io_uring, crate::backend::uring::UringPoller);
+    #[cfg(feature = "io-uring")]
+    suite!(
+        io_uring_sqpoll,
+        crate::backend::uring::UringPoller,
+        super::PollerOptions {
+            sqpoll: Some(std::time::Duration::from_millis(5)),
+        }
+    );
 }

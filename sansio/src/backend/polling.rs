@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use polling::{Event, Events, PollMode};
 
-use super::{Interest, Poller, Readiness, Registry, Waker, check};
+use super::{Interest, Poller, PollerOptions, Readiness, Registry, Waker, check};
 
 pub(crate) struct PollingPoller {
     poller: Arc<polling::Poller>,
@@ -39,7 +39,7 @@ fn borrowed(fd: RawFd) -> BorrowedFd<'static> {
 impl Poller for PollingPoller {
     type Waker = PollingWaker;
 
-    fn new() -> io::Result<(Self, PollingWaker)> {
+    fn new(_: &PollerOptions) -> io::Result<(Self, PollingWaker)> {
         let poller = Arc::new(polling::Poller::new()?);
         let waker = PollingWaker(Arc::clone(&poller));
         Ok((

@@ -961,7 +961,7 @@ mod tests {
 
     /// A worker's UDP sockets with one socket bound on loopback, and a peer.
     fn bound(options: &UdpOptions) -> (UdpSockets, Box<dyn Registry>, UdpSocketId, UdpSocket) {
-        let (poller, _waker) = MioPoller::new().unwrap();
+        let (poller, _waker) = MioPoller::new(&crate::backend::PollerOptions::default()).unwrap();
         let mut registry = poller.registry().unwrap();
         let mut sockets = UdpSockets::new();
         let id = UdpSocketId::new(0, OWNER, 0);
@@ -1142,7 +1142,8 @@ mod tests {
         use crate::backend::uring::UringPoller;
 
         fn bound(options: &UdpOptions) -> (UdpSockets, Box<dyn Registry>, UringPoller, UdpSocket) {
-            let (poller, _waker) = UringPoller::new().unwrap();
+            let (poller, _waker) =
+                UringPoller::new(&crate::backend::PollerOptions::default()).unwrap();
             let mut registry = poller.registry().unwrap();
             let mut sockets = UdpSockets::new();
             let id = UdpSocketId::new(0, OWNER, 0);

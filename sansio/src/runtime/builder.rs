@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 
 use super::{Runtime, WorkerHandle};
-use crate::backend::{Backend, Notifier, Poller};
+use crate::backend::{Backend, Notifier, Poller, PollerOptions};
 use crate::error::{Error, Result};
 use crate::id::lock;
 use crate::stats::Sampler;
@@ -37,6 +37,7 @@ pub struct Builder<W> {
     queue_capacity: usize,
     event_capacity: Option<usize>,
     spin: Duration,
+    poller: PollerOptions,
     faults: crate::faults::Setup,
     _worker: PhantomData<fn() -> W>,
 }
@@ -51,6 +52,7 @@ impl<W> fmt::Debug for Builder<W> {
             .field("queue_capacity", &self.queue_capacity)
             .field("event_capacity", &self.event_capacity)
             .field("spin_before_sleep", &self.spin)
+            .field("io_uring_sqpoll", &self.poller.sqpoll)
             .field("faults", &self.faults)
             .finish()
     }
@@ -69,6 +71,7 @@ impl<W: Worker> Builder<W> {
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             event_capacity: None,
             spin: DEFAULT_SPIN,
+            poller: PollerOptions::default(),
             faults: Default::default(),
             _worker: PhantomData,
         }
@@ -143,6 +146,33 @@ impl<W: Worker> Builder<W> {
         self
     }
 
+    /// io_uring only: each worker's ring gets a kernel thread that polls
+    /// its submission queue (`IORING_SETUP_SQPOLL`), so that the sends and
+    /// registrations a worker queues start without a system call, and keeps
+    /// polling for `idle` after the last of them before it sleeps (rounded
+    /// up to whole milliseconds, the kernel's unit; at least 1 ms).
+    ///
+    /// A trade of a core for latency, like [`Backend::BusyPoll`]: while
+    /// traffic flows, each worker's polling thread keeps a core busy
+    /// besides the worker's own, which on a machine with as many workers as
+    /// cores takes CPU from the workers themselves (measured in the README,
+    /// "io_uring against mio"). Once traffic stops, the polling thread
+    /// sleeps after `idle` and an idle runtime again uses no CPU. The kernel
+    /// runs completion work in the polling thread then, so the ring is made
+    /// without `DEFER_TASKRUN`. Off by default.
+    ///
+    /// [`Builder::build`] fails with [`Error::Config`] when the backend is
+    /// not [`Backend::IoUring`], and with an [`Error::Io`] naming `SQPOLL`
+    /// when the kernel refuses it (before Linux 5.11 it needs
+    /// `CAP_SYS_ADMIN`).
+    #[cfg(feature = "io-uring")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "io-uring")))]
+    #[must_use]
+    pub fn io_uring_sqpoll(mut self, idle: Duration) -> Self {
+        self.poller.sqpoll = Some(idle);
+        self
+    }
+
     /// Injects faults under the workers' socket calls, as `plan` says: for
     /// tests of what the runtime (and the tasks on it) do on a bad day. See
     /// [`faults`](crate::faults).
@@ -177,6 +207,12 @@ impl<W: Worker> Builder<W> {
             ));
         }
         crate::faults::check(&self.faults).map_err(Error::Config)?;
+        if self.poller.sqpoll.is_some() && self.backend != Backend::IoUring {
+            return Err(Error::Config(format!(
+                "io_uring_sqpoll is an option of Backend::IoUring, not of Backend::{:?}",
+                self.backend
+            )));
+        }
         self.backend.check()?;
         let cores = if self.pin_cores {
             match core_affinity::get_core_ids() {
@@ -230,6 +266,7 @@ impl<W: Worker> Builder<W> {
                 } else {
                     self.spin
                 },
+                poller: self.poller,
                 faults: self.faults.clone(),
             })?);
         }
@@ -255,6 +292,7 @@ struct WorkerConfig<W: Worker> {
     events: Sender<Envelope<W>>,
     core: Option<core_affinity::CoreId>,
     spin: Duration,
+    poller: PollerOptions,
     faults: crate::faults::Setup,
 }
 
@@ -278,13 +316,14 @@ fn prepare<W: Worker, P: Poller>(config: WorkerConfig<W>) -> Result<Prepared<W>>
         events,
         core,
         spin,
+        poller,
         faults,
     } = config;
     let io = move |context: &str| {
         let context = format!("worker {index}: {context}");
         move |source| Error::Io { context, source }
     };
-    let (poller, waker) = P::new().map_err(io("creating the poller"))?;
+    let (poller, waker) = P::new(&poller).map_err(io("creating the poller"))?;
     let registry = poller
         .registry()
         .map_err(io("creating the poller's registry"))?;

@@ -38,11 +38,15 @@
 //! completion work only when it waits, never interrupting its other calls
 //! (`COOP_TASKRUN` on 5.19 and 6.0; measured, see [`TaskRun`]).
 //!
-//! No `SQPOLL`: a kernel thread polling the submission queue takes a core
-//! of its own to save the `io_uring_enter` of a wait that is made anyway
-//! (a worker with nothing to do must sleep in one), and rules out
-//! `DEFER_TASKRUN`; on the 2-core machines this is measured on, that core
-//! is the load generator's. Not built yet.
+//! `SQPOLL` is an option (`Builder::io_uring_sqpoll`), off by default: a
+//! kernel thread per ring polls the submission queue, so that sends and
+//! registrations start without a system call, and completion work runs in
+//! it (no `DEFER_TASKRUN`, which the kernel refuses with `SQPOLL`). It
+//! takes a core of its own while traffic flows, to save `io_uring_enter`s
+//! of which a worker still makes one per wait; handing entries over
+//! (`Ring::submit_now`) wakes the thread when it sleeps and waits until it
+//! took them, so that a descriptor is closed only after its polls and
+//! receives were issued.
 //!
 //! Needs Linux 5.13 (multishot polls); [`probe`] says what is missing on a
 //! kernel without it, or where io_uring is disabled or forbidden. Receives
@@ -69,12 +73,14 @@ use std::time::{Duration, Instant};
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use rustc_hash::FxBuildHasher;
 
-use super::{Datagram, Interest, Outgoing, Poller, Readiness, Registry, Taken, Waker, check};
+use super::{
+    Datagram, Interest, Outgoing, Poller, PollerOptions, Readiness, Registry, Taken, Waker, check,
+};
 use buffers::Group;
 use receive::Receive;
 use send::Sending;
 pub(crate) use setup::probe;
-use setup::{build_ring, probed, unsupported};
+use setup::{build_ring, build_sqpoll_ring, probed, unsupported};
 
 /// Submission queue entries: registrations and their changes queued between
 /// two waits (the queue is handed to the kernel early when it fills).
@@ -83,6 +89,10 @@ const ENTRIES: u32 = 256;
 /// Completion queue entries: readiness of this many sources in one wait
 /// before the kernel keeps the rest for the next (it drops none).
 const CQ_ENTRIES: u32 = 4096;
+
+/// How long [`Ring::hand_over`] waits for the `SQPOLL` thread to take the
+/// queued entries before it calls it an error.
+const HAND_OVER_WITHIN: Duration = Duration::from_secs(5);
 
 /// The `user_data` of the waker's poll.
 const WAKER: u64 = u64::MAX;
@@ -197,6 +207,9 @@ struct Ring {
     /// Readiness reaped outside a wait (while a deregistration waited for
     /// its sends), for the next wait to report.
     deferred: Vec<Readiness>,
+    /// A kernel thread takes the queued entries (`SQPOLL`): handing them
+    /// over means waking it if it sleeps, and waiting until it took them.
+    sqpoll: bool,
 }
 
 impl Ring {
@@ -209,7 +222,9 @@ impl Ring {
         }
         // SAFETY: `fd` was just opened and is owned by nothing else.
         let waker = Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
+        let sqpoll = ring.params().is_setup_sqpoll();
         let ring = Ring {
+            sqpoll,
             ring,
             enabled: false,
             sources: HashMap::default(),
@@ -239,8 +254,13 @@ impl Ring {
     }
 
     /// Hands the queued entries to the kernel and runs the completion work
-    /// it has, without waiting.
+    /// it has, without waiting. With `SQPOLL`, returns once the kernel's
+    /// polling thread has taken every entry (a poll or a receive then
+    /// holds its file: the descriptor may be closed).
     fn submit_now(&mut self) -> io::Result<()> {
+        if self.sqpoll {
+            return self.hand_over();
+        }
         let queued = u32::try_from(self.ring.submission().len()).unwrap_or(u32::MAX);
         // SAFETY: no argument is passed (a null pointer of size 0).
         unsafe {
@@ -249,6 +269,28 @@ impl Ring {
                 .enter::<libc::sigset_t>(queued, 0, ENTER_GETEVENTS, None)
         }?;
         Ok(())
+    }
+
+    /// `SQPOLL`: wakes the polling thread if it sleeps, and waits until it
+    /// has taken every queued entry (it takes them within microseconds once
+    /// awake; [`HAND_OVER_WITHIN`] bounds the wait).
+    fn hand_over(&mut self) -> io::Result<()> {
+        let give_up = Instant::now() + HAND_OVER_WITHIN;
+        loop {
+            self.ring.submit()?;
+            if self.ring.submission().is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > give_up {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "io_uring's SQPOLL thread took no queued entry for {HAND_OVER_WITHIN:?}"
+                    ),
+                ));
+            }
+            std::thread::yield_now();
+        }
     }
 
     /// Queues `entry`, handing the queue to the kernel first if it is full.
@@ -508,9 +550,13 @@ impl Waker for UringWaker {
 impl Poller for UringPoller {
     type Waker = UringWaker;
 
-    fn new() -> io::Result<(Self, UringWaker)> {
+    fn new(options: &PollerOptions) -> io::Result<(Self, UringWaker)> {
         let setup = probed().map_err(unsupported)?;
-        let (mut ring, waker) = Ring::new(build_ring(setup)?)?;
+        let ring = match options.sqpoll {
+            Some(idle) => build_sqpoll_ring(idle)?,
+            None => build_ring(setup)?,
+        };
+        let (mut ring, waker) = Ring::new(ring)?;
         ring.receives_supported = setup.receives;
         let poller = UringPoller {
             ring: Arc::new(Mutex::new(ring)),
@@ -957,6 +1003,54 @@ mod tests {
             ready,
             vec![at(9, true, false), at(1, true, true), at(2, true, true)]
         );
+    }
+
+    #[test]
+    fn sqpoll_idle_is_whole_milliseconds_and_never_zero() {
+        use super::setup::sqpoll_idle_millis;
+        assert_eq!(sqpoll_idle_millis(Duration::ZERO), 1);
+        assert_eq!(sqpoll_idle_millis(Duration::from_micros(1)), 1);
+        assert_eq!(sqpoll_idle_millis(Duration::from_micros(1500)), 2);
+        assert_eq!(sqpoll_idle_millis(Duration::from_millis(5)), 5);
+        assert_eq!(sqpoll_idle_millis(Duration::MAX), u32::MAX);
+    }
+
+    #[test]
+    fn an_sqpoll_ring_hands_entries_over_before_submit_now_returns() {
+        let options = PollerOptions {
+            sqpoll: Some(Duration::from_millis(1)),
+        };
+        let (poller, _waker) = UringPoller::new(&options).unwrap();
+        let mut ring = lock(&poller.ring);
+        ring.enable().unwrap();
+        assert!(ring.sqpoll);
+        let sockets: Vec<UdpSocket> = (0..8)
+            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        for round in 0..20 {
+            // Let the polling thread fall asleep now and then: the hand-over
+            // must wake it.
+            if round % 5 == 0 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            for (token, socket) in sockets.iter().enumerate() {
+                let armed = Armed {
+                    token,
+                    interest: Interest::READ,
+                    generation: ring.next_generation(),
+                };
+                ring.sources.insert(socket.as_raw_fd(), armed);
+                ring.arm(socket.as_raw_fd(), armed).unwrap();
+            }
+            ring.submit_now().unwrap();
+            assert!(ring.ring.submission().is_empty(), "round {round}");
+            for socket in &sockets {
+                let old = ring.sources.remove(&socket.as_raw_fd()).unwrap();
+                ring.disarm(socket.as_raw_fd(), old.generation).unwrap();
+            }
+            ring.submit_now().unwrap();
+            assert!(ring.ring.submission().is_empty(), "round {round}");
+        }
     }
 
     #[test]

@@ -79,6 +79,35 @@ pub(super) fn build_ring(setup: Setup) -> io::Result<IoUring> {
         })
 }
 
+/// Makes a disabled ring whose submission queue a kernel thread polls
+/// (`IORING_SETUP_SQPOLL`), for `idle` (rounded up to milliseconds, at
+/// least one) after the last entry before it sleeps.
+pub(super) fn build_sqpoll_ring(idle: Duration) -> io::Result<IoUring> {
+    IoUring::builder()
+        .setup_cqsize(CQ_ENTRIES)
+        .setup_r_disabled()
+        .setup_sqpoll(sqpoll_idle_millis(idle))
+        .build(ENTRIES)
+        .map_err(|error| match error.raw_os_error() {
+            Some(libc::EPERM) => unsupported(
+                "io_uring_setup with SQPOLL was refused (EPERM): before Linux 5.11 a polling \
+                 thread needs CAP_SYS_ADMIN, or a seccomp filter forbids io_uring",
+            ),
+            _ => io::Error::new(
+                error.kind(),
+                format!("io_uring_setup with SQPOLL failed: {error}"),
+            ),
+        })
+}
+
+/// The kernel's `sq_thread_idle`: milliseconds, rounded up, at least one
+/// (zero would mean the kernel's default of a second).
+pub(super) fn sqpoll_idle_millis(idle: Duration) -> u32 {
+    u32::try_from(idle.as_nanos().div_ceil(1_000_000))
+        .unwrap_or(u32::MAX)
+        .max(1)
+}
+
 /// Whether this kernel can run the io_uring backend, and if not, what is
 /// missing; found out once per process, on a thread of its own (the test
 /// ring's completion work, and its teardown's, would otherwise interrupt
