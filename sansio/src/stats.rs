@@ -194,6 +194,11 @@ counters! {
         /// TCP closes that reset the connection: `tcp_abort`, or a graceful
         /// close that did not finish within `TcpOptions::close_timeout`.
         tcp_closes_aborted,
+        /// io_uring only: times a connection's multishot receive found every
+        /// receive buffer of its worker in use (`ENOBUFS`) and waited for one
+        /// to be taken; its bytes waited in the socket meanwhile (and TCP's
+        /// flow control held the peer back if it filled).
+        tcp_recv_buffers_exhausted,
         /// Accepts that failed for want of descriptors or memory and were
         /// tried again after a back-off (10 ms, doubling up to 100 ms).
         tcp_accept_retries,

@@ -45,7 +45,9 @@
 //!   owns it until the kernel is done with every message, reports the
 //!   token writable then (a backend may report it with the next other
 //!   event unless `take_sent` was asked for it meanwhile), and `take_sent`
-//!   hands it back with each message's result.
+//!   hands it back with each message's result. Connected streams (TCP)
+//!   may be read the same way (`receive_stream`, `take_stream`): chunks in
+//!   the stream's order, the peer's end of stream after the last of them.
 //! - **`Waker::wake`** makes the current or the next `wait` return. It is
 //!   called from any thread; the runtime merges repeated wakeups itself
 //!   ([`Notifier`]), so the backend sees at most one per sleep.
@@ -93,9 +95,10 @@ pub enum Backend {
     /// sleeps in `io_uring_enter`, on a ring of its own. UDP sockets are
     /// received and sent by the ring itself (a multishot `recvmsg` into a
     /// ring of buffers, Linux 6.0, and linked `sendmsg`s with GSO runs; no
-    /// `recvmmsg` or `sendmmsg` calls), and the other sources are
-    /// watched with multishot polls and read and written by the same
-    /// batched system calls as on the other backends. Where the kernel has
+    /// `recvmmsg` or `sendmmsg` calls), TCP connections are read by it
+    /// (a multishot `recv` each, into the same buffers), and the other
+    /// sources are watched with multishot polls and read and written by
+    /// the same batched system calls as on the other backends. Where the kernel has
     /// no io_uring, or forbids it, [`Backend::check`] says what is missing
     /// and `Builder::build` fails with it; a kernel before 6.0 reads UDP
     /// sockets on readiness too.
@@ -370,6 +373,34 @@ pub(crate) trait Registry: Send + 'static {
         Ok(Taken::default())
     }
 
+    /// As [`Registry::receive_datagrams`], for the connected stream socket
+    /// `fd` (a TCP connection): the backend reads it itself (io_uring's
+    /// multishot `recv`), in chunks of at most `chunk` bytes, and
+    /// [`Registry::take_stream`] hands them out. May be asked of a socket
+    /// already registered (a connect that just completed): its poll then
+    /// keeps watching writability alone, if it did. Returns `false` when
+    /// the backend does not; the owner then reads `fd` on readiness.
+    fn receive_stream(&mut self, fd: RawFd, token: usize, chunk: usize) -> io::Result<bool> {
+        let _ = (fd, token, chunk);
+        Ok(false)
+    }
+
+    /// Hands up to `max` of the chunks the backend read from `fd` (see
+    /// [`Registry::receive_stream`]) to `each`, in the order of the stream,
+    /// and says whether more are waiting and whether the peer closed its
+    /// side ([`Taken::ended`], once every chunk before it was handed out).
+    /// A read that failed is reported once, as the error, after the chunks
+    /// that came before it; the backend does not read that stream again.
+    fn take_stream(
+        &mut self,
+        fd: RawFd,
+        max: usize,
+        each: &mut dyn FnMut(&[u8]),
+    ) -> io::Result<Taken> {
+        let _ = (fd, max, each);
+        Ok(Taken::default())
+    }
+
     /// Sends `outgoing`'s messages on `fd`, in order, through the backend:
     /// a backend that receives `fd`'s datagrams itself (see
     /// [`Registry::receive_datagrams`]) also sends them. It keeps
@@ -434,6 +465,9 @@ pub(crate) struct Taken {
     /// receive buffer in use (`ENOBUFS`), and waited for buffers to come
     /// back; its datagrams waited in the socket meanwhile.
     pub(crate) buffers_ran_out: u32,
+    /// Streams only: the peer closed its side, and everything it sent
+    /// before has been handed out (reported by every take from then on).
+    pub(crate) ended: bool,
 }
 
 /// Makes a [`Poller`]'s current or next `wait` return.

@@ -72,8 +72,12 @@
 //!   is the backend's until the kernel is done with it, and comes back
 //!   with each message's result (`Registry::take_sent`) to be counted, or
 //!   queued again, or refused to the task, as a `sendmmsg` result would
-//!   be. Fairness is as on the readiness path. TCP and TUN are readiness
-//!   on the same ring (multishot polls), read and written by the calls
+//!   be. Fairness is as on the readiness path. TCP connections are read
+//!   the same way (`Registry::receive_stream` when a connection is
+//!   accepted or its connect completes: a multishot `recv` into the ring's
+//!   buffers; `Registry::take_stream` hands the chunks out in order, then
+//!   the peer's end of stream). TCP accepts, connects and writes, and TUN,
+//!   are readiness on the same ring (multishot polls), done by the calls
 //!   above.
 //! - **Frames (AF_XDP).** The driver owns a UMEM and its fill, completion,
 //!   RX and TX rings, bound to one queue of a device. `wait` polls the RX

@@ -136,6 +136,8 @@ pub struct TcpOptions {
     /// [`TcpEvent::Writable`].
     pub send_limit: usize,
     /// The size of the buffers connections are read into (default 16 KiB).
+    /// On io_uring, where the worker's ring reads connections into buffers
+    /// of its own, a chunk is at most 64 KiB whatever this says.
     pub read_chunk: usize,
     /// `SO_REUSEADDR` on listeners (default on, so a restarted server can
     /// bind at once).

@@ -2,7 +2,10 @@
 //!
 //! Reading: a readable connection is read in chunks into pooled buffers,
 //! each delivered as `TcpEvent::Data`, until it would block (or a fair share
-//! of reads, then again next turn); end of stream is `PeerClosed`.
+//! of reads, then again next turn); end of stream is `PeerClosed`. Where the
+//! backend reads connections itself (io_uring: a multishot `recv` into its
+//! buffer rings, `Registry::receive_stream`), the chunks it read are taken
+//! from it instead, copied into pooled buffers, with the same events.
 //!
 //! Writing, with backpressure: `tcp_send` queues a buffer on its connection;
 //! queues are flushed after each batch of inputs. What the kernel will not
@@ -42,6 +45,30 @@ use crate::stats::Counters;
 /// Accepts per listener per turn, and reads per connection per turn, before
 /// others get theirs.
 const PER_TURN: usize = 16;
+
+/// The largest chunk a backend that reads connections itself is asked for
+/// (its buffers are that large; `TcpOptions::read_chunk` above it is read
+/// in chunks of this size).
+const BACKEND_CHUNK_MAX: usize = 64 << 10;
+
+/// Starts the reads of a connection, by the backend where it reads
+/// connections itself (returns `true`), or else registers it for
+/// readability (`interest`, which must include it).
+fn watch_reads(
+    registry: &mut dyn Registry,
+    stream: &TcpStream,
+    token: usize,
+    options: &TcpOptions,
+    interest: Interest,
+) -> io::Result<bool> {
+    let fd = stream.as_raw_fd();
+    let chunk = options.read_chunk.min(BACKEND_CHUNK_MAX);
+    if registry.receive_stream(fd, token, chunk)? {
+        return Ok(true);
+    }
+    registry.register(fd, token, interest)?;
+    Ok(false)
+}
 
 struct Listener {
     id: TcpListenerId,
@@ -114,6 +141,9 @@ struct Conn {
     listener: Option<(usize, TcpListenerId)>,
     /// The peer has closed its side: no more reading.
     read_closed: bool,
+    /// The backend reads it (`Registry::receive_stream`): its chunks are
+    /// taken, not read.
+    backend_reads: bool,
 }
 
 /// A network event for a task.
@@ -320,26 +350,27 @@ impl TcpSockets {
                 .and_then(|()| stream.set_nodelay(options.nodelay));
             let slot = self.conns.vacant();
             let registered = setup.and_then(|()| {
-                registry.register(
-                    stream.as_raw_fd(),
-                    Source::TcpConn(slot).token(),
-                    Interest::READ,
-                )
+                let token = Source::TcpConn(slot).token();
+                watch_reads(registry, &stream, token, &options, Interest::READ)
             });
-            if let Err(error) = registered {
-                counters.tcp_errors += 1;
-                out.push_back(event(
-                    owner,
-                    TcpEvent::AcceptFailed {
-                        listener: listener_id,
-                        error,
-                    },
-                ));
-                continue;
-            }
+            let backend_reads = match registered {
+                Ok(backend_reads) => backend_reads,
+                Err(error) => {
+                    counters.tcp_errors += 1;
+                    out.push_back(event(
+                        owner,
+                        TcpEvent::AcceptFailed {
+                            listener: listener_id,
+                            error,
+                        },
+                    ));
+                    continue;
+                }
+            };
             counters.tcp_accepted += 1;
             let mut accepted = Conn::new(conn, owner, stream, options, false);
             accepted.listener = Some((index, listener_id));
+            accepted.backend_reads = backend_reads;
             if let Some(listener) = self.listeners.get_mut(index) {
                 listener.open += 1;
             }
@@ -381,6 +412,10 @@ impl TcpSockets {
             };
             let outcome = outcome.and_then(|peer| {
                 conn.stream.set_nodelay(conn.options.nodelay)?;
+                let token = Source::TcpConn(index).token();
+                let chunk = conn.options.read_chunk.min(BACKEND_CHUNK_MAX);
+                conn.backend_reads =
+                    registry.receive_stream(conn.stream.as_raw_fd(), token, chunk)?;
                 let interest = if conn.queue.is_empty() {
                     Interest::READ
                 } else {
@@ -439,6 +474,9 @@ impl TcpSockets {
         out: &mut Outbox,
         counters: &mut Counters,
     ) -> bool {
+        if self.conns.get(index).is_some_and(|conn| conn.backend_reads) {
+            return self.take_chunks(index, registry, out, counters);
+        }
         for _ in 0..PER_TURN {
             let Some(conn) = self.conns.get_mut(index) else {
                 return false;
@@ -478,6 +516,56 @@ impl TcpSockets {
             }
         }
         true
+    }
+
+    /// Takes what the backend read from connection `index` (a fair share of
+    /// chunks), as [`TcpSockets::read`] reads it; returns whether more is
+    /// waiting.
+    fn take_chunks(
+        &mut self,
+        index: usize,
+        registry: &mut dyn Registry,
+        out: &mut Outbox,
+        counters: &mut Counters,
+    ) -> bool {
+        let Some(conn) = self.conns.get_mut(index) else {
+            return false;
+        };
+        if conn.read_closed {
+            return false;
+        }
+        // The faults a read can be given, as on the readiness path: an
+        // interrupted read is simply done again.
+        if let Some(injected) = faults::error(Call::TcpRead)
+            && injected.kind() != io::ErrorKind::Interrupted
+        {
+            self.fail(index, injected, registry, out, counters);
+            return false;
+        }
+        let (owner, id, chunk) = (conn.owner, conn.id, conn.options.read_chunk);
+        let mut read = 0;
+        let taken = registry.take_stream(conn.stream.as_raw_fd(), PER_TURN, &mut |bytes| {
+            let mut data = PacketBuf::with_capacity(chunk);
+            data.extend_from_slice(bytes);
+            read += bytes.len() as u64;
+            out.push_back(event(owner, TcpEvent::Data { conn: id, data }));
+        });
+        counters.tcp_bytes_read += read;
+        match taken {
+            Ok(taken) => {
+                counters.tcp_recv_buffers_exhausted += u64::from(taken.buffers_ran_out);
+                if taken.ended {
+                    conn.read_closed = true;
+                    out.push_back(event(owner, TcpEvent::PeerClosed { conn: id }));
+                    return false;
+                }
+                taken.more
+            }
+            Err(error) => {
+                self.fail(index, error, registry, out, counters);
+                false
+            }
+        }
     }
 
     /// Queues `data` on `conn`, or hands it back.
@@ -861,6 +949,7 @@ impl Conn {
             close_by: None,
             listener: None,
             read_closed: false,
+            backend_reads: false,
         }
     }
 }

@@ -23,9 +23,13 @@
 //! `io_uring_enter` that starts the worker's wait, so a finished batch ends
 //! the wait only if the driver asked for it (it had more to send) or with
 //! the next other event, within a millisecond: not a turn of the loop per
-//! batch just to count it. Everything else is readiness: TCP and TUN are
-//! read and written by the driver's system calls (`accept`, `read`,
-//! `write`, …), so the whole conformance suite runs on io_uring unchanged. Registrations and their changes are queued
+//! batch just to count it. TCP connections are received the same way, by
+//! a multishot `recv` each into the same buffer rings (`receive.rs`: a
+//! completion of no bytes is the peer's end of stream, an error ends the
+//! reads), their chunks taken in order. Everything else is readiness: TCP
+//! accepts, connects and writes, and TUN, are done by the driver's system
+//! calls (`accept`, `write`, …), so the whole conformance suite runs on
+//! io_uring unchanged. Registrations and their changes are queued
 //! on the ring and go to the kernel with the next wait, in the same
 //! `io_uring_enter`; only a deregistration is handed over at once, since
 //! the descriptor is closed right after it.
@@ -736,7 +740,7 @@ impl Registry for UringRegistry {
         check(token, Interest::READ)?;
         let mut ring = lock(&self.0);
         ring.enable()?;
-        ring.start_receive(fd, token, size)
+        ring.start_receive(fd, token, size, false)
     }
 
     fn take_datagrams(
@@ -746,6 +750,22 @@ impl Registry for UringRegistry {
         each: &mut dyn FnMut(Datagram<'_>),
     ) -> io::Result<Taken> {
         lock(&self.0).take(fd, max, each)
+    }
+
+    fn receive_stream(&mut self, fd: RawFd, token: usize, chunk: usize) -> io::Result<bool> {
+        check(token, Interest::READ)?;
+        let mut ring = lock(&self.0);
+        ring.enable()?;
+        ring.start_receive(fd, token, chunk, true)
+    }
+
+    fn take_stream(
+        &mut self,
+        fd: RawFd,
+        max: usize,
+        each: &mut dyn FnMut(&[u8]),
+    ) -> io::Result<Taken> {
+        lock(&self.0).take(fd, max, &mut |chunk| each(chunk.payload))
     }
 
     fn send_messages(
@@ -763,7 +783,8 @@ impl Registry for UringRegistry {
 
 #[cfg(test)]
 mod tests {
-    use std::net::UdpSocket;
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream, UdpSocket};
 
     use super::*;
 
@@ -810,7 +831,7 @@ mod tests {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         socket.set_nonblocking(true).unwrap();
         let fd = socket.as_raw_fd();
-        assert!(ring.start_receive(fd, token, 1 << 20).unwrap());
+        assert!(ring.start_receive(fd, token, 1 << 20, false).unwrap());
         let count = ring.groups[0].free;
         ring.submit_now().unwrap();
         (socket, fd, count)
@@ -853,8 +874,8 @@ mod tests {
             .collect();
         let (hog, starved) = (sockets[0].as_raw_fd(), sockets[1].as_raw_fd());
         // One group for both: the same size.
-        assert!(ring.start_receive(hog, 1, 1 << 20).unwrap());
-        assert!(ring.start_receive(starved, 2, 1 << 20).unwrap());
+        assert!(ring.start_receive(hog, 1, 1 << 20, false).unwrap());
+        assert!(ring.start_receive(starved, 2, 1 << 20, false).unwrap());
         assert_eq!(ring.groups.len(), 1);
         let count = ring.groups[0].free;
         ring.submit_now().unwrap();
@@ -934,7 +955,7 @@ mod tests {
         let mut ring = receiving_ring();
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         let fd = socket.as_raw_fd();
-        assert!(ring.start_receive(fd, 1, 100).unwrap());
+        assert!(ring.start_receive(fd, 1, 100, false).unwrap());
         ring.submit_now().unwrap();
         let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
         // Buffers have room for more than asked (rounded up), not for this.
@@ -1003,6 +1024,94 @@ mod tests {
             ready,
             vec![at(9, true, false), at(1, true, true), at(2, true, true)]
         );
+    }
+
+    /// A connected pair of TCP sockets; the server side's bytes are read
+    /// by `ring` in chunks of `chunk`, reported under token 9.
+    fn received_stream(ring: &mut Ring, chunk: usize) -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        assert!(
+            ring.start_receive(server.as_raw_fd(), 9, chunk, true)
+                .unwrap()
+        );
+        ring.submit_now().unwrap();
+        (client, server)
+    }
+
+    /// Takes chunks of the stream `fd` until it ended or failed (or 5 s
+    /// passed): the bytes, and the error if it failed.
+    fn take_stream(ring: &mut Ring, fd: RawFd) -> (Vec<u8>, Option<io::Error>) {
+        let mut got = Vec::new();
+        let mut ready = Vec::new();
+        let give_up = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < give_up {
+            ring.enter(Some(Instant::now() + Duration::from_millis(20)))
+                .unwrap();
+            ring.reap(&mut ready).unwrap();
+            let taken = ring.take(fd, 4, &mut |chunk| {
+                assert!(chunk.name.is_empty() && !chunk.truncated);
+                got.extend_from_slice(chunk.payload);
+            });
+            match taken {
+                Ok(taken) if taken.ended => return (got, None),
+                Ok(_) => {}
+                Err(error) => return (got, Some(error)),
+            }
+        }
+        panic!(
+            "the stream neither ended nor failed; got {} bytes",
+            got.len()
+        );
+    }
+
+    #[test]
+    fn a_stream_is_handed_out_in_order_then_its_end() {
+        let mut ring = receiving_ring();
+        let (mut client, server) = received_stream(&mut ring, 1000);
+        let sent: Vec<u8> = (0..100_000u32).map(|i| (i % 241) as u8).collect();
+        client.write_all(&sent).unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        let (got, error) = take_stream(&mut ring, server.as_raw_fd());
+        assert!(error.is_none(), "{error:?}");
+        assert!(
+            got == sent,
+            "{} bytes of {}, or out of order",
+            got.len(),
+            sent.len()
+        );
+        // Ended for good: not armed again, and every take says so.
+        assert!(!ring.receives[&server.as_raw_fd()].armed);
+        let again = ring.take(server.as_raw_fd(), 4, &mut |_| panic!("nothing more"));
+        assert!(again.unwrap().ended);
+        assert!(ring.end_receive(server.as_raw_fd()).unwrap());
+        assert!(ring.quiesce());
+    }
+
+    #[test]
+    fn a_reset_stream_hands_out_its_bytes_then_the_error_once() {
+        let mut ring = receiving_ring();
+        let (mut client, server) = received_stream(&mut ring, 1000);
+        client.write_all(b"before the reset").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        // A zero linger: the close is a reset.
+        socket2::SockRef::from(&client)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(client);
+        let (got, error) = take_stream(&mut ring, server.as_raw_fd());
+        assert_eq!(got, b"before the reset");
+        let error = error.expect("the reset, reported");
+        assert_eq!(error.kind(), io::ErrorKind::ConnectionReset, "{error}");
+        // Not read again after a failure.
+        let receive = &ring.receives[&server.as_raw_fd()];
+        assert!(receive.failed && !receive.armed);
+        let again = ring.take(server.as_raw_fd(), 4, &mut |_| panic!("nothing more"));
+        assert!(!again.unwrap().ended, "a reset is not an end of stream");
+        assert!(ring.end_receive(server.as_raw_fd()).unwrap());
+        assert!(ring.quiesce());
     }
 
     #[test]

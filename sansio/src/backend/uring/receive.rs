@@ -1,5 +1,6 @@
-//! The io_uring backend's UDP receives: a multishot `recvmsg` per socket
-//! into the buffer rings of `buffers.rs`, the datagrams kept until the
+//! The io_uring backend's receives: a multishot `recvmsg` per UDP socket,
+//! or a multishot `recv` per TCP connection, into the buffer rings of
+//! `buffers.rs`; the datagrams (or chunks of the stream) kept until the
 //! socket's owner takes them, and a receive that runs out of buffers
 //! waiting for them (see the module's notes in `mod.rs`).
 
@@ -11,14 +12,23 @@ use io_uring::types::RecvMsgOut;
 use io_uring::{cqueue, opcode, types};
 
 use super::buffers::Group;
-use super::{RECEIVE, REMOVAL, Receiving, Ring, not_registered, receive_data};
-use crate::backend::{Datagram, Readiness, Taken};
+use super::{Armed, RECEIVE, REMOVAL, Receiving, Ring, not_registered, receive_data};
+use crate::backend::{Datagram, Interest, Readiness, Taken};
 
-/// A UDP socket whose datagrams the ring receives itself: a multishot
-/// `recvmsg` into the buffers of `group`, the datagrams it completed and
+/// A socket the ring receives for itself: a multishot `recvmsg` (UDP) or
+/// `recv` (a stream) into the buffers of `group`, what it completed and
 /// what went wrong, until the socket's owner takes them.
 pub(super) struct Receive {
     pub(super) token: usize,
+    /// A connected stream, read by `recv` in chunks of `group`'s payload
+    /// size; otherwise datagrams, by `recvmsg`.
+    pub(super) stream: bool,
+    /// Streams: the peer closed its side (a completion of 0 bytes); not
+    /// armed again.
+    pub(super) ended: bool,
+    /// Streams: a read failed (the error is reported once); not armed
+    /// again, since bytes after a failure would not follow the ones before.
+    pub(super) failed: bool,
     /// Index into `Ring::groups`.
     pub(super) group: usize,
     pub(super) generation: u32,
@@ -73,11 +83,15 @@ impl Receiving<'_> {
                 self.groups[receive.group].free -= 1;
                 receive.filled.push_back((bid, len));
             }
+            (None, Ok(0)) if receive.stream => receive.ended = true,
             (_, Ok(_)) => {}
             (_, Err(_)) if result == -libc::ENOBUFS => receive.ran_out += 1,
             // Cancelled by the kernel (or by us): armed again at the take.
             (_, Err(_)) if result == -libc::ECANCELED => {}
-            (_, Err(_)) => receive.error = Some(-result),
+            (_, Err(_)) => {
+                receive.error = Some(-result);
+                receive.failed = receive.stream;
+            }
         }
         if !more {
             receive.armed = false;
@@ -101,6 +115,9 @@ impl Ring {
         let Some(receive) = self.receives.get_mut(&fd) else {
             return Ok(());
         };
+        if receive.ended || receive.failed {
+            return Ok(());
+        }
         let group = &self.groups[receive.group];
         if group.free == 0 {
             if !self.starved.contains(&fd) {
@@ -108,9 +125,14 @@ impl Ring {
             }
             return Ok(());
         }
-        let entry = opcode::RecvMsgMulti::new(types::Fd(fd), &raw const *group.msghdr, group.id)
-            .build()
-            .user_data(receive_data(fd, generation));
+        let entry = if receive.stream {
+            opcode::RecvMulti::new(types::Fd(fd), group.id)
+                .len(u32::try_from(group.payload).unwrap_or(u32::MAX))
+                .build()
+        } else {
+            opcode::RecvMsgMulti::new(types::Fd(fd), &raw const *group.msghdr, group.id).build()
+        };
+        let entry = entry.user_data(receive_data(fd, generation));
         // Armed once queued: a receive that failed to queue is armed again
         // at the next take.
         self.push(&entry)?;
@@ -180,12 +202,15 @@ impl Ring {
 
 impl Ring {
     /// Starts receiving the datagrams of `fd` (see
-    /// [`Registry::receive_datagrams`]).
+    /// [`Registry::receive_datagrams`]), or with `stream` the chunks of the
+    /// connected stream `fd` (see [`Registry::receive_stream`]: a stream
+    /// already watched by a poll keeps it for writability alone).
     pub(super) fn start_receive(
         &mut self,
         fd: RawFd,
         token: usize,
         size: usize,
+        stream: bool,
     ) -> io::Result<bool> {
         if !self.receives_supported {
             return Ok(false);
@@ -193,12 +218,28 @@ impl Ring {
         if fd < 0 {
             return Err(io::Error::from_raw_os_error(libc::EBADF));
         }
-        if self.sources.contains_key(&fd) || self.receives.contains_key(&fd) {
+        if self.receives.contains_key(&fd) || (!stream && self.sources.contains_key(&fd)) {
             return Err(io::Error::from_raw_os_error(libc::EEXIST));
         }
         let group = self.group(size)?;
+        if let Some(old) = self.sources.remove(&fd) {
+            // The receive is the readability now.
+            self.disarm(fd, old.generation)?;
+            if old.interest.writable {
+                let armed = Armed {
+                    token,
+                    interest: Interest::WRITE,
+                    generation: self.next_generation(),
+                };
+                self.sources.insert(fd, armed);
+                self.arm(fd, armed)?;
+            }
+        }
         let receive = Receive {
             token,
+            stream,
+            ended: false,
+            failed: false,
             group,
             generation: 0,
             armed: false,
@@ -233,6 +274,18 @@ impl Ring {
             let Some((bid, len)) = receive.filled.pop_front() else {
                 break;
             };
+            if receive.stream {
+                // Not a datagram: the chunk is the payload, as it came.
+                each(Datagram {
+                    name: &[],
+                    control: &[],
+                    payload: group.filled(bid, len).unwrap_or_default(),
+                    truncated: false,
+                });
+                group.give_back(bid);
+                given += 1;
+                continue;
+            }
             match group
                 .filled(bid, len)
                 .map(|bytes| RecvMsgOut::parse(bytes, &group.msghdr))
@@ -271,6 +324,7 @@ impl Ring {
             } else {
                 0
             },
+            ended: receive.ended && !more,
         };
         let rearm = !receive.armed;
         if given > 0 {

@@ -217,7 +217,7 @@ fn receives_work(ring: &mut Ring) -> bool {
     let fd = socket.as_raw_fd();
     ring.receives_supported = true;
     let started = socket.set_nonblocking(true).is_ok()
-        && ring.start_receive(fd, 1, 64).is_ok()
+        && ring.start_receive(fd, 1, 64, false).is_ok()
         && ring.submit_now().is_ok()
         && socket
             .local_addr()
