@@ -95,8 +95,9 @@ pub enum Backend {
     /// sleeps in `io_uring_enter`, on a ring of its own. UDP sockets are
     /// received and sent by the ring itself (a multishot `recvmsg` into a
     /// ring of buffers, Linux 6.0, and linked `sendmsg`s with GSO runs; no
-    /// `recvmmsg` or `sendmmsg` calls), TCP connections are read by it
-    /// (a multishot `recv` each, into the same buffers), and the other
+    /// `recvmmsg` or `sendmmsg` calls), TCP connections are read and
+    /// written by it (a multishot `recv` each, into the same buffers, and
+    /// linked `sendmsg`s of the queued bytes), and the other
     /// sources are watched with multishot polls and read and written by
     /// the same batched system calls as on the other backends. Where the kernel has
     /// no io_uring, or forbids it, [`Backend::check`] says what is missing
@@ -437,6 +438,12 @@ pub(crate) trait Outgoing: Send + 'static {
     /// The messages, in order.
     #[cfg_attr(not(feature = "io-uring"), allow(dead_code))]
     fn headers(&mut self) -> &mut [libc::mmsghdr];
+
+    /// The flags each message is sent with (`MSG_*`): none for datagrams.
+    #[cfg_attr(not(feature = "io-uring"), allow(dead_code))]
+    fn flags(&self) -> u32 {
+        0
+    }
 
     /// The value as what its owner made it, to look into once it is back.
     fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send>;

@@ -13,7 +13,11 @@
 //! is bounded in bytes (`TcpOptions::send_limit`): a send beyond it comes back
 //! as `SendFailed` with its data, and so does every later send until the
 //! queue has drained, when `Writable` says so — so what a task re-sends
-//! after `Writable` goes out in order.
+//! after `Writable` goes out in order. Where the backend reads a
+//! connection, it sends its queue too (`Registry::send_messages`): a batch
+//! of queued buffers at a time, each sent whole (`MSG_WAITALL`), still
+//! counted against the limit until the kernel is done with them; a batch
+//! still in the kernel at a flush is a write that would block.
 //!
 //! Closing is graceful: `tcp_close` and `tcp_shutdown_write` take effect once
 //! the queue is empty and no refused send is outstanding. A connection that
@@ -36,7 +40,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::table::Table;
 use super::{NetInput, Source, TcpConnId, TcpEvent, TcpListenerId, TcpOptions};
-use crate::backend::{Interest, Registry, watch_writable};
+use crate::backend::{Interest, Outgoing, Registry, watch_writable};
 use crate::buf::PacketBuf;
 use crate::faults::{self, Call};
 use crate::id::RawId;
@@ -142,8 +146,93 @@ struct Conn {
     /// The peer has closed its side: no more reading.
     read_closed: bool,
     /// The backend reads it (`Registry::receive_stream`): its chunks are
-    /// taken, not read.
+    /// taken, not read, and its queue is sent by the backend too.
     backend_reads: bool,
+    /// Buffers of the queue handed to the backend to send, not yet settled
+    /// (they are out of `queue`, still in `queued_bytes`).
+    in_flight: usize,
+    /// A batch was still in the kernel at a flush.
+    waiting: bool,
+}
+
+/// The most buffers of a connection's queue handed to the backend at once.
+const BATCH_MAX: usize = 64;
+
+/// Buffers of a connection's queue handed to the backend to send
+/// (`Registry::send_messages`): a message each, sent whole
+/// (`MSG_WAITALL`: the kernel goes on until every byte went, so a linked
+/// message never starts before the one ahead of it ended), kept with the
+/// buffers until the kernel is done with them.
+struct StreamBatch {
+    headers: Vec<libc::mmsghdr>,
+    /// One per message, pointed to by its header (kept, never read here).
+    _iovecs: Vec<libc::iovec>,
+    bufs: Vec<PacketBuf>,
+    /// The bytes of each buffer sent (all of it, unless a fault shortened
+    /// the last).
+    lens: Vec<usize>,
+}
+
+// SAFETY: the headers point into `iovecs`, and those into `bufs`: memory
+// the batch owns and moves with it (heap allocations that stay in place).
+unsafe impl Send for StreamBatch {}
+
+impl StreamBatch {
+    /// Takes up to [`BATCH_MAX`] buffers from the front of `queue`; a fault
+    /// may shorten one (the last taken), as it would a write.
+    fn new(queue: &mut VecDeque<PacketBuf>) -> Self {
+        let mut bufs = Vec::new();
+        let mut lens = Vec::new();
+        while bufs.len() < BATCH_MAX {
+            let Some(buf) = queue.pop_front() else {
+                break;
+            };
+            let len = faults::shorten(Call::TcpWrite, buf.len());
+            bufs.push(buf);
+            lens.push(len);
+            if len < bufs[bufs.len() - 1].len() {
+                break;
+            }
+        }
+        let mut iovecs: Vec<libc::iovec> = bufs
+            .iter()
+            .zip(&lens)
+            .map(|(buf, &len)| libc::iovec {
+                iov_base: buf.as_ptr().cast_mut().cast(),
+                iov_len: len,
+            })
+            .collect();
+        let headers = iovecs
+            .iter_mut()
+            .map(|iovec| {
+                // SAFETY: all-zero is a valid `mmsghdr` (no name, no control).
+                let mut header: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                header.msg_hdr.msg_iov = iovec;
+                header.msg_hdr.msg_iovlen = 1;
+                header
+            })
+            .collect();
+        StreamBatch {
+            headers,
+            _iovecs: iovecs,
+            bufs,
+            lens,
+        }
+    }
+}
+
+impl Outgoing for StreamBatch {
+    fn headers(&mut self) -> &mut [libc::mmsghdr] {
+        &mut self.headers
+    }
+
+    fn flags(&self) -> u32 {
+        (libc::MSG_WAITALL | libc::MSG_NOSIGNAL) as u32
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
+    }
 }
 
 /// A network event for a task.
@@ -167,6 +256,8 @@ pub(crate) struct TcpSockets {
     closing: Vec<(Instant, usize, TcpConnId)>,
     /// Listeners to accept on again after a back-off: when, index and id.
     accept_retries: Vec<(Instant, usize, TcpListenerId)>,
+    /// Each message's result of a batch the backend sent.
+    results: Vec<i32>,
     /// The worker these sockets belong to, for accepted connections' ids.
     worker: u16,
 }
@@ -782,8 +873,9 @@ impl TcpSockets {
         !self.dirty.is_empty()
     }
 
-    /// Writes what the dirty connections have queued, then carries out the
-    /// shutdowns and closes that were waiting for it.
+    /// Writes what the dirty connections have queued (or hands it to the
+    /// backend to send), then carries out the shutdowns and closes that
+    /// were waiting for it.
     pub(crate) fn flush(
         &mut self,
         registry: &mut dyn Registry,
@@ -799,54 +891,21 @@ impl TcpSockets {
             if conn.connecting {
                 continue;
             }
-            let mut failed = None;
-            let mut blocked = false;
-            while let Some(front) = conn.queue.front_mut() {
-                let written = match faults::send_error(Call::TcpWrite, conn.blocked) {
-                    Some(injected) => Err(injected),
-                    None => {
-                        let len = faults::shorten(Call::TcpWrite, front.len());
-                        conn.stream.write(&front[..len])
-                    }
-                };
-                match written {
-                    Ok(written) if written == front.len() => {
-                        counters.tcp_bytes_written += written as u64;
-                        conn.queued_bytes -= written;
-                        conn.queue.pop_front();
-                    }
-                    Ok(written) => {
-                        counters.tcp_bytes_written += written as u64;
-                        conn.queued_bytes -= written;
-                        front.advance(written);
-                    }
-                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                        blocked = true;
-                        break;
-                    }
-                    Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                    Err(error) => {
-                        failed = Some(error);
-                        break;
-                    }
-                }
-            }
-            let (id, owner) = (conn.id, conn.owner);
-            if let Some(error) = failed {
-                self.fail(index, error, registry, out, counters);
-                continue;
-            }
-            let fd = conn.stream.as_raw_fd();
-            let was_blocked = conn.blocked;
             let token = Source::TcpConn(index).token();
-            if let Err(error) = watch_writable(registry, fd, token, blocked, &mut conn.blocked) {
+            let written = if conn.backend_reads {
+                conn.send_by_backend(registry, token, counters, &mut self.results)
+            } else {
+                conn.write(registry, token, counters)
+            };
+            if let Err(error) = written {
                 self.fail(index, error, registry, out, counters);
                 continue;
             }
-            if blocked && !was_blocked {
-                conn.notify_writable = true;
-            }
-            if !conn.queue.is_empty() {
+            let Some(conn) = self.conns.get_mut(index) else {
+                continue;
+            };
+            let (id, owner) = (conn.id, conn.owner);
+            if !conn.queue.is_empty() || conn.in_flight > 0 {
                 continue;
             }
             if conn.notify_writable {
@@ -924,6 +983,160 @@ impl TcpSockets {
 }
 
 impl Conn {
+    /// Writes what is queued until the kernel takes no more, watching for
+    /// writability then (and saying `Writable` once drained after that).
+    fn write(
+        &mut self,
+        registry: &mut dyn Registry,
+        token: usize,
+        counters: &mut Counters,
+    ) -> io::Result<()> {
+        let mut blocked = false;
+        while let Some(front) = self.queue.front_mut() {
+            let written = match faults::send_error(Call::TcpWrite, self.blocked) {
+                Some(injected) => Err(injected),
+                None => {
+                    let len = faults::shorten(Call::TcpWrite, front.len());
+                    self.stream.write(&front[..len])
+                }
+            };
+            match written {
+                Ok(written) if written == front.len() => {
+                    counters.tcp_bytes_written += written as u64;
+                    self.queued_bytes -= written;
+                    self.queue.pop_front();
+                }
+                Ok(written) => {
+                    counters.tcp_bytes_written += written as u64;
+                    self.queued_bytes -= written;
+                    front.advance(written);
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    blocked = true;
+                    break;
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
+        self.watch(registry, token, blocked)
+    }
+
+    /// Watches for writability (`blocked`) or stops; a connection that
+    /// starts waiting says `Writable` once its queue has drained.
+    fn watch(
+        &mut self,
+        registry: &mut dyn Registry,
+        token: usize,
+        blocked: bool,
+    ) -> io::Result<()> {
+        let was_blocked = self.blocked;
+        watch_writable(
+            registry,
+            self.stream.as_raw_fd(),
+            token,
+            blocked,
+            &mut self.blocked,
+        )?;
+        if blocked && !was_blocked {
+            self.notify_writable = true;
+        }
+        Ok(())
+    }
+
+    /// Sends the queue through the backend (a connection it reads, see
+    /// `Registry::send_messages`): settles the batch in flight once the
+    /// kernel is done with it (what it sent counted and dequeued, the rest
+    /// queued again in front, an error returned), then hands over the next.
+    /// A batch still in the kernel at a flush means the kernel would not
+    /// take more: like a write that would block, the connection says
+    /// `Writable` once drained. Where the backend will not take a batch now,
+    /// the connection waits for writability and tries again.
+    fn send_by_backend(
+        &mut self,
+        registry: &mut dyn Registry,
+        token: usize,
+        counters: &mut Counters,
+        results: &mut Vec<i32>,
+    ) -> io::Result<()> {
+        let fd = self.stream.as_raw_fd();
+        if self.in_flight > 0 {
+            let Some(batch) = registry.take_sent(fd, results) else {
+                if !self.waiting {
+                    self.waiting = true;
+                    self.notify_writable = true;
+                }
+                return Ok(());
+            };
+            self.waiting = false;
+            self.in_flight = 0;
+            let batch = batch
+                .into_any()
+                .downcast::<StreamBatch>()
+                .map_err(|_| io::Error::other("a TCP send batch came back as something else"))?;
+            let mut failed = None;
+            let mut unsent = Vec::new();
+            for (mut buf, (&result, &len)) in
+                batch.bufs.into_iter().zip(results.iter().zip(&batch.lens))
+            {
+                match usize::try_from(result) {
+                    Ok(sent) => {
+                        let sent = sent.min(len);
+                        counters.tcp_bytes_written += sent as u64;
+                        self.queued_bytes -= sent;
+                        if sent < buf.len() {
+                            buf.advance(sent);
+                            unsent.push(buf);
+                        }
+                    }
+                    // Cancelled behind a message that failed: not sent.
+                    Err(_) if result == -libc::ECANCELED => unsent.push(buf),
+                    Err(_) => {
+                        failed.get_or_insert(io::Error::from_raw_os_error(-result));
+                        unsent.push(buf);
+                    }
+                }
+            }
+            for buf in unsent.into_iter().rev() {
+                self.queue.push_front(buf);
+            }
+            if let Some(error) = failed {
+                return Err(error);
+            }
+        }
+        if self.queue.is_empty() {
+            return self.watch(registry, token, false);
+        }
+        loop {
+            match faults::send_error(Call::TcpWrite, self.blocked) {
+                Some(injected) if injected.kind() == io::ErrorKind::Interrupted => {}
+                Some(injected) if injected.kind() == io::ErrorKind::WouldBlock => {
+                    return self.watch(registry, token, true);
+                }
+                Some(injected) => return Err(injected),
+                None => break,
+            }
+        }
+        let batch = StreamBatch::new(&mut self.queue);
+        let count = batch.bufs.len();
+        match registry.send_messages(fd, Box::new(batch)) {
+            Ok(()) => {
+                self.in_flight = count;
+                self.watch(registry, token, false)
+            }
+            Err(batch) => {
+                // Not now (the backend's queue is full): back in front, in
+                // order, and tried again when the socket says writable.
+                if let Ok(batch) = batch.into_any().downcast::<StreamBatch>() {
+                    for buf in batch.bufs.into_iter().rev() {
+                        self.queue.push_front(buf);
+                    }
+                }
+                self.watch(registry, token, true)
+            }
+        }
+    }
+
     fn new(
         id: TcpConnId,
         owner: RawId,
@@ -950,6 +1163,8 @@ impl Conn {
             listener: None,
             read_closed: false,
             backend_reads: false,
+            in_flight: 0,
+            waiting: false,
         }
     }
 }

@@ -26,10 +26,11 @@
 //! batch just to count it. TCP connections are received the same way, by
 //! a multishot `recv` each into the same buffer rings (`receive.rs`: a
 //! completion of no bytes is the peer's end of stream, an error ends the
-//! reads), their chunks taken in order. Everything else is readiness: TCP
-//! accepts, connects and writes, and TUN, are done by the driver's system
-//! calls (`accept`, `write`, …), so the whole conformance suite runs on
-//! io_uring unchanged. Registrations and their changes are queued
+//! reads), their chunks taken in order, and sent the same way (the driver
+//! hands over queued buffers as messages sent with `MSG_WAITALL`). Everything
+//! else is readiness: TCP accepts and connects, and TUN, are done by the
+//! driver's system calls (`accept`, `read`, `write`, …), so the whole
+//! conformance suite runs on io_uring unchanged. Registrations and their changes are queued
 //! on the ring and go to the kernel with the next wait, in the same
 //! `io_uring_enter`; only a deregistration is handed over at once, since
 //! the descriptor is closed right after it.

@@ -1,6 +1,7 @@
-//! The io_uring backend's UDP sends: a batch of messages the network
-//! layer prepared, queued as linked `sendmsg`s and kept, payloads and all,
-//! until every message has completed (see the module's notes in `mod.rs`).
+//! The io_uring backend's sends: a batch of messages the network layer
+//! prepared (datagrams, or a TCP connection's queued buffers), queued as
+//! linked `sendmsg`s and kept, payloads and all, until every message has
+//! completed (see the module's notes in `mod.rs`).
 
 use std::io;
 use std::os::fd::RawFd;
@@ -93,8 +94,15 @@ impl Ring {
             return Err(outgoing);
         }
         let generation = self.next_generation();
+        let flags = outgoing.flags();
+        // One borrow of the queue for the whole chain: its tail is published
+        // once, after the last entry, so that a kernel thread taking entries
+        // as they come (`SQPOLL`) never sees a chain cut short (it would
+        // start the rest as a chain of its own, out of order).
+        let mut queue = self.ring.submission();
         for (index, header) in outgoing.headers().iter_mut().enumerate() {
             let mut entry = opcode::SendMsg::new(types::Fd(fd), &raw const header.msg_hdr)
+                .flags(flags)
                 .build()
                 .user_data(send_data(fd, generation, index));
             if index + 1 < count {
@@ -103,9 +111,10 @@ impl Ring {
             // SAFETY: the header, and what it points into, is `outgoing`'s,
             // kept in `sendings` (and in place: it is boxed) until the
             // message's completion, or until the ring is gone.
-            let pushed = unsafe { self.ring.submission().push(&entry) };
+            let pushed = unsafe { queue.push(&entry) };
             debug_assert!(pushed.is_ok(), "room was made for the chain");
         }
+        drop(queue);
         self.sendings.insert(
             fd,
             Sending {

@@ -1,19 +1,22 @@
-//! TCP connections read by the backend (io_uring: a multishot `recv` per
-//! connection into the worker's buffer rings): when every buffer is full
-//! because the worker is busy, the receives wait (the bytes stay in the
-//! sockets, TCP's flow control holds the peers back), they are counted, and
-//! every byte of every stream arrives, in order, before its end.
+//! TCP connections read and written by the backend (io_uring: a multishot
+//! `recv` per connection into the worker's buffer rings, and the queue sent
+//! as linked `sendmsg`s): when every buffer is full because the worker is
+//! busy, the receives wait (the bytes stay in the sockets, TCP's flow
+//! control holds the peers back), they are counted, and every byte of every
+//! stream arrives, in order, before its end; the worker then makes no
+//! `read` or `write` call of its own.
 
 mod util;
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use sansio::Backend;
 use sansio::net::{TcpConnId, TcpEvent, TcpOptions};
 use sansio::prelude::*;
+use util::tcp::{Mode, TcpOut, TcpServer, TcpWorker, TcpWorkerOutput};
 
 /// Holds the worker for a while (a stand-in for a busy worker).
 #[derive(Debug)]
@@ -84,6 +87,7 @@ pub enum Sinks {
 
 #[test]
 fn an_io_uring_worker_out_of_receive_buffers_loses_no_byte() {
+    let _alone = alone();
     let backend = Backend::IoUring;
     if let Err(reason) = backend.check() {
         panic!("{reason}: this test needs io_uring (Linux 6.0 or later, not disabled)");
@@ -152,4 +156,104 @@ impl Sink {
             streams: HashMap::new(),
         }
     }
+}
+
+/// The tests of this file count the process's io_uring submissions: one
+/// at a time, so that no other test's ring is among them.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Entries the kernel has taken from the submission queues of the
+/// process's io_uring instances (`SqHead` of each ring's `fdinfo`).
+fn ring_submissions() -> u64 {
+    let mut taken = 0;
+    for entry in std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd") {
+        let Ok(entry) = entry else { continue };
+        let is_ring = std::fs::read_link(entry.path())
+            .is_ok_and(|target| target.to_string_lossy() == "anon_inode:[io_uring]");
+        if !is_ring {
+            continue;
+        }
+        let info = std::fs::read_to_string(format!(
+            "/proc/self/fdinfo/{}",
+            entry.file_name().to_string_lossy()
+        ))
+        .unwrap_or_default();
+        taken += info
+            .lines()
+            .find_map(|line| line.strip_prefix("SqHead:"))
+            .and_then(|head| head.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    taken
+}
+
+/// Echoes 1 MiB over one connection of an io_uring worker; returns the
+/// submissions its ring took meanwhile.
+fn submissions_to_echo_a_mebibyte() -> u64 {
+    let runtime = Runtime::<TcpWorker>::builder()
+        .workers(1)
+        .backend(Backend::IoUring)
+        .build()
+        .unwrap();
+    runtime
+        .spawn(TcpServer::new(
+            "127.0.0.1:0".parse().unwrap(),
+            TcpOptions::default(),
+            Mode::Echo,
+        ))
+        .unwrap();
+    let addr = loop {
+        match util::next(&runtime) {
+            Event::Output {
+                output: TcpWorkerOutput::Server(TcpOut::Listening(Ok(addr))),
+                ..
+            } => break addr,
+            Event::Output { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(util::PATIENCE)).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let before = ring_submissions();
+    let sent: Vec<u8> = (0..1usize << 20).map(pattern).collect();
+    let reader = {
+        let mut stream = stream.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut back = Vec::new();
+            stream.read_to_end(&mut back).unwrap();
+            back
+        })
+    };
+    stream.write_all(&sent).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let back = reader.join().unwrap();
+    assert!(
+        back == sent,
+        "{} bytes came back of {}, or changed",
+        back.len(),
+        sent.len()
+    );
+    let taken = ring_submissions() - before;
+    runtime.shutdown(Duration::from_secs(5)).unwrap();
+    taken
+}
+
+#[test]
+fn an_io_uring_worker_sends_a_connections_bytes_through_its_ring() {
+    let _alone = alone();
+    // The echo sends the mebibyte back in the chunks it came in (16 KiB at
+    // most: 64 or more), each a `sendmsg` of the ring; on readiness the
+    // ring would take a few polls only.
+    let taken = submissions_to_echo_a_mebibyte();
+    assert!(
+        taken >= 64,
+        "the ring took {taken} submissions for the echo"
+    );
 }
