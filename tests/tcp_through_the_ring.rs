@@ -257,3 +257,70 @@ fn an_io_uring_worker_sends_a_connections_bytes_through_its_ring() {
         "the ring took {taken} submissions for the echo"
     );
 }
+
+/// Connections waiting in the accept queue of the listener on `port`
+/// (`/proc/net/tcp`: a listening socket's `rx_queue`).
+fn waiting_to_be_accepted(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    table
+        .lines()
+        .skip(1)
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields.get(1)?.rsplit(':').next()?;
+            let listening = fields.get(3) == Some(&"0A");
+            if !listening || u16::from_str_radix(local_port, 16).ok()? != port {
+                return None;
+            }
+            let (_, rx_queue) = fields.get(4)?.split_once(':')?;
+            usize::from_str_radix(rx_queue, 16).ok()
+        })
+        .expect("the listener in /proc/net/tcp")
+}
+
+/// Connects 10 clients while the worker is held in a handler; returns how
+/// many of them still wait in the listener's accept queue meanwhile.
+fn waiting_while_the_worker_is_busy(builder: sansio::Builder<Sinks>) -> usize {
+    let runtime = builder.workers(1).build().unwrap();
+    let sink = runtime.spawn(Sink::default_streams()).unwrap();
+    let addr = match util::next(&runtime) {
+        Event::Output {
+            output: SinksOutput::Sink(Heard::Listening(addr)),
+            ..
+        } => addr,
+        other => panic!("unexpected {other:?}"),
+    };
+    runtime
+        .send(sink, Hold(Duration::from_millis(400)))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let clients: Vec<TcpStream> = (0..10).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let waiting = waiting_to_be_accepted(addr.port());
+    drop(clients);
+    runtime.shutdown(Duration::from_secs(5)).unwrap();
+    waiting
+}
+
+#[test]
+fn an_io_uring_worker_with_a_polling_thread_accepts_while_it_is_busy() {
+    let _alone = alone();
+    let builder = || Runtime::<Sinks>::builder();
+    // On readiness, connections wait in the kernel's accept queue until
+    // the worker calls `accept`; on a ring whose completion work waits for
+    // the worker (`DEFER_TASKRUN`) too...
+    assert_eq!(
+        waiting_while_the_worker_is_busy(builder().backend(Backend::Mio)),
+        10
+    );
+    assert_eq!(
+        waiting_while_the_worker_is_busy(builder().backend(Backend::IoUring)),
+        10
+    );
+    // ...but the ring's multishot accept runs in its polling thread when
+    // it has one: the connections are accepted while the worker is busy.
+    let sqpoll = builder()
+        .backend(Backend::IoUring)
+        .io_uring_sqpoll(Duration::from_millis(100));
+    assert_eq!(waiting_while_the_worker_is_busy(sqpoll), 0);
+}

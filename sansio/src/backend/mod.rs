@@ -54,7 +54,7 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering, fence};
 use std::time::{Duration, Instant};
 
@@ -97,7 +97,8 @@ pub enum Backend {
     /// ring of buffers, Linux 6.0, and linked `sendmsg`s with GSO runs; no
     /// `recvmmsg` or `sendmmsg` calls), TCP connections are read and
     /// written by it (a multishot `recv` each, into the same buffers, and
-    /// linked `sendmsg`s of the queued bytes), and the other
+    /// linked `sendmsg`s of the queued bytes), listeners accepted on by a
+    /// multishot `accept`, and the other
     /// sources are watched with multishot polls and read and written by
     /// the same batched system calls as on the other backends. Where the kernel has
     /// no io_uring, or forbids it, [`Backend::check`] says what is missing
@@ -369,6 +370,34 @@ pub(crate) trait Registry: Send + 'static {
         fd: RawFd,
         max: usize,
         each: &mut dyn FnMut(Datagram<'_>),
+    ) -> io::Result<Taken> {
+        let _ = (fd, max, each);
+        Ok(Taken::default())
+    }
+
+    /// Asks the backend to accept the connections of the listening socket
+    /// `fd` itself (io_uring's multishot `accept`) instead of reporting
+    /// readability: `token` is reported readable whenever connections came
+    /// (or the accept failed), and [`Registry::take_accepted`] hands them
+    /// out. Returns `false` when the backend does not; the owner then
+    /// registers `fd` for readability and accepts on it.
+    fn accept_connections(&mut self, fd: RawFd, token: usize) -> io::Result<bool> {
+        let _ = (fd, token);
+        Ok(false)
+    }
+
+    /// Hands up to `max` of the connections the backend accepted on `fd`
+    /// (see [`Registry::accept_connections`]) to `each`, oldest first, each
+    /// a non-blocking, close-on-exec descriptor. An accept that failed
+    /// (out of descriptors, say) is reported once, as the error, by the
+    /// first take that finds no connection before it, and the backend
+    /// accepts again only from the next take on, which the owner makes
+    /// after its back-off.
+    fn take_accepted(
+        &mut self,
+        fd: RawFd,
+        max: usize,
+        each: &mut dyn FnMut(OwnedFd),
     ) -> io::Result<Taken> {
         let _ = (fd, max, each);
         Ok(Taken::default())

@@ -55,6 +55,24 @@ const PER_TURN: usize = 16;
 /// in chunks of this size).
 const BACKEND_CHUNK_MAX: usize = 64 << 10;
 
+/// Takes a connection the backend accepted on `listener` (see
+/// `Registry::accept_connections`), with its peer's address, as `accept`
+/// would give it: `WouldBlock` when none is waiting.
+fn take_accepted(
+    registry: &mut dyn Registry,
+    listener: &TcpListener,
+) -> io::Result<(TcpStream, SocketAddr)> {
+    let mut connection = None;
+    registry.take_accepted(listener.as_raw_fd(), 1, &mut |fd| connection = Some(fd))?;
+    let stream = TcpStream::from(connection.ok_or(io::ErrorKind::WouldBlock)?);
+    // A peer gone before it was asked about: as an accept of a connection
+    // aborted on the way, the next one may be fine.
+    let peer = stream
+        .peer_addr()
+        .map_err(|_| io::Error::from_raw_os_error(libc::ECONNABORTED))?;
+    Ok((stream, peer))
+}
+
 /// Starts the reads of a connection, by the backend where it reads
 /// connections itself (returns `true`), or else registers it for
 /// readability (`interest`, which must include it).
@@ -84,6 +102,9 @@ struct Listener {
     backoff: Duration,
     /// Connections it accepted that are still open.
     open: usize,
+    /// The backend accepts its connections (`Registry::accept_connections`):
+    /// they are taken, not accepted.
+    backend_accepts: bool,
 }
 
 /// The first wait before accepting again after `EMFILE` and its kind; it
@@ -292,11 +313,11 @@ impl TcpSockets {
         let listener: TcpListener = socket.into();
         let local = listener.local_addr()?;
         let index = self.listeners.vacant();
-        registry.register(
-            listener.as_raw_fd(),
-            Source::TcpListener(index).token(),
-            Interest::READ,
-        )?;
+        let (fd, token) = (listener.as_raw_fd(), Source::TcpListener(index).token());
+        let backend_accepts = registry.accept_connections(fd, token)?;
+        if !backend_accepts {
+            registry.register(fd, token, Interest::READ)?;
+        }
         let entry = Listener {
             id,
             owner,
@@ -304,6 +325,7 @@ impl TcpSockets {
             options: options.clone(),
             backoff: Duration::ZERO,
             open: 0,
+            backend_accepts,
         };
         self.listeners.insert(id, entry);
         Ok(local)
@@ -377,6 +399,7 @@ impl TcpSockets {
             };
             let accepted = match faults::error(Call::Accept) {
                 Some(injected) => Err(injected),
+                None if listener.backend_accepts => take_accepted(registry, &listener.listener),
                 None => listener.listener.accept(),
             };
             let (stream, peer) = match accepted {

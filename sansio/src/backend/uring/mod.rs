@@ -27,10 +27,11 @@
 //! a multishot `recv` each into the same buffer rings (`receive.rs`: a
 //! completion of no bytes is the peer's end of stream, an error ends the
 //! reads), their chunks taken in order, and sent the same way (the driver
-//! hands over queued buffers as messages sent with `MSG_WAITALL`). Everything
-//! else is readiness: TCP accepts and connects, and TUN, are done by the
-//! driver's system calls (`accept`, `read`, `write`, …), so the whole
-//! conformance suite runs on io_uring unchanged. Registrations and their changes are queued
+//! hands over queued buffers as messages sent with `MSG_WAITALL`); listeners
+//! are accepted on by a multishot `accept` each (`accept.rs`). Everything
+//! else is readiness: TCP connects and TUN are done by the driver's system
+//! calls (`connect`, `read`, `write`, …), so the whole conformance suite
+//! runs on io_uring unchanged. Registrations and their changes are queued
 //! on the ring and go to the kernel with the next wait, in the same
 //! `io_uring_enter`; only a deregistration is handed over at once, since
 //! the descriptor is closed right after it.
@@ -58,12 +59,13 @@
 //! by the ring need Linux 6.0; the probe tries one, and without them UDP
 //! sockets are read on readiness.
 //!
-//! Over 500 lines: about 700 of code, the rest unit tests. The ring's
+//! Over 500 lines: about 750 of code, the rest unit tests. The ring's
 //! state, its polls, the poller and the registry all work on it, so they
 //! stay together; the receives (`receive.rs`), the sends (`send.rs`), the
-//! buffer rings (`buffers.rs`) and the ring's setup and probe (`setup.rs`)
-//! have files of their own.
+//! accepts (`accept.rs`), the buffer rings (`buffers.rs`) and the ring's
+//! setup and probe (`setup.rs`) have files of their own.
 
+mod accept;
 mod buffers;
 mod receive;
 mod send;
@@ -81,6 +83,7 @@ use rustc_hash::FxBuildHasher;
 use super::{
     Datagram, Interest, Outgoing, Poller, PollerOptions, Readiness, Registry, Taken, Waker, check,
 };
+use accept::Accept;
 use buffers::Group;
 use receive::Receive;
 use send::Sending;
@@ -136,9 +139,14 @@ fn receive_data(fd: RawFd, generation: u32) -> u64 {
     user_data(fd, generation) | RECEIVE
 }
 
-/// The bit that tells a send's `user_data`: generations stay below 2^31
+/// The bit that tells a send's `user_data`: generations stay below 2^30
 /// ([`Ring::next_generation`]), so polls' and receives' never have it.
 const SEND: u64 = 1 << 63;
+
+/// The bit that tells a multishot accept's `user_data` from a poll's or a
+/// receive's (whose generations stay below 2^30); a send's may have it
+/// too, so [`SEND`] is looked at first.
+const ACCEPT: u64 = 1 << 62;
 
 /// The `user_data` of message `index` of the batch of generation
 /// `generation` (24 bits of it) sent on `fd` (one batch per socket at a
@@ -209,6 +217,8 @@ struct Ring {
     starved: Vec<RawFd>,
     /// The batches being sent, by socket.
     sendings: HashMap<RawFd, Sending, FxBuildHasher>,
+    /// Listeners the ring accepts for.
+    accepts: HashMap<RawFd, Accept, FxBuildHasher>,
     /// Readiness reaped outside a wait (while a deregistration waited for
     /// its sends), for the next wait to report.
     deferred: Vec<Readiness>,
@@ -242,6 +252,7 @@ impl Ring {
             retired: HashMap::default(),
             starved: Vec::new(),
             sendings: HashMap::default(),
+            accepts: HashMap::default(),
             deferred: Vec::new(),
         };
         Ok((ring, UringWaker(waker)))
@@ -310,10 +321,10 @@ impl Ring {
         }
     }
 
-    /// The next generation, below 2^31 so that no poll's or receive's
-    /// `user_data` has the [`SEND`] bit.
+    /// The next generation, below 2^30 so that no poll's or receive's
+    /// `user_data` has the [`SEND`] or the [`ACCEPT`] bit.
     fn next_generation(&mut self) -> u32 {
-        self.generation = self.generation.wrapping_add(1) & (u32::MAX >> 1);
+        self.generation = self.generation.wrapping_add(1) & (u32::MAX >> 2);
         self.generation
     }
 
@@ -365,6 +376,7 @@ impl Ring {
             groups: &mut self.groups,
             retired: &mut self.retired,
             sendings: &mut self.sendings,
+            accepts: &mut self.accepts,
         };
         for completion in self.ring.completion() {
             let data = completion.user_data();
@@ -378,6 +390,10 @@ impl Ring {
                 REMOVAL => continue,
                 _ if data & SEND != 0 => {
                     prompt |= receiving.sent(&completion, ready);
+                    continue;
+                }
+                _ if data & ACCEPT != 0 => {
+                    prompt |= receiving.accepted(&completion, ready);
                     continue;
                 }
                 _ if data & RECEIVE != 0 => {
@@ -435,6 +451,7 @@ struct Receiving<'a> {
     groups: &'a mut Vec<Group>,
     retired: &'a mut HashMap<u64, usize, FxBuildHasher>,
     sendings: &'a mut HashMap<RawFd, Sending, FxBuildHasher>,
+    accepts: &'a mut HashMap<RawFd, Accept, FxBuildHasher>,
 }
 
 impl Ring {
@@ -725,9 +742,10 @@ impl Registry for UringRegistry {
         ring.enable()?;
         ring.end_sends(fd)?;
         let received = ring.end_receive(fd)?;
+        let accepted = ring.end_accept(fd)?;
         match ring.sources.remove(&fd) {
             Some(old) => ring.disarm(fd, old.generation)?,
-            None if received => {}
+            None if received || accepted => {}
             None => return Err(not_registered(fd)),
         }
         // Handed over, and the cancelled poll completed, now, while `fd` is
@@ -767,6 +785,22 @@ impl Registry for UringRegistry {
         each: &mut dyn FnMut(&[u8]),
     ) -> io::Result<Taken> {
         lock(&self.0).take(fd, max, &mut |chunk| each(chunk.payload))
+    }
+
+    fn accept_connections(&mut self, fd: RawFd, token: usize) -> io::Result<bool> {
+        check(token, Interest::READ)?;
+        let mut ring = lock(&self.0);
+        ring.enable()?;
+        ring.start_accept(fd, token)
+    }
+
+    fn take_accepted(
+        &mut self,
+        fd: RawFd,
+        max: usize,
+        each: &mut dyn FnMut(OwnedFd),
+    ) -> io::Result<Taken> {
+        lock(&self.0).take_accepted(fd, max, each)
     }
 
     fn send_messages(
@@ -1112,6 +1146,59 @@ mod tests {
         let again = ring.take(server.as_raw_fd(), 4, &mut |_| panic!("nothing more"));
         assert!(!again.unwrap().ended, "a reset is not an end of stream");
         assert!(ring.end_receive(server.as_raw_fd()).unwrap());
+        assert!(ring.quiesce());
+    }
+
+    #[test]
+    fn an_accept_hands_out_connections_then_its_error_once_and_waits_for_a_take() {
+        let mut ring = receiving_ring();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let fd = listener.as_raw_fd();
+        assert!(ring.start_accept(fd, 3).unwrap());
+        ring.submit_now().unwrap();
+        let clients: Vec<TcpStream> = (0..3)
+            .map(|_| TcpStream::connect(listener.local_addr().unwrap()).unwrap())
+            .collect();
+        let mut got = Vec::new();
+        let mut ready = Vec::new();
+        let give_up = Instant::now() + Duration::from_secs(5);
+        while got.len() < 3 && Instant::now() < give_up {
+            ring.enter(Some(Instant::now() + Duration::from_millis(20)))
+                .unwrap();
+            ring.reap(&mut ready).unwrap();
+            ring.take_accepted(fd, 8, &mut |connection| got.push(connection))
+                .unwrap();
+        }
+        let mut peers: Vec<_> = got
+            .into_iter()
+            .map(|connection| TcpStream::from(connection).peer_addr().unwrap())
+            .collect();
+        let mut wanted: Vec<_> = clients.iter().map(|c| c.local_addr().unwrap()).collect();
+        peers.sort();
+        wanted.sort();
+        assert_eq!(peers, wanted);
+        // A listener shut down for reading is no longer one: its accept
+        // fails (EINVAL) and ends.
+        // SAFETY: `fd` is the listener's, open.
+        assert_eq!(unsafe { libc::shutdown(fd, libc::SHUT_RD) }, 0);
+        let give_up = Instant::now() + Duration::from_secs(5);
+        while ring.accepts[&fd].armed && Instant::now() < give_up {
+            ring.enter(Some(Instant::now() + Duration::from_millis(20)))
+                .unwrap();
+            ring.reap(&mut ready).unwrap();
+        }
+        let error = ring
+            .take_accepted(fd, 8, &mut |_| panic!("no connection"))
+            .unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::EINVAL), "{error}");
+        // Not armed again by the take that reported it (the owner backs
+        // off first), but by the next one.
+        assert!(ring.accepts[&fd].held && !ring.accepts[&fd].armed);
+        ring.take_accepted(fd, 8, &mut |_| panic!("no connection"))
+            .unwrap();
+        assert!(ring.accepts[&fd].armed && !ring.accepts[&fd].held);
+        assert!(ring.end_accept(fd).unwrap());
         assert!(ring.quiesce());
     }
 

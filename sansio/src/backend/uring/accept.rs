@@ -1,0 +1,195 @@
+//! The io_uring backend's TCP accepts: a multishot `accept` per listener,
+//! the connections it accepted kept (as descriptors the backend owns) until
+//! the listener's owner takes them. An error ends the multishot accept; it
+//! is reported once, and the accept is armed again only at the take after
+//! that, which the owner makes once its back-off has passed (out of
+//! descriptors, say): an accept that failed at once again would otherwise
+//! wake the worker for nothing, over and over.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+use io_uring::{cqueue, opcode, types};
+
+use super::{ACCEPT, REMOVAL, Receiving, Ring, not_registered, user_data};
+use crate::backend::{Readiness, Taken};
+
+/// A listener whose connections the ring accepts itself.
+pub(super) struct Accept {
+    pub(super) token: usize,
+    pub(super) generation: u32,
+    /// The multishot accept is in the kernel.
+    pub(super) armed: bool,
+    /// Connections accepted and not taken yet, oldest first.
+    pub(super) accepted: VecDeque<OwnedFd>,
+    /// The error that ended the last accept, to report once.
+    pub(super) error: Option<i32>,
+    /// An error was reported: not armed again until the next take.
+    pub(super) held: bool,
+}
+
+/// A multishot accept's `user_data`: its descriptor and generation, with
+/// the [`ACCEPT`] bit.
+pub(super) fn accept_data(fd: RawFd, generation: u32) -> u64 {
+    user_data(fd, generation) | ACCEPT
+}
+
+impl Receiving<'_> {
+    /// Takes one completion of a multishot accept: a connection, kept for
+    /// the listener's owner, or the accept's end. Returns whether it was
+    /// reported (a connection of a listener since closed is closed here).
+    pub(super) fn accepted(
+        &mut self,
+        completion: &cqueue::Entry,
+        ready: &mut Vec<Readiness>,
+    ) -> bool {
+        let data = completion.user_data() & !ACCEPT;
+        let fd = RawFd::try_from(data & u64::from(u32::MAX)).unwrap_or(RawFd::MAX);
+        let generation = (data >> 32) as u32;
+        let result = completion.result();
+        // SAFETY: a non-negative result of an accept is a descriptor the
+        // kernel just installed for us, owned by nothing else.
+        let connection = (result >= 0).then(|| unsafe { OwnedFd::from_raw_fd(result) });
+        let Some(accept) = self
+            .accepts
+            .get_mut(&fd)
+            .filter(|accept| accept.generation == generation)
+        else {
+            // An accept of a listener since closed: its connection goes
+            // (dropped, so closed, as the listener's backlog would be).
+            return false;
+        };
+        match connection {
+            Some(connection) => accept.accepted.push_back(connection),
+            // Cancelled (by the kernel, or a deregistration): armed again at
+            // the next take.
+            None if result == -libc::ECANCELED => {}
+            None => accept.error = Some(-result),
+        }
+        if !cqueue::more(completion.flags()) {
+            accept.armed = false;
+        }
+        ready.push(Readiness {
+            token: accept.token,
+            readable: true,
+            writable: false,
+            closed: false,
+        });
+        true
+    }
+}
+
+impl Ring {
+    /// Queues the multishot accept of `fd` (which must be in `accepts`).
+    fn arm_accept(&mut self, fd: RawFd) -> io::Result<()> {
+        let generation = self.next_generation();
+        if !self.accepts.contains_key(&fd) {
+            return Ok(());
+        }
+        let entry = opcode::AcceptMulti::new(types::Fd(fd))
+            .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(accept_data(fd, generation));
+        self.push(&entry)?;
+        if let Some(accept) = self.accepts.get_mut(&fd) {
+            accept.generation = generation;
+            accept.armed = true;
+        }
+        Ok(())
+    }
+
+    /// Starts accepting the connections of the listening socket `fd` (see
+    /// `Registry::accept_connections`).
+    pub(super) fn start_accept(&mut self, fd: RawFd, token: usize) -> io::Result<bool> {
+        if !self.receives_supported {
+            return Ok(false);
+        }
+        if fd < 0 {
+            return Err(io::Error::from_raw_os_error(libc::EBADF));
+        }
+        if self.sources.contains_key(&fd)
+            || self.receives.contains_key(&fd)
+            || self.accepts.contains_key(&fd)
+        {
+            return Err(io::Error::from_raw_os_error(libc::EEXIST));
+        }
+        self.accepts.insert(
+            fd,
+            Accept {
+                token,
+                generation: 0,
+                armed: false,
+                accepted: VecDeque::new(),
+                error: None,
+                held: false,
+            },
+        );
+        if let Err(error) = self.arm_accept(fd) {
+            self.accepts.remove(&fd);
+            return Err(error);
+        }
+        Ok(true)
+    }
+
+    /// Hands out up to `max` of the connections accepted on `fd` (see
+    /// `Registry::take_accepted`), or, by a take that finds none, the error
+    /// that ended the accept, once; arms the accept again if it ended,
+    /// unless it just reported an error.
+    pub(super) fn take_accepted(
+        &mut self,
+        fd: RawFd,
+        max: usize,
+        each: &mut dyn FnMut(OwnedFd),
+    ) -> io::Result<Taken> {
+        let accept = self
+            .accepts
+            .get_mut(&fd)
+            .ok_or_else(|| not_registered(fd))?;
+        accept.held = false;
+        let mut given = 0;
+        while given < max {
+            let Some(connection) = accept.accepted.pop_front() else {
+                break;
+            };
+            each(connection);
+            given += 1;
+        }
+        let more = !accept.accepted.is_empty();
+        // The error comes in a take of its own: one that handed out
+        // connections returns them, not an error its caller would return
+        // with them still in hand.
+        let error = if more || given > 0 || max == 0 {
+            None
+        } else {
+            accept.error.take()
+        };
+        accept.held = error.is_some();
+        if !accept.armed && !accept.held {
+            self.arm_accept(fd)?;
+        }
+        match error {
+            Some(code) => Err(io::Error::from_raw_os_error(code)),
+            None => Ok(Taken {
+                more,
+                ..Taken::default()
+            }),
+        }
+    }
+
+    /// Stops accepting on `fd`: the accept is cancelled (what it still
+    /// accepts is closed as it comes) and the connections not taken are
+    /// closed. Returns whether `fd` was accepted on.
+    pub(super) fn end_accept(&mut self, fd: RawFd) -> io::Result<bool> {
+        let Some(accept) = self.accepts.remove(&fd) else {
+            return Ok(false);
+        };
+        if accept.armed {
+            let entry = opcode::AsyncCancel::new(accept_data(fd, accept.generation))
+                .build()
+                .user_data(REMOVAL);
+            self.push(&entry)?;
+        }
+        Ok(true)
+    }
+}
