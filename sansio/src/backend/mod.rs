@@ -54,6 +54,7 @@
 
 use std::fmt;
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::{OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering, fence};
 use std::time::{Duration, Instant};
@@ -98,7 +99,7 @@ pub enum Backend {
     /// `recvmmsg` or `sendmmsg` calls), TCP connections are read and
     /// written by it (a multishot `recv` each, into the same buffers, and
     /// linked `sendmsg`s of the queued bytes), listeners accepted on by a
-    /// multishot `accept`, and the other
+    /// multishot `accept`, connects made by it, and the other
     /// sources are watched with multishot polls and read and written by
     /// the same batched system calls as on the other backends. Where the kernel has
     /// no io_uring, or forbids it, [`Backend::check`] says what is missing
@@ -373,6 +374,25 @@ pub(crate) trait Registry: Send + 'static {
     ) -> io::Result<Taken> {
         let _ = (fd, max, each);
         Ok(Taken::default())
+    }
+
+    /// Asks the backend to connect the stream socket `fd` (non-blocking,
+    /// not connected yet) to `addr` itself (io_uring's `connect`): `token`
+    /// is reported writable once the connect has ended, and
+    /// [`Registry::take_connected`] says how. Returns `false` when the
+    /// backend does not; the owner then connects and registers `fd` for
+    /// writability, as on readiness.
+    fn connect_stream(&mut self, fd: RawFd, token: usize, addr: SocketAddr) -> io::Result<bool> {
+        let _ = (fd, token, addr);
+        Ok(false)
+    }
+
+    /// How the connect the backend made for `fd` ended (see
+    /// [`Registry::connect_stream`]), once it has: `None` while it goes on.
+    /// From then on `fd` is the owner's again: not registered.
+    fn take_connected(&mut self, fd: RawFd) -> Option<io::Result<()>> {
+        let _ = fd;
+        None
     }
 
     /// Asks the backend to accept the connections of the listening socket

@@ -81,9 +81,10 @@
 //!   with `MSG_WAITALL`, so that linked messages keep the stream's order),
 //!   and listeners accepted on by the backend (`Registry::accept_connections`,
 //!   `take_accepted`: a multishot `accept`, whose error is reported alone
-//!   and which starts again only at the take after the back-off). TCP
-//!   connects and TUN are readiness on the same ring (multishot polls),
-//!   done by the calls above.
+//!   and which starts again only at the take after the back-off), and
+//!   connects made by it (`Registry::connect_stream`, `take_connected`).
+//!   TUN is readiness on the same ring (multishot polls), read and written
+//!   by the calls above.
 //! - **Frames (AF_XDP).** The driver owns a UMEM and its fill, completion,
 //!   RX and TX rings, bound to one queue of a device. `wait` polls the RX
 //!   ring (or sleeps in `poll` on the socket when the ring is empty and

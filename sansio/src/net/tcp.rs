@@ -174,6 +174,9 @@ struct Conn {
     in_flight: usize,
     /// A batch was still in the kernel at a flush.
     waiting: bool,
+    /// The backend makes its connect (`Registry::connect_stream`): not
+    /// registered until it has ended.
+    backend_connects: bool,
 }
 
 /// The most buffers of a connection's queue handed to the backend at once.
@@ -341,20 +344,27 @@ impl TcpSockets {
         registry: &mut dyn Registry,
         out: &mut Outbox,
     ) {
+        let index = self.conns.vacant();
+        let token = Source::TcpConn(index).token();
         let started = (|| {
             options.check_connection()?;
             let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
             socket.set_nonblocking(true)?;
             set_buffers(&socket, options)?;
+            // The backend connects it where it can; else a non-blocking
+            // connect, finished when the socket turns writable.
+            if registry.connect_stream(socket.as_raw_fd(), token, addr)? {
+                return Ok((TcpStream::from(socket), true));
+            }
             match socket.connect(&addr.into()) {
                 Ok(()) => {}
                 Err(error) if error.raw_os_error() == Some(libc::EINPROGRESS) => {}
                 Err(error) => return Err(error),
             }
-            Ok(TcpStream::from(socket))
+            Ok((TcpStream::from(socket), false))
         })();
-        let stream = match started {
-            Ok(stream) => stream,
+        let (stream, backend_connects) = match started {
+            Ok(started) => started,
             Err(error) => {
                 out.push_back(event(
                     owner,
@@ -366,12 +376,13 @@ impl TcpSockets {
                 return;
             }
         };
-        let index = self.conns.vacant();
-        if let Err(error) = registry.register(
-            stream.as_raw_fd(),
-            Source::TcpConn(index).token(),
-            Interest::WRITE,
-        ) {
+        if backend_connects {
+            let mut conn = Conn::new(id, owner, stream, options.clone(), true);
+            conn.backend_connects = true;
+            self.conns.insert(id, conn);
+            return;
+        }
+        if let Err(error) = registry.register(stream.as_raw_fd(), token, Interest::WRITE) {
             out.push_back(event(
                 owner,
                 TcpEvent::Connected {
@@ -519,27 +530,36 @@ impl TcpSockets {
             if !writable && !readable {
                 return false;
             }
-            conn.connecting = false;
-            let outcome = match conn.stream.take_error() {
-                Ok(Some(error)) | Err(error) => Err(error),
-                Ok(None) => conn.stream.peer_addr(),
+            let outcome = if conn.backend_connects {
+                match registry.take_connected(conn.stream.as_raw_fd()) {
+                    None => return false,
+                    Some(result) => result.and_then(|()| conn.stream.peer_addr()),
+                }
+            } else {
+                match conn.stream.take_error() {
+                    Ok(Some(error)) | Err(error) => Err(error),
+                    Ok(None) => conn.stream.peer_addr(),
+                }
             };
+            conn.connecting = false;
             let outcome = outcome.and_then(|peer| {
                 conn.stream.set_nodelay(conn.options.nodelay)?;
                 let token = Source::TcpConn(index).token();
                 let chunk = conn.options.read_chunk.min(BACKEND_CHUNK_MAX);
-                conn.backend_reads =
-                    registry.receive_stream(conn.stream.as_raw_fd(), token, chunk)?;
+                let fd = conn.stream.as_raw_fd();
+                if conn.backend_connects {
+                    // Not registered: its reads start (or readiness does).
+                    conn.backend_reads =
+                        watch_reads(registry, &conn.stream, token, &conn.options, Interest::READ)?;
+                    return Ok(peer);
+                }
+                conn.backend_reads = registry.receive_stream(fd, token, chunk)?;
                 let interest = if conn.queue.is_empty() {
                     Interest::READ
                 } else {
                     Interest::READ_WRITE
                 };
-                registry.reregister(
-                    conn.stream.as_raw_fd(),
-                    Source::TcpConn(index).token(),
-                    interest,
-                )?;
+                registry.reregister(fd, token, interest)?;
                 conn.blocked = !conn.queue.is_empty();
                 Ok(peer)
             });
@@ -1188,6 +1208,7 @@ impl Conn {
             backend_reads: false,
             in_flight: 0,
             waiting: false,
+            backend_connects: false,
         }
     }
 }

@@ -28,10 +28,10 @@
 //! completion of no bytes is the peer's end of stream, an error ends the
 //! reads), their chunks taken in order, and sent the same way (the driver
 //! hands over queued buffers as messages sent with `MSG_WAITALL`); listeners
-//! are accepted on by a multishot `accept` each (`accept.rs`). Everything
-//! else is readiness: TCP connects and TUN are done by the driver's system
-//! calls (`connect`, `read`, `write`, …), so the whole conformance suite
-//! runs on io_uring unchanged. Registrations and their changes are queued
+//! are accepted on by a multishot `accept` each, and sockets connected by a
+//! `connect` of the ring (`connections.rs`). Everything else is readiness:
+//! TUN devices are read and written by the driver's system calls (`read`,
+//! `write`), so the whole conformance suite runs on io_uring unchanged. Registrations and their changes are queued
 //! on the ring and go to the kernel with the next wait, in the same
 //! `io_uring_enter`; only a deregistration is handed over at once, since
 //! the descriptor is closed right after it.
@@ -59,20 +59,21 @@
 //! by the ring need Linux 6.0; the probe tries one, and without them UDP
 //! sockets are read on readiness.
 //!
-//! Over 500 lines: about 750 of code, the rest unit tests. The ring's
+//! Over 500 lines: about 850 of code, the rest unit tests. The ring's
 //! state, its polls, the poller and the registry all work on it, so they
 //! stay together; the receives (`receive.rs`), the sends (`send.rs`), the
-//! accepts (`accept.rs`), the buffer rings (`buffers.rs`) and the ring's
+//! accepts (`connections.rs`, with connects), the buffer rings (`buffers.rs`) and the ring's
 //! setup and probe (`setup.rs`) have files of their own.
 
-mod accept;
 mod buffers;
+mod connections;
 mod receive;
 mod send;
 mod setup;
 
 use std::collections::HashMap;
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -83,8 +84,8 @@ use rustc_hash::FxBuildHasher;
 use super::{
     Datagram, Interest, Outgoing, Poller, PollerOptions, Readiness, Registry, Taken, Waker, check,
 };
-use accept::Accept;
 use buffers::Group;
+use connections::{Accept, Connecting};
 use receive::Receive;
 use send::Sending;
 pub(crate) use setup::probe;
@@ -147,6 +148,11 @@ const SEND: u64 = 1 << 63;
 /// receive's (whose generations stay below 2^30); a send's may have it
 /// too, so [`SEND`] is looked at first.
 const ACCEPT: u64 = 1 << 62;
+
+/// The bits that tell a connect's `user_data`: [`ACCEPT`] and [`RECEIVE`]
+/// together, which neither an accept's nor a receive's has; looked at
+/// before either.
+const CONNECT: u64 = ACCEPT | RECEIVE;
 
 /// The `user_data` of message `index` of the batch of generation
 /// `generation` (24 bits of it) sent on `fd` (one batch per socket at a
@@ -219,6 +225,11 @@ struct Ring {
     sendings: HashMap<RawFd, Sending, FxBuildHasher>,
     /// Listeners the ring accepts for.
     accepts: HashMap<RawFd, Accept, FxBuildHasher>,
+    /// Sockets the ring connects.
+    connects: HashMap<RawFd, Connecting, FxBuildHasher>,
+    /// The addresses of connects given up on, by `user_data`, until their
+    /// completions come.
+    abandoned: HashMap<u64, Box<socket2::SockAddr>, FxBuildHasher>,
     /// Readiness reaped outside a wait (while a deregistration waited for
     /// its sends), for the next wait to report.
     deferred: Vec<Readiness>,
@@ -253,6 +264,8 @@ impl Ring {
             starved: Vec::new(),
             sendings: HashMap::default(),
             accepts: HashMap::default(),
+            connects: HashMap::default(),
+            abandoned: HashMap::default(),
             deferred: Vec::new(),
         };
         Ok((ring, UringWaker(waker)))
@@ -312,8 +325,10 @@ impl Ring {
     /// Queues `entry`, handing the queue to the kernel first if it is full.
     fn push(&mut self, entry: &squeue::Entry) -> io::Result<()> {
         loop {
-            // SAFETY: the entries queued here (polls of descriptors, and
-            // their cancellation) point to no memory of ours.
+            // SAFETY: the entries queued here point to no memory of ours
+            // (polls, receives into registered buffer rings, accepts,
+            // cancellations), or to memory kept until their completion (a
+            // connect's address, in `connects` or `abandoned`).
             if unsafe { self.ring.submission().push(entry) }.is_ok() {
                 return Ok(());
             }
@@ -377,6 +392,8 @@ impl Ring {
             retired: &mut self.retired,
             sendings: &mut self.sendings,
             accepts: &mut self.accepts,
+            connects: &mut self.connects,
+            abandoned: &mut self.abandoned,
         };
         for completion in self.ring.completion() {
             let data = completion.user_data();
@@ -390,6 +407,10 @@ impl Ring {
                 REMOVAL => continue,
                 _ if data & SEND != 0 => {
                     prompt |= receiving.sent(&completion, ready);
+                    continue;
+                }
+                _ if data & CONNECT == CONNECT => {
+                    prompt |= receiving.connected(&completion, ready);
                     continue;
                 }
                 _ if data & ACCEPT != 0 => {
@@ -452,6 +473,8 @@ struct Receiving<'a> {
     retired: &'a mut HashMap<u64, usize, FxBuildHasher>,
     sendings: &'a mut HashMap<RawFd, Sending, FxBuildHasher>,
     accepts: &'a mut HashMap<RawFd, Accept, FxBuildHasher>,
+    connects: &'a mut HashMap<RawFd, Connecting, FxBuildHasher>,
+    abandoned: &'a mut HashMap<u64, Box<socket2::SockAddr>, FxBuildHasher>,
 }
 
 impl Ring {
@@ -471,9 +494,15 @@ impl Ring {
                 return false;
             }
         }
+        let fds: Vec<RawFd> = self.connects.keys().copied().collect();
+        for fd in fds {
+            if self.end_connect(fd).is_err() {
+                return false;
+            }
+        }
         let give_up = Instant::now() + Duration::from_secs(1);
         let mut ready = Vec::new();
-        while !self.retired.is_empty() {
+        while !self.retired.is_empty() || !self.abandoned.is_empty() {
             if Instant::now() >= give_up
                 || self.enter(Some(give_up)).is_err()
                 || self.reap(&mut ready).is_err()
@@ -488,7 +517,11 @@ impl Ring {
 
 impl Drop for Ring {
     fn drop(&mut self) {
-        if self.groups.is_empty() && self.sendings.is_empty() {
+        if self.groups.is_empty()
+            && self.sendings.is_empty()
+            && self.connects.is_empty()
+            && self.abandoned.is_empty()
+        {
             return;
         }
         // A ring used by another thread than the worker's (it cannot be
@@ -501,6 +534,12 @@ impl Drop for Ring {
             }
             for (_, sending) in self.sendings.drain() {
                 std::mem::forget(sending.outgoing);
+            }
+            for (_, connecting) in self.connects.drain() {
+                std::mem::forget(connecting.addr);
+            }
+            for (_, addr) in self.abandoned.drain() {
+                std::mem::forget(addr);
             }
         }
     }
@@ -743,9 +782,10 @@ impl Registry for UringRegistry {
         ring.end_sends(fd)?;
         let received = ring.end_receive(fd)?;
         let accepted = ring.end_accept(fd)?;
+        let connecting = ring.end_connect(fd)?;
         match ring.sources.remove(&fd) {
             Some(old) => ring.disarm(fd, old.generation)?,
-            None if received || accepted => {}
+            None if received || accepted || connecting => {}
             None => return Err(not_registered(fd)),
         }
         // Handed over, and the cancelled poll completed, now, while `fd` is
@@ -785,6 +825,17 @@ impl Registry for UringRegistry {
         each: &mut dyn FnMut(&[u8]),
     ) -> io::Result<Taken> {
         lock(&self.0).take(fd, max, &mut |chunk| each(chunk.payload))
+    }
+
+    fn connect_stream(&mut self, fd: RawFd, token: usize, addr: SocketAddr) -> io::Result<bool> {
+        check(token, Interest::WRITE)?;
+        let mut ring = lock(&self.0);
+        ring.enable()?;
+        ring.start_connect(fd, token, addr)
+    }
+
+    fn take_connected(&mut self, fd: RawFd) -> Option<io::Result<()>> {
+        lock(&self.0).take_connected(fd)
     }
 
     fn accept_connections(&mut self, fd: RawFd, token: usize) -> io::Result<bool> {
@@ -1202,6 +1253,65 @@ mod tests {
         assert!(ring.quiesce());
     }
 
+    /// Enters and reaps until the connect of `fd` has ended (or 5 s).
+    fn connected(ring: &mut Ring, fd: RawFd) -> Option<io::Result<()>> {
+        let mut ready = Vec::new();
+        let give_up = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < give_up {
+            ring.enter(Some(Instant::now() + Duration::from_millis(20)))
+                .unwrap();
+            ring.reap(&mut ready).unwrap();
+            if let Some(result) = ring.take_connected(fd) {
+                assert!(ready.iter().any(|event| event.token == 4 && event.writable));
+                return Some(result);
+            }
+        }
+        None
+    }
+
+    fn stream_socket() -> socket2::Socket {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_nonblocking(true).unwrap();
+        socket
+    }
+
+    #[test]
+    fn a_connect_says_how_it_ended_and_one_given_up_on_keeps_its_address_till_its_end() {
+        let mut ring = receiving_ring();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = listener.local_addr().unwrap();
+        let socket = stream_socket();
+        assert!(ring.start_connect(socket.as_raw_fd(), 4, open).unwrap());
+        assert!(
+            ring.take_connected(socket.as_raw_fd()).is_none(),
+            "not ended yet"
+        );
+        connected(&mut ring, socket.as_raw_fd())
+            .expect("the connect ended")
+            .unwrap();
+        assert_eq!(socket.peer_addr().unwrap().as_socket(), Some(open));
+        assert!(ring.connects.is_empty(), "taken: the socket is the owner's");
+        // A port nobody listens on.
+        let closed = {
+            let gone = TcpListener::bind("127.0.0.1:0").unwrap();
+            gone.local_addr().unwrap()
+        };
+        let refused = stream_socket();
+        assert!(ring.start_connect(refused.as_raw_fd(), 4, closed).unwrap());
+        let error = connected(&mut ring, refused.as_raw_fd())
+            .expect("the connect ended")
+            .unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::ConnectionRefused, "{error}");
+        // Given up on at once: its address stays until its completion.
+        let abandoned = stream_socket();
+        assert!(ring.start_connect(abandoned.as_raw_fd(), 4, open).unwrap());
+        assert!(ring.end_connect(abandoned.as_raw_fd()).unwrap());
+        assert_eq!(ring.abandoned.len(), 1);
+        assert!(ring.quiesce(), "the connect's completion came");
+        assert!(ring.abandoned.is_empty() && ring.connects.is_empty());
+    }
+
     #[test]
     fn sqpoll_idle_is_whole_milliseconds_and_never_zero() {
         use super::setup::sqpoll_idle_millis;
@@ -1274,6 +1384,25 @@ mod tests {
             assert!(receive != WAKER && receive != REMOVAL);
             assert!(receive & RECEIVE != 0 && user_data(fd, generation) & RECEIVE == 0);
             assert_eq!(RawFd::try_from(receive & (RECEIVE - 1)), Ok(fd));
+        }
+        // Generations as the ring makes them (below 2^30): a poll's and a
+        // receive's never look like an accept's or a connect's, nor those
+        // like each other, and each is read back.
+        for (fd, generation) in [(0, 0), (i32::MAX - 63, (1 << 30) - 1), (7, 12345)] {
+            let poll = user_data(fd, generation);
+            let receive = receive_data(fd, generation);
+            let accept = connections::accept_data(fd, generation);
+            let connect = connections::connect_data(fd, generation);
+            for data in [poll, receive, accept, connect] {
+                assert!(data != WAKER && data != REMOVAL && data & SEND == 0);
+            }
+            assert!(poll & ACCEPT == 0 && receive & ACCEPT == 0);
+            assert!(accept & CONNECT != CONNECT && connect & CONNECT == CONNECT);
+            assert_eq!((accept & !ACCEPT) >> 32, u64::from(generation));
+            assert_eq!(
+                RawFd::try_from((connect & !CONNECT) & u64::from(u32::MAX)),
+                Ok(fd)
+            );
         }
     }
 }

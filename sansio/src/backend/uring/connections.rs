@@ -1,19 +1,42 @@
-//! The io_uring backend's TCP accepts: a multishot `accept` per listener,
+//! The io_uring backend's TCP accepts and connects.
+//!
+//! Accepts: a multishot `accept` per listener,
 //! the connections it accepted kept (as descriptors the backend owns) until
 //! the listener's owner takes them. An error ends the multishot accept; it
 //! is reported once, and the accept is armed again only at the take after
 //! that, which the owner makes once its back-off has passed (out of
 //! descriptors, say): an accept that failed at once again would otherwise
 //! wake the worker for nothing, over and over.
+//!
+//! Connects: a `connect` of the ring per connecting socket, its address
+//! kept until the kernel is done with it (a connect given up on keeps it
+//! until its completion comes), its result kept until the owner takes it.
 
 use std::collections::VecDeque;
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use io_uring::{cqueue, opcode, types};
 
-use super::{ACCEPT, REMOVAL, Receiving, Ring, not_registered, user_data};
+use super::{ACCEPT, CONNECT, REMOVAL, Receiving, Ring, not_registered, user_data};
 use crate::backend::{Readiness, Taken};
+
+/// A socket the ring connects.
+pub(super) struct Connecting {
+    pub(super) token: usize,
+    pub(super) generation: u32,
+    /// The address, read by the kernel until the connect completes.
+    pub(super) addr: Box<socket2::SockAddr>,
+    /// How the connect ended (0 or an error number), once it has.
+    pub(super) result: Option<i32>,
+}
+
+/// A connect's `user_data`: its descriptor and generation, with the
+/// [`CONNECT`] bits.
+pub(super) fn connect_data(fd: RawFd, generation: u32) -> u64 {
+    user_data(fd, generation) | CONNECT
+}
 
 /// A listener whose connections the ring accepts itself.
 pub(super) struct Accept {
@@ -80,7 +103,106 @@ impl Receiving<'_> {
     }
 }
 
+impl Receiving<'_> {
+    /// Takes the completion of a connect: kept for the owner, who is told
+    /// the socket is writable (as a connect on readiness says it). A
+    /// connect given up on frees its address now.
+    pub(super) fn connected(
+        &mut self,
+        completion: &cqueue::Entry,
+        ready: &mut Vec<Readiness>,
+    ) -> bool {
+        let data = completion.user_data();
+        if self.abandoned.remove(&data).is_some() {
+            return false;
+        }
+        let data = data & !CONNECT;
+        let fd = RawFd::try_from(data & u64::from(u32::MAX)).unwrap_or(RawFd::MAX);
+        let generation = (data >> 32) as u32;
+        let Some(connecting) = self
+            .connects
+            .get_mut(&fd)
+            .filter(|connecting| connecting.generation == generation)
+        else {
+            return false;
+        };
+        connecting.result = Some(-completion.result());
+        ready.push(Readiness {
+            token: connecting.token,
+            readable: false,
+            writable: true,
+            closed: false,
+        });
+        true
+    }
+}
+
 impl Ring {
+    /// Starts connecting `fd` to `addr` (see `Registry::connect_stream`).
+    pub(super) fn start_connect(
+        &mut self,
+        fd: RawFd,
+        token: usize,
+        addr: SocketAddr,
+    ) -> io::Result<bool> {
+        if !self.receives_supported {
+            return Ok(false);
+        }
+        if fd < 0 {
+            return Err(io::Error::from_raw_os_error(libc::EBADF));
+        }
+        if self.sources.contains_key(&fd)
+            || self.receives.contains_key(&fd)
+            || self.connects.contains_key(&fd)
+        {
+            return Err(io::Error::from_raw_os_error(libc::EEXIST));
+        }
+        let addr = Box::new(socket2::SockAddr::from(addr));
+        let generation = self.next_generation();
+        let entry = opcode::Connect::new(types::Fd(fd), addr.as_ptr().cast(), addr.len())
+            .build()
+            .user_data(connect_data(fd, generation));
+        // The entry points to the address: boxed, and kept in `connects`
+        // (or, given up on, in `abandoned`) until the connect's completion.
+        self.push(&entry)?;
+        self.connects.insert(
+            fd,
+            Connecting {
+                token,
+                generation,
+                addr,
+                result: None,
+            },
+        );
+        Ok(true)
+    }
+
+    /// How the connect of `fd` ended, once it has (see
+    /// `Registry::take_connected`); `None` while it goes on.
+    pub(super) fn take_connected(&mut self, fd: RawFd) -> Option<io::Result<()>> {
+        let result = self.connects.get(&fd)?.result?;
+        self.connects.remove(&fd);
+        Some(match result {
+            0 => Ok(()),
+            code => Err(io::Error::from_raw_os_error(code)),
+        })
+    }
+
+    /// Gives up the connect of `fd`, if it goes on: cancelled, its address
+    /// kept until its completion. Returns whether `fd` was being connected.
+    pub(super) fn end_connect(&mut self, fd: RawFd) -> io::Result<bool> {
+        let Some(connecting) = self.connects.remove(&fd) else {
+            return Ok(false);
+        };
+        if connecting.result.is_none() {
+            let data = connect_data(fd, connecting.generation);
+            self.abandoned.insert(data, connecting.addr);
+            let entry = opcode::AsyncCancel::new(data).build().user_data(REMOVAL);
+            self.push(&entry)?;
+        }
+        Ok(true)
+    }
+
     /// Queues the multishot accept of `fd` (which must be in `accepts`).
     fn arm_accept(&mut self, fd: RawFd) -> io::Result<()> {
         let generation = self.next_generation();
