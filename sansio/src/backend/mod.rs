@@ -99,12 +99,14 @@ pub enum Backend {
     /// `recvmmsg` or `sendmmsg` calls), TCP connections are read and
     /// written by it (a multishot `recv` each, into the same buffers, and
     /// linked `sendmsg`s of the queued bytes), listeners accepted on by a
-    /// multishot `accept`, connects made by it, and the other
-    /// sources are watched with multishot polls and read and written by
-    /// the same batched system calls as on the other backends. Where the kernel has
-    /// no io_uring, or forbids it, [`Backend::check`] says what is missing
-    /// and `Builder::build` fails with it; a kernel before 6.0 reads UDP
-    /// sockets on readiness too.
+    /// multishot `accept`, connects made by it, TUN/TAP devices read
+    /// (a multishot `read`, Linux 6.7) and written by it. Where the kernel
+    /// has no io_uring, or forbids it, [`Backend::check`] says what is
+    /// missing and `Builder::build` fails with it; what a kernel has not
+    /// (multishot receives before 6.0, reads before 6.7) is watched with
+    /// multishot polls and done by the same system calls as on the other
+    /// backends. `Builder::io_uring_sqpoll` (with the feature)
+    /// adds a polling kernel thread per ring.
     IoUring,
 }
 
@@ -435,6 +437,17 @@ pub(crate) trait Registry: Send + 'static {
         Ok(false)
     }
 
+    /// As [`Registry::receive_stream`], for a TUN/TAP device `fd`: the
+    /// backend reads it itself (io_uring's multishot `read`, Linux 6.7), a
+    /// packet per read into a buffer of `size` bytes, and
+    /// [`Registry::take_stream`] hands the packets out, one per chunk. A
+    /// failed read is reported once and reading goes on. Returns `false`
+    /// when the backend does not; the owner then reads on readiness.
+    fn receive_packets(&mut self, fd: RawFd, token: usize, size: usize) -> io::Result<bool> {
+        let _ = (fd, token, size);
+        Ok(false)
+    }
+
     /// Hands up to `max` of the chunks the backend read from `fd` (see
     /// [`Registry::receive_stream`]) to `each`, in the order of the stream,
     /// and says whether more are waiting and whether the peer closed its
@@ -492,6 +505,13 @@ pub(crate) trait Outgoing: Send + 'static {
     #[cfg_attr(not(feature = "io-uring"), allow(dead_code))]
     fn flags(&self) -> u32 {
         0
+    }
+
+    /// Each message is written (`writev` of its `iovec`s: a device, not a
+    /// socket), not sent.
+    #[cfg_attr(not(feature = "io-uring"), allow(dead_code))]
+    fn writes(&self) -> bool {
+        false
     }
 
     /// The value as what its owner made it, to look into once it is back.

@@ -83,8 +83,9 @@
 //!   `take_accepted`: a multishot `accept`, whose error is reported alone
 //!   and which starts again only at the take after the back-off), and
 //!   connects made by it (`Registry::connect_stream`, `take_connected`).
-//!   TUN is readiness on the same ring (multishot polls), read and written
-//!   by the calls above.
+//!   TUN/TAP devices too: read by a multishot `read` (`receive_packets`,
+//!   a packet per chunk of `take_stream`) and written as `writev`s of the
+//!   queued packets (`send_messages` with `Outgoing::writes`).
 //! - **Frames (AF_XDP).** The driver owns a UMEM and its fill, completion,
 //!   RX and TX rings, bound to one queue of a device. `wait` polls the RX
 //!   ring (or sleeps in `poll` on the socket when the ring is empty and
@@ -209,7 +210,10 @@ impl Net {
                 }
             }
             Work::Tun(index) => {
-                if self.tun.receive(index, batch, counters) {
+                if self
+                    .tun
+                    .receive(index, self.registry.as_mut(), batch, counters)
+                {
                     self.tun.unread.push(index);
                 }
             }

@@ -998,3 +998,102 @@ mod tests {
         );
     }
 }
+
+/// How the backend is to send a [`QueuedBatch`]'s buffers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sends {
+    /// As `sendmsg`s with these flags (a socket).
+    Messages(u32),
+    /// As `writev`s (a device).
+    Writes,
+}
+
+/// Buffers of a queue handed to the backend to send
+/// (`Registry::send_messages`), a message each, in order, kept with the
+/// buffers until the kernel is done with them.
+pub(crate) struct QueuedBatch {
+    headers: Vec<libc::mmsghdr>,
+    /// One per message, pointed to by its header (kept, never read here).
+    _iovecs: Vec<libc::iovec>,
+    pub(crate) bufs: Vec<PacketBuf>,
+    /// The bytes of each buffer sent (all of it, unless a fault shortened
+    /// the last).
+    pub(crate) lens: Vec<usize>,
+    sends: Sends,
+}
+
+// SAFETY: the headers point into `_iovecs`, and those into `bufs`: memory
+// the batch owns and moves with it (heap allocations that stay in place).
+unsafe impl Send for QueuedBatch {}
+
+impl QueuedBatch {
+    /// Takes up to `max` buffers from the front of `queue`; `shorten` may
+    /// cut one (the last taken), as a fault would cut a write.
+    pub(crate) fn new(
+        queue: &mut std::collections::VecDeque<PacketBuf>,
+        max: usize,
+        sends: Sends,
+        mut shorten: impl FnMut(usize) -> usize,
+    ) -> Self {
+        let mut bufs = Vec::new();
+        let mut lens = Vec::new();
+        while bufs.len() < max {
+            let Some(buf) = queue.pop_front() else {
+                break;
+            };
+            let len = shorten(buf.len());
+            let cut = len < buf.len();
+            bufs.push(buf);
+            lens.push(len);
+            if cut {
+                break;
+            }
+        }
+        let mut iovecs: Vec<libc::iovec> = bufs
+            .iter()
+            .zip(&lens)
+            .map(|(buf, &len)| libc::iovec {
+                iov_base: buf.as_ptr().cast_mut().cast(),
+                iov_len: len,
+            })
+            .collect();
+        let headers = iovecs
+            .iter_mut()
+            .map(|iovec| {
+                // SAFETY: all-zero is a valid `mmsghdr` (no name, no control).
+                let mut header: libc::mmsghdr = unsafe { mem::zeroed() };
+                header.msg_hdr.msg_iov = iovec;
+                header.msg_hdr.msg_iovlen = 1;
+                header
+            })
+            .collect();
+        QueuedBatch {
+            headers,
+            _iovecs: iovecs,
+            bufs,
+            lens,
+            sends,
+        }
+    }
+}
+
+impl crate::backend::Outgoing for QueuedBatch {
+    fn headers(&mut self) -> &mut [libc::mmsghdr] {
+        &mut self.headers
+    }
+
+    fn flags(&self) -> u32 {
+        match self.sends {
+            Sends::Messages(flags) => flags,
+            Sends::Writes => 0,
+        }
+    }
+
+    fn writes(&self) -> bool {
+        self.sends == Sends::Writes
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
+    }
+}

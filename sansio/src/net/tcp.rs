@@ -38,9 +38,10 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::sys::{QueuedBatch, Sends};
 use super::table::Table;
 use super::{NetInput, Source, TcpConnId, TcpEvent, TcpListenerId, TcpOptions};
-use crate::backend::{Interest, Outgoing, Registry, watch_writable};
+use crate::backend::{Interest, Registry, watch_writable};
 use crate::buf::PacketBuf;
 use crate::faults::{self, Call};
 use crate::id::RawId;
@@ -182,82 +183,10 @@ struct Conn {
 /// The most buffers of a connection's queue handed to the backend at once.
 const BATCH_MAX: usize = 64;
 
-/// Buffers of a connection's queue handed to the backend to send
-/// (`Registry::send_messages`): a message each, sent whole
+/// How a connection's queued buffers are sent by the backend: each whole
 /// (`MSG_WAITALL`: the kernel goes on until every byte went, so a linked
-/// message never starts before the one ahead of it ended), kept with the
-/// buffers until the kernel is done with them.
-struct StreamBatch {
-    headers: Vec<libc::mmsghdr>,
-    /// One per message, pointed to by its header (kept, never read here).
-    _iovecs: Vec<libc::iovec>,
-    bufs: Vec<PacketBuf>,
-    /// The bytes of each buffer sent (all of it, unless a fault shortened
-    /// the last).
-    lens: Vec<usize>,
-}
-
-// SAFETY: the headers point into `iovecs`, and those into `bufs`: memory
-// the batch owns and moves with it (heap allocations that stay in place).
-unsafe impl Send for StreamBatch {}
-
-impl StreamBatch {
-    /// Takes up to [`BATCH_MAX`] buffers from the front of `queue`; a fault
-    /// may shorten one (the last taken), as it would a write.
-    fn new(queue: &mut VecDeque<PacketBuf>) -> Self {
-        let mut bufs = Vec::new();
-        let mut lens = Vec::new();
-        while bufs.len() < BATCH_MAX {
-            let Some(buf) = queue.pop_front() else {
-                break;
-            };
-            let len = faults::shorten(Call::TcpWrite, buf.len());
-            bufs.push(buf);
-            lens.push(len);
-            if len < bufs[bufs.len() - 1].len() {
-                break;
-            }
-        }
-        let mut iovecs: Vec<libc::iovec> = bufs
-            .iter()
-            .zip(&lens)
-            .map(|(buf, &len)| libc::iovec {
-                iov_base: buf.as_ptr().cast_mut().cast(),
-                iov_len: len,
-            })
-            .collect();
-        let headers = iovecs
-            .iter_mut()
-            .map(|iovec| {
-                // SAFETY: all-zero is a valid `mmsghdr` (no name, no control).
-                let mut header: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                header.msg_hdr.msg_iov = iovec;
-                header.msg_hdr.msg_iovlen = 1;
-                header
-            })
-            .collect();
-        StreamBatch {
-            headers,
-            _iovecs: iovecs,
-            bufs,
-            lens,
-        }
-    }
-}
-
-impl Outgoing for StreamBatch {
-    fn headers(&mut self) -> &mut [libc::mmsghdr] {
-        &mut self.headers
-    }
-
-    fn flags(&self) -> u32 {
-        (libc::MSG_WAITALL | libc::MSG_NOSIGNAL) as u32
-    }
-
-    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
-        self
-    }
-}
+/// message never starts before the one ahead of it ended).
+const STREAM_SENDS: Sends = Sends::Messages((libc::MSG_WAITALL | libc::MSG_NOSIGNAL) as u32);
 
 /// A network event for a task.
 type Outbox = VecDeque<(RawId, NetInput)>;
@@ -1115,7 +1044,7 @@ impl Conn {
             self.in_flight = 0;
             let batch = batch
                 .into_any()
-                .downcast::<StreamBatch>()
+                .downcast::<QueuedBatch>()
                 .map_err(|_| io::Error::other("a TCP send batch came back as something else"))?;
             let mut failed = None;
             let mut unsent = Vec::new();
@@ -1160,7 +1089,9 @@ impl Conn {
                 None => break,
             }
         }
-        let batch = StreamBatch::new(&mut self.queue);
+        let batch = QueuedBatch::new(&mut self.queue, BATCH_MAX, STREAM_SENDS, |len| {
+            faults::shorten(Call::TcpWrite, len)
+        });
         let count = batch.bufs.len();
         match registry.send_messages(fd, Box::new(batch)) {
             Ok(()) => {
@@ -1170,7 +1101,7 @@ impl Conn {
             Err(batch) => {
                 // Not now (the backend's queue is full): back in front, in
                 // order, and tried again when the socket says writable.
-                if let Ok(batch) = batch.into_any().downcast::<StreamBatch>() {
+                if let Ok(batch) = batch.into_any().downcast::<QueuedBatch>() {
                     for buf in batch.bufs.into_iter().rev() {
                         self.queue.push_front(buf);
                     }

@@ -1,6 +1,8 @@
 //! The worker's TUN/TAP devices (through the `tun-tap` crate): packets read
-//! one per `read` into pooled buffers, packets written one per `write`, with
-//! a bounded queue while the device will not take more.
+//! one per `read` into pooled buffers (or, where the backend reads devices
+//! itself, io_uring's multishot `read`, taken from it and copied into pooled
+//! buffers), packets written one per `write`, with a bounded queue while the
+//! device will not take more.
 
 use std::collections::VecDeque;
 use std::io;
@@ -9,6 +11,7 @@ use std::os::fd::AsRawFd;
 use tun_tap::Iface;
 
 use super::ifconfig::{self, MAX_NAME};
+use super::sys::{QueuedBatch, Sends};
 use super::table::Table;
 use super::{NetInput, Source, TunError, TunId, TunMode, TunOptions, TunPacket};
 use crate::backend::{Interest, Registry, watch_writable};
@@ -34,9 +37,119 @@ struct Device {
     /// Closed with packets still queued: no longer read or open for sends,
     /// removed once the queue is written.
     closing: bool,
+    /// The backend reads it (`Registry::receive_packets`): its packets are
+    /// taken, not read, and its queue is written by the backend too.
+    backend_reads: bool,
+    /// Packets of the queue handed to the backend to write, not settled
+    /// yet (out of `queue`).
+    in_flight: usize,
 }
 
+/// The most queued packets handed to the backend at once.
+const BATCH_MAX: usize = 64;
+
 type Outbox = VecDeque<(RawId, NetInput)>;
+
+/// Writes `device`'s queue through the backend (a device it reads, see
+/// `Registry::send_messages`): settles the batch in flight once the kernel
+/// is done with it (written packets counted; a packet the device refused
+/// handed back, as on the readiness path; those cancelled behind it queued
+/// again in front), then hands over the next. Returns whether the device
+/// must wait for writability (the backend would not take a batch now).
+fn write_by_backend(
+    device: &mut Device,
+    registry: &mut dyn Registry,
+    results: &mut Vec<i32>,
+    out: &mut Outbox,
+    counters: &mut Counters,
+) -> bool {
+    let fd = device.iface.as_raw_fd();
+    if device.in_flight > 0 {
+        let Some(batch) = registry.take_sent(fd, results) else {
+            return false;
+        };
+        device.in_flight = 0;
+        let Ok(batch) = batch.into_any().downcast::<QueuedBatch>() else {
+            return false;
+        };
+        let mut again = Vec::new();
+        for (data, &result) in batch.bufs.into_iter().zip(results.iter()) {
+            if result >= 0 {
+                counters.tun_sent += 1;
+            } else if result == -libc::ECANCELED {
+                again.push(data);
+            } else {
+                counters.tun_send_errors += 1;
+                out.push_back((
+                    device.owner,
+                    NetInput::TunError(TunError {
+                        tun: device.id,
+                        error: io::Error::from_raw_os_error(-result),
+                        data: Some(data),
+                    }),
+                ));
+            }
+        }
+        for data in again.into_iter().rev() {
+            device.queue.push_front(data);
+        }
+    }
+    if device.queue.is_empty() {
+        return false;
+    }
+    let batch = QueuedBatch::new(&mut device.queue, BATCH_MAX, Sends::Writes, |len| len);
+    let count = batch.bufs.len();
+    match registry.send_messages(fd, Box::new(batch)) {
+        Ok(()) => {
+            device.in_flight = count;
+            false
+        }
+        Err(batch) => {
+            if let Ok(batch) = batch.into_any().downcast::<QueuedBatch>() {
+                for data in batch.bufs.into_iter().rev() {
+                    device.queue.push_front(data);
+                }
+            }
+            true
+        }
+    }
+}
+
+/// Takes the packets the backend read from `device` (a fair share), as
+/// `TunSockets::receive` reads them; returns whether more are waiting.
+fn take_packets(
+    device: &Device,
+    registry: &mut dyn Registry,
+    packets: &mut Vec<(RawId, NetInput)>,
+    counters: &mut Counters,
+) -> bool {
+    let (owner, tun, max) = (device.owner, device.id, device.options.max_packet);
+    let taken = registry.take_stream(device.iface.as_raw_fd(), PER_TURN, &mut |packet| {
+        if packet.len() > max {
+            counters.tun_truncated += 1;
+            return;
+        }
+        let mut data = PacketBuf::with_capacity(max);
+        data.extend_from_slice(packet);
+        counters.tun_received += 1;
+        packets.push((owner, NetInput::TunPacket(TunPacket { tun, data })));
+    });
+    match taken {
+        Ok(taken) => taken.more,
+        Err(error) => {
+            counters.tun_recv_errors += 1;
+            packets.push((
+                owner,
+                NetInput::TunError(TunError {
+                    tun,
+                    error,
+                    data: None,
+                }),
+            ));
+            false
+        }
+    }
+}
 
 /// Refuses a name or options the device could not be opened or configured
 /// with, each with its own message (kind `InvalidInput`).
@@ -89,6 +202,8 @@ pub(crate) struct TunDevices {
     dirty: Vec<usize>,
     /// Devices left readable when their turn ended.
     pub(crate) unread: Vec<usize>,
+    /// Each packet's result of a batch the backend wrote.
+    results: Vec<i32>,
 }
 
 impl TunDevices {
@@ -115,11 +230,13 @@ impl TunDevices {
         let opened = iface.name().to_owned();
         ifconfig::configure(&opened, options)?;
         let index = self.devices.vacant();
-        registry.register(
-            iface.as_raw_fd(),
-            Source::Tun(index).token(),
-            Interest::READ,
-        )?;
+        let (fd, token) = (iface.as_raw_fd(), Source::Tun(index).token());
+        // One byte more than the largest packet: a read that fills it was
+        // cut, as on the readiness path.
+        let backend_reads = registry.receive_packets(fd, token, options.max_packet + 1)?;
+        if !backend_reads {
+            registry.register(fd, token, Interest::READ)?;
+        }
         let device = Device {
             id,
             owner,
@@ -129,6 +246,8 @@ impl TunDevices {
             blocked: false,
             dirty: false,
             closing: false,
+            backend_reads,
+            in_flight: 0,
         };
         self.devices.insert(id, device);
         Ok(opened)
@@ -142,7 +261,7 @@ impl TunDevices {
             return;
         };
         match self.devices.get_mut(index) {
-            Some(device) if !device.queue.is_empty() => {
+            Some(device) if !device.queue.is_empty() || device.in_flight > 0 => {
                 device.closing = true;
                 if !device.dirty && !device.blocked {
                     device.dirty = true;
@@ -231,7 +350,12 @@ impl TunDevices {
             };
             device.dirty = false;
             let mut blocked = false;
-            while let Some(packet) = device.queue.front() {
+            if device.backend_reads {
+                blocked = write_by_backend(device, registry, &mut self.results, out, counters);
+            }
+            while !device.backend_reads
+                && let Some(packet) = device.queue.front()
+            {
                 match device.iface.send(packet) {
                     Ok(_) => {
                         counters.tun_sent += 1;
@@ -258,7 +382,7 @@ impl TunDevices {
                     }
                 }
             }
-            if device.closing && device.queue.is_empty() {
+            if device.closing && device.queue.is_empty() && device.in_flight == 0 {
                 self.remove(index, registry);
                 continue;
             }
@@ -287,6 +411,7 @@ impl TunDevices {
     pub(crate) fn receive(
         &mut self,
         index: usize,
+        registry: &mut dyn Registry,
         packets: &mut Vec<(RawId, NetInput)>,
         counters: &mut Counters,
     ) -> bool {
@@ -296,6 +421,9 @@ impl TunDevices {
         if device.closing {
             // A closing device only writes what it has left.
             return false;
+        }
+        if device.backend_reads {
+            return take_packets(device, registry, packets, counters);
         }
         for _ in 0..PER_TURN {
             let mut buf = PacketBuf::with_capacity(device.options.max_packet);

@@ -29,9 +29,11 @@
 //! reads), their chunks taken in order, and sent the same way (the driver
 //! hands over queued buffers as messages sent with `MSG_WAITALL`); listeners
 //! are accepted on by a multishot `accept` each, and sockets connected by a
-//! `connect` of the ring (`connections.rs`). Everything else is readiness:
-//! TUN devices are read and written by the driver's system calls (`read`,
-//! `write`), so the whole conformance suite runs on io_uring unchanged. Registrations and their changes are queued
+//! `connect` of the ring (`connections.rs`). TUN/TAP devices are read by a
+//! multishot `read` (Linux 6.7; a packet per read) and written by linked
+//! `writev`s. What the kernel lacks (multishot receives before 6.0, reads
+//! before 6.7) is done on readiness by the driver's system calls, as on the
+//! other backends, so the whole conformance suite runs on io_uring. Registrations and their changes are queued
 //! on the ring and go to the kernel with the next wait, in the same
 //! `io_uring_enter`; only a deregistration is handed over at once, since
 //! the descriptor is closed right after it.
@@ -86,7 +88,7 @@ use super::{
 };
 use buffers::Group;
 use connections::{Accept, Connecting};
-use receive::Receive;
+use receive::{Kind, Receive};
 use send::Sending;
 pub(crate) use setup::probe;
 use setup::{build_ring, build_sqpoll_ring, probed, unsupported};
@@ -209,6 +211,8 @@ struct Ring {
     ended: Vec<RawFd>,
     /// Multishot receives are made here (the kernel has them).
     receives_supported: bool,
+    /// Multishot reads too (Linux 6.7): devices are read by the ring.
+    reads_supported: bool,
     /// UDP sockets the ring receives for.
     receives: HashMap<RawFd, Receive, FxBuildHasher>,
     /// Receive buffers, one group per payload size asked for. Declared
@@ -258,6 +262,7 @@ impl Ring {
             waker: Arc::clone(&waker),
             ended: Vec::new(),
             receives_supported: false,
+            reads_supported: false,
             receives: HashMap::default(),
             groups: Vec::new(),
             retired: HashMap::default(),
@@ -619,6 +624,7 @@ impl Poller for UringPoller {
         };
         let (mut ring, waker) = Ring::new(ring)?;
         ring.receives_supported = setup.receives;
+        ring.reads_supported = setup.reads;
         let poller = UringPoller {
             ring: Arc::new(Mutex::new(ring)),
         };
@@ -799,7 +805,7 @@ impl Registry for UringRegistry {
         check(token, Interest::READ)?;
         let mut ring = lock(&self.0);
         ring.enable()?;
-        ring.start_receive(fd, token, size, false)
+        ring.start_receive(fd, token, size, Kind::Datagrams)
     }
 
     fn take_datagrams(
@@ -815,7 +821,14 @@ impl Registry for UringRegistry {
         check(token, Interest::READ)?;
         let mut ring = lock(&self.0);
         ring.enable()?;
-        ring.start_receive(fd, token, chunk, true)
+        ring.start_receive(fd, token, chunk, Kind::Stream)
+    }
+
+    fn receive_packets(&mut self, fd: RawFd, token: usize, size: usize) -> io::Result<bool> {
+        check(token, Interest::READ)?;
+        let mut ring = lock(&self.0);
+        ring.enable()?;
+        ring.start_receive(fd, token, size, Kind::Packets)
     }
 
     fn take_stream(
@@ -887,6 +900,7 @@ mod tests {
         );
         let (mut ring, _waker) = Ring::new(build_ring(setup).unwrap()).unwrap();
         ring.receives_supported = true;
+        ring.reads_supported = setup.reads;
         ring.enable().unwrap();
         ring
     }
@@ -917,7 +931,10 @@ mod tests {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         socket.set_nonblocking(true).unwrap();
         let fd = socket.as_raw_fd();
-        assert!(ring.start_receive(fd, token, 1 << 20, false).unwrap());
+        assert!(
+            ring.start_receive(fd, token, 1 << 20, Kind::Datagrams)
+                .unwrap()
+        );
         let count = ring.groups[0].free;
         ring.submit_now().unwrap();
         (socket, fd, count)
@@ -960,8 +977,14 @@ mod tests {
             .collect();
         let (hog, starved) = (sockets[0].as_raw_fd(), sockets[1].as_raw_fd());
         // One group for both: the same size.
-        assert!(ring.start_receive(hog, 1, 1 << 20, false).unwrap());
-        assert!(ring.start_receive(starved, 2, 1 << 20, false).unwrap());
+        assert!(
+            ring.start_receive(hog, 1, 1 << 20, Kind::Datagrams)
+                .unwrap()
+        );
+        assert!(
+            ring.start_receive(starved, 2, 1 << 20, Kind::Datagrams)
+                .unwrap()
+        );
         assert_eq!(ring.groups.len(), 1);
         let count = ring.groups[0].free;
         ring.submit_now().unwrap();
@@ -1041,7 +1064,7 @@ mod tests {
         let mut ring = receiving_ring();
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         let fd = socket.as_raw_fd();
-        assert!(ring.start_receive(fd, 1, 100, false).unwrap());
+        assert!(ring.start_receive(fd, 1, 100, Kind::Datagrams).unwrap());
         ring.submit_now().unwrap();
         let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
         // Buffers have room for more than asked (rounded up), not for this.
@@ -1120,7 +1143,7 @@ mod tests {
         let (server, _) = listener.accept().unwrap();
         server.set_nonblocking(true).unwrap();
         assert!(
-            ring.start_receive(server.as_raw_fd(), 9, chunk, true)
+            ring.start_receive(server.as_raw_fd(), 9, chunk, Kind::Stream)
                 .unwrap()
         );
         ring.submit_now().unwrap();
@@ -1310,6 +1333,59 @@ mod tests {
         assert_eq!(ring.abandoned.len(), 1);
         assert!(ring.quiesce(), "the connect's completion came");
         assert!(ring.abandoned.is_empty() && ring.connects.is_empty());
+    }
+
+    #[test]
+    fn a_device_is_read_a_packet_per_read_until_it_is_gone() {
+        let mut ring = receiving_ring();
+        assert!(
+            ring.reads_supported,
+            "this kernel has no multishot read (IORING_OP_READ_MULTISHOT, Linux 6.7)"
+        );
+        // A pipe stands in for a device: each read takes what one write put.
+        let mut ends = [0; 2];
+        // SAFETY: `ends` has room for the two descriptors.
+        assert_eq!(
+            unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_NONBLOCK) },
+            0
+        );
+        // SAFETY: both were just opened, owned by nothing else.
+        let (read, write) =
+            unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) };
+        let fd = read.as_raw_fd();
+        assert!(ring.start_receive(fd, 6, 100, Kind::Packets).unwrap());
+        ring.submit_now().unwrap();
+        let mut ready = Vec::new();
+        for packet in [&b"first"[..], b"second", b"third"] {
+            let mut writer = std::fs::File::from(write.try_clone().unwrap());
+            writer.write_all(packet).unwrap();
+            let mut got = Vec::new();
+            let give_up = Instant::now() + Duration::from_secs(5);
+            while got.is_empty() && Instant::now() < give_up {
+                ring.enter(Some(Instant::now() + Duration::from_millis(20)))
+                    .unwrap();
+                ring.reap(&mut ready).unwrap();
+                ring.take(fd, 8, &mut |chunk| got.push(chunk.payload.to_vec()))
+                    .unwrap();
+            }
+            assert_eq!(got, vec![packet.to_vec()]);
+        }
+        // The writing end closed: a read of nothing, the end.
+        drop(write);
+        let give_up = Instant::now() + Duration::from_secs(5);
+        let mut ended = false;
+        while !ended && Instant::now() < give_up {
+            ring.enter(Some(Instant::now() + Duration::from_millis(20)))
+                .unwrap();
+            ring.reap(&mut ready).unwrap();
+            ended = ring
+                .take(fd, 8, &mut |_| panic!("nothing more"))
+                .unwrap()
+                .ended;
+        }
+        assert!(ended);
+        assert!(ring.end_receive(fd).unwrap());
+        assert!(ring.quiesce());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The io_uring backend's receives: a multishot `recvmsg` per UDP socket,
 //! or a multishot `recv` per TCP connection, into the buffer rings of
-//! `buffers.rs`; the datagrams (or chunks of the stream) kept until the
+//! `buffers.rs`, or a multishot `read` per TUN/TAP device (a packet per
+//! read); the datagrams (or chunks, or packets) kept until the
 //! socket's owner takes them, and a receive that runs out of buffers
 //! waiting for them (see the module's notes in `mod.rs`).
 
@@ -15,14 +16,25 @@ use super::buffers::Group;
 use super::{Armed, RECEIVE, REMOVAL, Receiving, Ring, not_registered, receive_data};
 use crate::backend::{Datagram, Interest, Readiness, Taken};
 
-/// A socket the ring receives for itself: a multishot `recvmsg` (UDP) or
-/// `recv` (a stream) into the buffers of `group`, what it completed and
-/// what went wrong, until the socket's owner takes them.
+/// What a receive reads, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// UDP datagrams, by `recvmsg` (with the sender and control messages).
+    Datagrams,
+    /// A connected stream, by `recv`, in chunks of the group's payload
+    /// size; no bytes is its end, an error ends it for good.
+    Stream,
+    /// A device's packets, by `read`, one per read (no bytes: the device
+    /// is gone).
+    Packets,
+}
+
+/// A socket or device the ring receives for itself: a multishot `recvmsg`,
+/// `recv` or `read` into the buffers of `group`, what it completed and
+/// what went wrong, until the owner takes them.
 pub(super) struct Receive {
     pub(super) token: usize,
-    /// A connected stream, read by `recv` in chunks of `group`'s payload
-    /// size; otherwise datagrams, by `recvmsg`.
-    pub(super) stream: bool,
+    pub(super) kind: Kind,
     /// Streams: the peer closed its side (a completion of 0 bytes); not
     /// armed again.
     pub(super) ended: bool,
@@ -83,14 +95,14 @@ impl Receiving<'_> {
                 self.groups[receive.group].free -= 1;
                 receive.filled.push_back((bid, len));
             }
-            (None, Ok(0)) if receive.stream => receive.ended = true,
+            (None, Ok(0)) if receive.kind != Kind::Datagrams => receive.ended = true,
             (_, Ok(_)) => {}
             (_, Err(_)) if result == -libc::ENOBUFS => receive.ran_out += 1,
             // Cancelled by the kernel (or by us): armed again at the take.
             (_, Err(_)) if result == -libc::ECANCELED => {}
             (_, Err(_)) => {
                 receive.error = Some(-result);
-                receive.failed = receive.stream;
+                receive.failed = receive.kind == Kind::Stream;
             }
         }
         if !more {
@@ -125,12 +137,17 @@ impl Ring {
             }
             return Ok(());
         }
-        let entry = if receive.stream {
-            opcode::RecvMulti::new(types::Fd(fd), group.id)
-                .len(u32::try_from(group.payload).unwrap_or(u32::MAX))
-                .build()
-        } else {
-            opcode::RecvMsgMulti::new(types::Fd(fd), &raw const *group.msghdr, group.id).build()
+        let len = u32::try_from(group.payload).unwrap_or(u32::MAX);
+        let entry = match receive.kind {
+            Kind::Datagrams => {
+                opcode::RecvMsgMulti::new(types::Fd(fd), &raw const *group.msghdr, group.id).build()
+            }
+            Kind::Stream => opcode::RecvMulti::new(types::Fd(fd), group.id)
+                .len(len)
+                .build(),
+            // A multishot read takes no length: it reads what a buffer
+            // holds (a packet larger than the payload is told by its length).
+            Kind::Packets => opcode::ReadMulti::new(types::Fd(fd), 0, group.id).build(),
         };
         let entry = entry.user_data(receive_data(fd, generation));
         // Armed once queued: a receive that failed to queue is armed again
@@ -202,19 +219,20 @@ impl Ring {
 
 impl Ring {
     /// Starts receiving the datagrams of `fd` (see
-    /// [`Registry::receive_datagrams`]), or with `stream` the chunks of the
-    /// connected stream `fd` (see [`Registry::receive_stream`]: a stream
+    /// [`Registry::receive_datagrams`]), or the chunks of the connected
+    /// stream `fd` (see [`Registry::receive_stream`]: a stream
     /// already watched by a poll keeps it for writability alone).
     pub(super) fn start_receive(
         &mut self,
         fd: RawFd,
         token: usize,
         size: usize,
-        stream: bool,
+        kind: Kind,
     ) -> io::Result<bool> {
-        if !self.receives_supported {
+        if !self.receives_supported || (kind == Kind::Packets && !self.reads_supported) {
             return Ok(false);
         }
+        let stream = kind != Kind::Datagrams;
         if fd < 0 {
             return Err(io::Error::from_raw_os_error(libc::EBADF));
         }
@@ -237,7 +255,7 @@ impl Ring {
         }
         let receive = Receive {
             token,
-            stream,
+            kind,
             ended: false,
             failed: false,
             group,
@@ -274,7 +292,7 @@ impl Ring {
             let Some((bid, len)) = receive.filled.pop_front() else {
                 break;
             };
-            if receive.stream {
+            if receive.kind != Kind::Datagrams {
                 // Not a datagram: the chunk is the payload, as it came.
                 each(Datagram {
                     name: &[],

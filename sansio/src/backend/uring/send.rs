@@ -100,11 +100,17 @@ impl Ring {
         // as they come (`SQPOLL`) never sees a chain cut short (it would
         // start the rest as a chain of its own, out of order).
         let mut queue = self.ring.submission();
+        let writes = outgoing.writes();
         for (index, header) in outgoing.headers().iter_mut().enumerate() {
-            let mut entry = opcode::SendMsg::new(types::Fd(fd), &raw const header.msg_hdr)
-                .flags(flags)
-                .build()
-                .user_data(send_data(fd, generation, index));
+            let entry = if writes {
+                let iovecs = u32::try_from(header.msg_hdr.msg_iovlen).unwrap_or(u32::MAX);
+                opcode::Writev::new(types::Fd(fd), header.msg_hdr.msg_iov, iovecs).build()
+            } else {
+                opcode::SendMsg::new(types::Fd(fd), &raw const header.msg_hdr)
+                    .flags(flags)
+                    .build()
+            };
+            let mut entry = entry.user_data(send_data(fd, generation, index));
             if index + 1 < count {
                 entry = entry.flags(squeue::Flags::IO_LINK);
             }

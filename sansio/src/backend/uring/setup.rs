@@ -45,6 +45,9 @@ pub(super) struct Setup {
     /// Multishot `recvmsg` into provided buffer rings (Linux 6.0): UDP
     /// sockets are received by the ring; without it, read on readiness.
     pub(super) receives: bool,
+    /// Multishot `read` (Linux 6.7): TUN/TAP devices are read by the ring;
+    /// without it, on readiness.
+    pub(super) reads: bool,
 }
 
 /// Makes a disabled ring (see the module's notes).
@@ -135,6 +138,7 @@ pub(super) fn test_ring() -> io::Result<Setup> {
     let mut setup = Setup {
         task_run: TaskRun::Deferred,
         receives: false,
+        reads: false,
     };
     // An older kernel refuses flags it does not know (EINVAL): the next
     // best, down to none.
@@ -203,6 +207,7 @@ pub(super) fn test_ring() -> io::Result<Setup> {
         }
     }
     setup.receives = receives_work(&mut ring);
+    setup.reads = setup.receives && probe.is_supported(opcode::ReadMulti::CODE);
     Ok(setup)
 }
 
@@ -217,7 +222,9 @@ fn receives_work(ring: &mut Ring) -> bool {
     let fd = socket.as_raw_fd();
     ring.receives_supported = true;
     let started = socket.set_nonblocking(true).is_ok()
-        && ring.start_receive(fd, 1, 64, false).is_ok()
+        && ring
+            .start_receive(fd, 1, 64, super::Kind::Datagrams)
+            .is_ok()
         && ring.submit_now().is_ok()
         && socket
             .local_addr()
