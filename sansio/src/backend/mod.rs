@@ -441,15 +441,17 @@ pub(crate) trait Registry: Send + 'static {
     /// backend reads it itself (io_uring's multishot `read`, Linux 6.7), a
     /// packet per read into a buffer of `size` bytes, and
     /// [`Registry::take_stream`] hands the packets out, one per chunk. A
-    /// failed read is reported once and reading goes on. Returns `false`
-    /// when the backend does not; the owner then reads on readiness.
+    /// failed read is reported once and ends the reads (a device that fails
+    /// a read is gone or broken). Returns `false` when the backend does
+    /// not; the owner then reads on readiness.
     fn receive_packets(&mut self, fd: RawFd, token: usize, size: usize) -> io::Result<bool> {
         let _ = (fd, token, size);
         Ok(false)
     }
 
     /// Hands up to `max` of the chunks the backend read from `fd` (see
-    /// [`Registry::receive_stream`]) to `each`, in the order of the stream,
+    /// [`Registry::receive_stream`]) to `each`, in the order of the stream
+    /// (chunks may be a little longer than the `chunk` asked for),
     /// and says whether more are waiting and whether the peer closed its
     /// side ([`Taken::ended`], once every chunk before it was handed out).
     /// A read that failed is reported once, as the error, after the chunks

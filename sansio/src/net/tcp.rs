@@ -1061,8 +1061,11 @@ impl Conn {
                             unsent.push(buf);
                         }
                     }
-                    // Cancelled behind a message that failed: not sent.
-                    Err(_) if result == -libc::ECANCELED => unsent.push(buf),
+                    // Cancelled behind a message that failed, or interrupted:
+                    // not sent, sent again (in the batch handed over next).
+                    Err(_) if result == -libc::ECANCELED || result == -libc::EINTR => {
+                        unsent.push(buf);
+                    }
                     Err(_) => {
                         failed.get_or_insert(io::Error::from_raw_os_error(-result));
                         unsent.push(buf);

@@ -76,7 +76,9 @@ fn write_by_backend(
         for (data, &result) in batch.bufs.into_iter().zip(results.iter()) {
             if result >= 0 {
                 counters.tun_sent += 1;
-            } else if result == -libc::ECANCELED {
+            } else if [libc::ECANCELED, libc::EINTR, libc::EAGAIN].contains(&-result) {
+                // Cancelled behind a refused packet, or not taken this
+                // time: written again, in order, with the next batch.
                 again.push(data);
             } else {
                 counters.tun_send_errors += 1;
@@ -305,7 +307,7 @@ impl TunDevices {
             refuse(error, data, out, counters);
             return;
         };
-        if device.queue.len() >= device.options.send_queue {
+        if device.queue.len() + device.in_flight >= device.options.send_queue {
             let error = io::Error::new(
                 io::ErrorKind::WouldBlock,
                 format!(

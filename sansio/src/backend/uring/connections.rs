@@ -67,10 +67,14 @@ impl Receiving<'_> {
         completion: &cqueue::Entry,
         ready: &mut Vec<Readiness>,
     ) -> bool {
-        let data = completion.user_data() & !ACCEPT;
+        let tagged = completion.user_data();
+        let data = tagged & !ACCEPT;
         let fd = RawFd::try_from(data & u64::from(u32::MAX)).unwrap_or(RawFd::MAX);
         let generation = (data >> 32) as u32;
         let result = completion.result();
+        if !cqueue::more(completion.flags()) {
+            self.closing_accepts.remove(&tagged);
+        }
         // SAFETY: a non-negative result of an accept is a descriptor the
         // kernel just installed for us, owned by nothing else.
         let connection = (result >= 0).then(|| unsafe { OwnedFd::from_raw_fd(result) });
@@ -287,7 +291,9 @@ impl Ring {
             accept.error.take()
         };
         accept.held = error.is_some();
-        if !accept.armed && !accept.held {
+        // Not while an error waits to be reported either: its take comes
+        // next, and the owner backs off after it.
+        if !accept.armed && !accept.held && accept.error.is_none() {
             self.arm_accept(fd)?;
         }
         match error {
@@ -307,9 +313,11 @@ impl Ring {
             return Ok(false);
         };
         if accept.armed {
-            let entry = opcode::AsyncCancel::new(accept_data(fd, accept.generation))
-                .build()
-                .user_data(REMOVAL);
+            let data = accept_data(fd, accept.generation);
+            // Until its last completion, what it accepts is closed as it
+            // comes; the ring's drop waits for that.
+            self.closing_accepts.insert(data);
+            let entry = opcode::AsyncCancel::new(data).build().user_data(REMOVAL);
             self.push(&entry)?;
         }
         Ok(true)

@@ -231,6 +231,9 @@ struct Ring {
     accepts: HashMap<RawFd, Accept, FxBuildHasher>,
     /// Sockets the ring connects.
     connects: HashMap<RawFd, Connecting, FxBuildHasher>,
+    /// Accepts of listeners since closed, by `user_data`, until their last
+    /// completion (what they accept meanwhile is closed).
+    closing_accepts: std::collections::HashSet<u64, FxBuildHasher>,
     /// The addresses of connects given up on, by `user_data`, until their
     /// completions come.
     abandoned: HashMap<u64, Box<socket2::SockAddr>, FxBuildHasher>,
@@ -270,6 +273,7 @@ impl Ring {
             sendings: HashMap::default(),
             accepts: HashMap::default(),
             connects: HashMap::default(),
+            closing_accepts: std::collections::HashSet::default(),
             abandoned: HashMap::default(),
             deferred: Vec::new(),
         };
@@ -399,6 +403,7 @@ impl Ring {
             accepts: &mut self.accepts,
             connects: &mut self.connects,
             abandoned: &mut self.abandoned,
+            closing_accepts: &mut self.closing_accepts,
         };
         for completion in self.ring.completion() {
             let data = completion.user_data();
@@ -480,6 +485,7 @@ struct Receiving<'a> {
     accepts: &'a mut HashMap<RawFd, Accept, FxBuildHasher>,
     connects: &'a mut HashMap<RawFd, Connecting, FxBuildHasher>,
     abandoned: &'a mut HashMap<u64, Box<socket2::SockAddr>, FxBuildHasher>,
+    closing_accepts: &'a mut std::collections::HashSet<u64, FxBuildHasher>,
 }
 
 impl Ring {
@@ -505,9 +511,18 @@ impl Ring {
                 return false;
             }
         }
+        let fds: Vec<RawFd> = self.accepts.keys().copied().collect();
+        for fd in fds {
+            if self.end_accept(fd).is_err() {
+                return false;
+            }
+        }
         let give_up = Instant::now() + Duration::from_secs(1);
         let mut ready = Vec::new();
-        while !self.retired.is_empty() || !self.abandoned.is_empty() {
+        while !self.retired.is_empty()
+            || !self.abandoned.is_empty()
+            || !self.closing_accepts.is_empty()
+        {
             if Instant::now() >= give_up
                 || self.enter(Some(give_up)).is_err()
                 || self.reap(&mut ready).is_err()
@@ -526,6 +541,8 @@ impl Drop for Ring {
             && self.sendings.is_empty()
             && self.connects.is_empty()
             && self.abandoned.is_empty()
+            && self.accepts.is_empty()
+            && self.closing_accepts.is_empty()
         {
             return;
         }
@@ -677,9 +694,15 @@ impl Ring {
         let left = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
         let waited = match left {
             // Completions are waiting, or the deadline has passed: hand the
-            // queued registrations over without waiting.
-            _ if pending => self.submit_now().map(|()| 0),
-            Some(left) if left.is_zero() => self.submit_now().map(|()| 0),
+            // queued registrations over without waiting (with `SQPOLL`,
+            // waking the polling thread if it sleeps, not waiting for it).
+            _ if pending || left.is_some_and(|left| left.is_zero()) => {
+                if self.sqpoll {
+                    self.ring.submit().map(|_| 0)
+                } else {
+                    self.submit_now().map(|()| 0)
+                }
+            }
             Some(left) => {
                 let timeout = types::Timespec::from(left);
                 self.ring
@@ -785,14 +808,25 @@ impl Registry for UringRegistry {
     fn deregister(&mut self, fd: RawFd) -> io::Result<()> {
         let mut ring = lock(&self.0);
         ring.enable()?;
-        ring.end_sends(fd)?;
-        let received = ring.end_receive(fd)?;
-        let accepted = ring.end_accept(fd)?;
-        let connecting = ring.end_connect(fd)?;
-        match ring.sources.remove(&fd) {
-            Some(old) => ring.disarm(fd, old.generation)?,
-            None if received || accepted || connecting => {}
-            None => return Err(not_registered(fd)),
+        // Every step, whatever the others did (a later socket may get the
+        // number), then the first error.
+        let sent = ring.end_sends(fd);
+        let received = ring.end_receive(fd);
+        let accepted = ring.end_accept(fd);
+        let connecting = ring.end_connect(fd);
+        let polled = match ring.sources.remove(&fd) {
+            Some(old) => ring.disarm(fd, old.generation).map(|()| true),
+            None => Ok(false),
+        };
+        let known = [&received, &accepted, &connecting, &polled]
+            .iter()
+            .any(|step| matches!(step, Ok(true)));
+        sent?;
+        received?;
+        accepted?;
+        connecting?;
+        if !polled? && !known {
+            return Err(not_registered(fd));
         }
         // Handed over, and the cancelled poll completed, now, while `fd` is
         // still open: a poll holds its file open (a closed TCP connection
@@ -1386,6 +1420,36 @@ mod tests {
         assert!(ended);
         assert!(ring.end_receive(fd).unwrap());
         assert!(ring.quiesce());
+    }
+
+    #[test]
+    fn connections_accepted_for_a_listener_being_closed_are_closed_too() {
+        let mut ring = receiving_ring();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let fd = listener.as_raw_fd();
+        assert!(ring.start_accept(fd, 3).unwrap());
+        ring.submit_now().unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        // The ring accepts it; nobody reaps or takes it.
+        ring.enter(Some(Instant::now() + Duration::from_millis(100)))
+            .unwrap();
+        assert!(ring.end_accept(fd).unwrap());
+        assert_eq!(ring.closing_accepts.len(), 1);
+        assert!(
+            ring.quiesce(),
+            "the cancelled accept's last completion came"
+        );
+        assert!(ring.closing_accepts.is_empty());
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        match std::io::Read::read(&mut client, &mut byte) {
+            Ok(0) => {}
+            Err(error) if error.kind() == io::ErrorKind::ConnectionReset => {}
+            other => panic!("the accepted connection was left open: {other:?}"),
+        }
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub(super) enum Kind {
     /// size; no bytes is its end, an error ends it for good.
     Stream,
     /// A device's packets, by `read`, one per read (no bytes: the device
-    /// is gone).
+    /// is gone; an error ends the reads too).
     Packets,
 }
 
@@ -38,8 +38,8 @@ pub(super) struct Receive {
     /// Streams: the peer closed its side (a completion of 0 bytes); not
     /// armed again.
     pub(super) ended: bool,
-    /// Streams: a read failed (the error is reported once); not armed
-    /// again, since bytes after a failure would not follow the ones before.
+    /// Streams and devices: a read failed (the error is reported once);
+    /// not armed again.
     pub(super) failed: bool,
     /// Index into `Ring::groups`.
     pub(super) group: usize,
@@ -102,7 +102,10 @@ impl Receiving<'_> {
             (_, Err(_)) if result == -libc::ECANCELED => {}
             (_, Err(_)) => {
                 receive.error = Some(-result);
-                receive.failed = receive.kind == Kind::Stream;
+                // A stream's bytes after a failure would not follow the
+                // ones before; a device that fails a read is gone or broken
+                // (reading it again would fail at once, over and over).
+                receive.failed = receive.kind != Kind::Datagrams;
             }
         }
         if !more {
@@ -137,16 +140,14 @@ impl Ring {
             }
             return Ok(());
         }
-        let len = u32::try_from(group.payload).unwrap_or(u32::MAX);
+        // Multishot `recv` and `read` take no length (before Linux 6.17 a
+        // `recv`'s is refused, EINVAL): each reads what a buffer holds, a
+        // little more than the payload asked for.
         let entry = match receive.kind {
             Kind::Datagrams => {
                 opcode::RecvMsgMulti::new(types::Fd(fd), &raw const *group.msghdr, group.id).build()
             }
-            Kind::Stream => opcode::RecvMulti::new(types::Fd(fd), group.id)
-                .len(len)
-                .build(),
-            // A multishot read takes no length: it reads what a buffer
-            // holds (a packet larger than the payload is told by its length).
+            Kind::Stream => opcode::RecvMulti::new(types::Fd(fd), group.id).build(),
             Kind::Packets => opcode::ReadMulti::new(types::Fd(fd), 0, group.id).build(),
         };
         let entry = entry.user_data(receive_data(fd, generation));
