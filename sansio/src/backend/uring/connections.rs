@@ -142,6 +142,23 @@ impl Receiving<'_> {
 }
 
 impl Ring {
+    /// Refuses a descriptor the ring cannot take on: a negative one
+    /// (`EBADF`), or one it already watches, receives for, accepts on or
+    /// connects (`EEXIST`).
+    fn fresh(&self, fd: RawFd) -> io::Result<()> {
+        if fd < 0 {
+            return Err(io::Error::from_raw_os_error(libc::EBADF));
+        }
+        if self.sources.contains_key(&fd)
+            || self.receives.contains_key(&fd)
+            || self.accepts.contains_key(&fd)
+            || self.connects.contains_key(&fd)
+        {
+            return Err(io::Error::from_raw_os_error(libc::EEXIST));
+        }
+        Ok(())
+    }
+
     /// Starts connecting `fd` to `addr` (see `Registry::connect_stream`).
     pub(super) fn start_connect(
         &mut self,
@@ -152,15 +169,7 @@ impl Ring {
         if !self.receives_supported {
             return Ok(false);
         }
-        if fd < 0 {
-            return Err(io::Error::from_raw_os_error(libc::EBADF));
-        }
-        if self.sources.contains_key(&fd)
-            || self.receives.contains_key(&fd)
-            || self.connects.contains_key(&fd)
-        {
-            return Err(io::Error::from_raw_os_error(libc::EEXIST));
-        }
+        self.fresh(fd)?;
         let addr = Box::new(socket2::SockAddr::from(addr));
         let generation = self.next_generation();
         let entry = opcode::Connect::new(types::Fd(fd), addr.as_ptr().cast(), addr.len())
@@ -231,15 +240,7 @@ impl Ring {
         if !self.receives_supported {
             return Ok(false);
         }
-        if fd < 0 {
-            return Err(io::Error::from_raw_os_error(libc::EBADF));
-        }
-        if self.sources.contains_key(&fd)
-            || self.receives.contains_key(&fd)
-            || self.accepts.contains_key(&fd)
-        {
-            return Err(io::Error::from_raw_os_error(libc::EEXIST));
-        }
+        self.fresh(fd)?;
         self.accepts.insert(
             fd,
             Accept {

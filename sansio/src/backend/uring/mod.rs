@@ -1257,14 +1257,20 @@ mod tests {
         assert!(ring.quiesce());
     }
 
-    #[test]
-    fn an_accept_hands_out_connections_then_its_error_once_and_waits_for_a_take() {
-        let mut ring = receiving_ring();
+    /// A listener whose connections `ring` accepts, under token 3.
+    fn accepting_listener(ring: &mut Ring) -> (TcpListener, RawFd) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let fd = listener.as_raw_fd();
         assert!(ring.start_accept(fd, 3).unwrap());
         ring.submit_now().unwrap();
+        (listener, fd)
+    }
+
+    #[test]
+    fn an_accept_hands_out_connections_then_its_error_once_and_waits_for_a_take() {
+        let mut ring = receiving_ring();
+        let (listener, fd) = accepting_listener(&mut ring);
         let clients: Vec<TcpStream> = (0..3)
             .map(|_| TcpStream::connect(listener.local_addr().unwrap()).unwrap())
             .collect();
@@ -1425,11 +1431,7 @@ mod tests {
     #[test]
     fn connections_accepted_for_a_listener_being_closed_are_closed_too() {
         let mut ring = receiving_ring();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let fd = listener.as_raw_fd();
-        assert!(ring.start_accept(fd, 3).unwrap());
-        ring.submit_now().unwrap();
+        let (listener, fd) = accepting_listener(&mut ring);
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         // The ring accepts it; nobody reaps or takes it.
         ring.enter(Some(Instant::now() + Duration::from_millis(100)))
