@@ -1077,6 +1077,37 @@ impl QueuedBatch {
     }
 }
 
+/// Puts `bufs` back at the front of `queue`, in their order.
+pub(crate) fn requeue(queue: &mut std::collections::VecDeque<PacketBuf>, bufs: Vec<PacketBuf>) {
+    for buf in bufs.into_iter().rev() {
+        queue.push_front(buf);
+    }
+}
+
+impl QueuedBatch {
+    /// Hands the batch to the backend to send on `fd`
+    /// (`Registry::send_messages`); returns how many buffers went, or
+    /// `None` when the backend will not take it now, its buffers then back
+    /// at the front of `queue`, in order.
+    pub(crate) fn hand_over(
+        self,
+        registry: &mut dyn crate::backend::Registry,
+        fd: RawFd,
+        queue: &mut std::collections::VecDeque<PacketBuf>,
+    ) -> Option<usize> {
+        let count = self.bufs.len();
+        match registry.send_messages(fd, Box::new(self)) {
+            Ok(()) => Some(count),
+            Err(batch) => {
+                if let Ok(batch) = batch.into_any().downcast::<QueuedBatch>() {
+                    requeue(queue, batch.bufs);
+                }
+                None
+            }
+        }
+    }
+}
+
 impl crate::backend::Outgoing for QueuedBatch {
     fn headers(&mut self) -> &mut [libc::mmsghdr] {
         &mut self.headers

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::sys::{QueuedBatch, Sends};
+use super::sys::{QueuedBatch, Sends, requeue};
 use super::table::Table;
 use super::{NetInput, Source, TcpConnId, TcpEvent, TcpListenerId, TcpOptions};
 use crate::backend::{Interest, Registry, watch_writable};
@@ -1072,9 +1072,7 @@ impl Conn {
                     }
                 }
             }
-            for buf in unsent.into_iter().rev() {
-                self.queue.push_front(buf);
-            }
+            requeue(&mut self.queue, unsent);
             if let Some(error) = failed {
                 return Err(error);
             }
@@ -1095,22 +1093,14 @@ impl Conn {
         let batch = QueuedBatch::new(&mut self.queue, BATCH_MAX, STREAM_SENDS, |len| {
             faults::shorten(Call::TcpWrite, len)
         });
-        let count = batch.bufs.len();
-        match registry.send_messages(fd, Box::new(batch)) {
-            Ok(()) => {
+        match batch.hand_over(registry, fd, &mut self.queue) {
+            Some(count) => {
                 self.in_flight = count;
                 self.watch(registry, token, false)
             }
-            Err(batch) => {
-                // Not now (the backend's queue is full): back in front, in
-                // order, and tried again when the socket says writable.
-                if let Ok(batch) = batch.into_any().downcast::<QueuedBatch>() {
-                    for buf in batch.bufs.into_iter().rev() {
-                        self.queue.push_front(buf);
-                    }
-                }
-                self.watch(registry, token, true)
-            }
+            // Not now (the backend's queue is full): back in front, tried
+            // again when the socket says writable.
+            None => self.watch(registry, token, true),
         }
     }
 

@@ -11,7 +11,7 @@ use std::os::fd::AsRawFd;
 use tun_tap::Iface;
 
 use super::ifconfig::{self, MAX_NAME};
-use super::sys::{QueuedBatch, Sends};
+use super::sys::{QueuedBatch, Sends, requeue};
 use super::table::Table;
 use super::{NetInput, Source, TunError, TunId, TunMode, TunOptions, TunPacket};
 use crate::backend::{Interest, Registry, watch_writable};
@@ -92,28 +92,18 @@ fn write_by_backend(
                 ));
             }
         }
-        for data in again.into_iter().rev() {
-            device.queue.push_front(data);
-        }
+        requeue(&mut device.queue, again);
     }
     if device.queue.is_empty() {
         return false;
     }
     let batch = QueuedBatch::new(&mut device.queue, BATCH_MAX, Sends::Writes, |len| len);
-    let count = batch.bufs.len();
-    match registry.send_messages(fd, Box::new(batch)) {
-        Ok(()) => {
+    match batch.hand_over(registry, fd, &mut device.queue) {
+        Some(count) => {
             device.in_flight = count;
             false
         }
-        Err(batch) => {
-            if let Ok(batch) = batch.into_any().downcast::<QueuedBatch>() {
-                for data in batch.bufs.into_iter().rev() {
-                    device.queue.push_front(data);
-                }
-            }
-            true
-        }
+        None => true,
     }
 }
 

@@ -489,31 +489,30 @@ struct Receiving<'a> {
 }
 
 impl Ring {
+    /// Ends what the ring does for `fd` itself (its sends, receive, accept
+    /// or connect; its poll is the caller's), every step whatever the
+    /// others did; returns the first error, or whether `fd` had any.
+    fn end_requests(&mut self, fd: RawFd) -> io::Result<bool> {
+        let sent = self.end_sends(fd);
+        let received = self.end_receive(fd);
+        let accepted = self.end_accept(fd);
+        let connecting = self.end_connect(fd);
+        sent?;
+        Ok(received? | accepted? | connecting?)
+    }
+
     /// Cancels every receive and waits (a second at most) for their last
     /// completions, so that the kernel writes into no buffer after the
     /// ring is gone; returns whether it could make sure.
     fn quiesce(&mut self) -> bool {
-        let sending: Vec<RawFd> = self.sendings.keys().copied().collect();
-        for fd in sending {
-            if self.end_sends(fd).is_err() {
-                return false;
-            }
-        }
-        let fds: Vec<RawFd> = self.receives.keys().copied().collect();
+        let fds: Vec<RawFd> = (self.sendings.keys())
+            .chain(self.receives.keys())
+            .chain(self.connects.keys())
+            .chain(self.accepts.keys())
+            .copied()
+            .collect();
         for fd in fds {
-            if self.end_receive(fd).is_err() {
-                return false;
-            }
-        }
-        let fds: Vec<RawFd> = self.connects.keys().copied().collect();
-        for fd in fds {
-            if self.end_connect(fd).is_err() {
-                return false;
-            }
-        }
-        let fds: Vec<RawFd> = self.accepts.keys().copied().collect();
-        for fd in fds {
-            if self.end_accept(fd).is_err() {
+            if self.end_requests(fd).is_err() {
                 return false;
             }
         }
@@ -810,21 +809,13 @@ impl Registry for UringRegistry {
         ring.enable()?;
         // Every step, whatever the others did (a later socket may get the
         // number), then the first error.
-        let sent = ring.end_sends(fd);
-        let received = ring.end_receive(fd);
-        let accepted = ring.end_accept(fd);
-        let connecting = ring.end_connect(fd);
+        let ended = ring.end_requests(fd);
         let polled = match ring.sources.remove(&fd) {
             Some(old) => ring.disarm(fd, old.generation).map(|()| true),
             None => Ok(false),
         };
-        let known = [&received, &accepted, &connecting, &polled]
-            .iter()
-            .any(|step| matches!(step, Ok(true)));
-        sent?;
-        received?;
-        accepted?;
-        connecting?;
+        let known = matches!(ended, Ok(true)) || matches!(polled, Ok(true));
+        ended?;
         if !polled? && !known {
             return Err(not_registered(fd));
         }
