@@ -191,6 +191,7 @@ pub mod faults;
 #[cfg(not(feature = "fault-injection"))]
 mod faults;
 mod id;
+mod log;
 pub mod net;
 mod probe;
 mod runtime;

@@ -356,6 +356,10 @@ impl TcpSockets {
                         (listener.owner, listener.id, listener.backoff.is_zero());
                     self.retry_accept(index, counters);
                     if first {
+                        crate::log::event!(
+                            warn,
+                            "listener {id}: accept failed ({error}); connections wait in the backlog, trying again after a back-off"
+                        );
                         counters.tcp_errors += 1;
                         let failed = TcpEvent::AcceptFailed {
                             listener: id,
@@ -379,7 +383,10 @@ impl TcpSockets {
                     continue;
                 }
             };
-            if let Some(listener) = self.listeners.get_mut(index) {
+            if let Some(listener) = self.listeners.get_mut(index)
+                && !listener.backoff.is_zero()
+            {
+                crate::log::event!(info, "listener {}: accepting again", listener.id);
                 listener.backoff = Duration::ZERO;
             }
             let Some(listener) = self.listeners.get(index) else {
@@ -720,6 +727,11 @@ impl TcpSockets {
         listener.backoff = (listener.backoff * 2).clamp(ACCEPT_BACKOFF, MAX_ACCEPT_BACKOFF);
         counters.tcp_accept_retries += 1;
         let id = listener.id;
+        crate::log::event!(
+            debug,
+            "listener {id}: accepting again in {:?}",
+            listener.backoff
+        );
         self.accept_retries
             .push((Instant::now() + listener.backoff, index, id));
     }

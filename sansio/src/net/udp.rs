@@ -388,6 +388,11 @@ fn gso_off(entry: &mut Entry, counters: &mut Counters) {
     if entry.gso {
         entry.gso = false;
         counters.udp_gso_disabled += 1;
+        crate::log::event!(
+            warn,
+            "UDP socket {}: the kernel refused a GSO run; sending one datagram per message from now on",
+            entry.id
+        );
     }
 }
 
@@ -543,9 +548,25 @@ impl UdpSockets {
         let socket: UdpSocket = socket.into();
         let local = socket.local_addr()?;
         let gso = options.gso && sys::gso_supported(socket.as_raw_fd());
+        if options.gso && !gso {
+            crate::log::event!(
+                debug,
+                "UDP socket on {local}: GSO not available; sending one datagram per message"
+            );
+        }
         sys::report_drops(socket.as_raw_fd());
         // Without kernel support, receive datagram by datagram as usual.
-        let gro = options.gro && sys::enable_gro(socket.as_raw_fd()).is_ok();
+        let gro = options.gro
+            && match sys::enable_gro(socket.as_raw_fd()) {
+                Ok(()) => true,
+                Err(error) => {
+                    crate::log::event!(
+                        debug,
+                        "UDP socket on {local}: GRO not available ({error}); receiving datagram by datagram"
+                    );
+                    false
+                }
+            };
         let index = self.entries.vacant();
         // No datagram is larger than 64 KiB: room for more would be unused.
         let payload = if gro {

@@ -268,6 +268,7 @@ impl<W: Worker> Builder<W> {
                 },
                 poller: self.poller,
                 faults: self.faults.clone(),
+                backend: self.backend,
             })?);
         }
         // Every worker reaches every other through its bus inbox.
@@ -294,6 +295,8 @@ struct WorkerConfig<W: Worker> {
     spin: Duration,
     poller: PollerOptions,
     faults: crate::faults::Setup,
+    /// For the log line saying the worker started.
+    backend: Backend,
 }
 
 /// A worker made but not started: its handle, how the others reach it,
@@ -318,6 +321,7 @@ fn prepare<W: Worker, P: Poller>(config: WorkerConfig<W>) -> Result<Prepared<W>>
         spin,
         poller,
         faults,
+        backend,
     } = config;
     let io = move |context: &str| {
         let context = format!("worker {index}: {context}");
@@ -350,7 +354,16 @@ fn prepare<W: Worker, P: Poller>(config: WorkerConfig<W>) -> Result<Prepared<W>>
                     core_affinity::set_for_current(core);
                 }
                 crate::faults::install(&faults, index);
+                #[cfg(feature = "tracing")]
+                let _span = tracing::info_span!(target: "sansio", "sansio_worker", worker = index, kind = W::NAME)
+                    .entered();
+                crate::log::event!(
+                    info,
+                    "worker {index} started ({backend} backend{})",
+                    if core.is_some() { ", pinned" } else { "" }
+                );
                 WorkerLoop::new(setup, peers).run();
+                crate::log::event!(info, "worker {index} stopped");
             })
             .map_err(io("spawning the thread"))
     };

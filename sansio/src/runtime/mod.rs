@@ -440,6 +440,12 @@ impl<W: Worker> Runtime<W> {
     fn stop(&mut self, deadline: Duration) -> Result<ShutdownReport<W>> {
         let deadline_at = Instant::now() + deadline;
         let workers = std::mem::take(&mut self.workers);
+        crate::log::event!(
+            info,
+            "shutting down {} worker(s) of {}, deadline {deadline:?}",
+            workers.len(),
+            W::NAME
+        );
         for worker in &workers {
             // Set at most once, here: `stop` runs once (it empties `workers`).
             let _ = worker.shared.shutdown.set(deadline_at);
@@ -491,6 +497,13 @@ impl<W: Worker> Runtime<W> {
                 None => report.stuck_workers.push(index),
             }
         }
+        crate::log::event!(
+            info,
+            "shut down: {} task(s) finished, {} forced at the deadline, {} worker(s) stuck",
+            report.finished,
+            report.forced.len(),
+            report.stuck_workers.len()
+        );
         match failure {
             Some(error) => Err(error),
             None => Ok(report),

@@ -57,6 +57,7 @@ impl<W: Worker> WorkerCx<W> {
     }
 
     pub(crate) fn finished(&mut self, task: W::Id) {
+        crate::log::event!(debug, "task {task} finished");
         if self.shutting_down {
             self.finished_during_shutdown += 1;
         }
@@ -69,6 +70,7 @@ impl<W: Worker> WorkerCx<W> {
 
     pub(crate) fn panicked(&mut self, task: W::Id, message: String) {
         self.counters.panics += 1;
+        crate::log::event!(error, "task {task} panicked and was ended: {message}");
         self.sink.send(
             Envelope::Event(Event::Panicked { task, message }),
             true,

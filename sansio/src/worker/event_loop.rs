@@ -52,6 +52,9 @@ pub(crate) struct WorkerLoop<W: Worker, P: Poller> {
     spin: Duration,
     /// Set once shutdown has begun: when it gives up on tasks.
     shutdown_deadline: Option<Instant>,
+    /// Says, at most once a second, what was dropped.
+    #[cfg(feature = "tracing")]
+    drops: crate::log::DropReport,
 }
 
 /// Everything a worker loop is made of, but the other workers' inboxes.
@@ -96,6 +99,8 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
             ready: Vec::new(),
             spin: setup.spin,
             shutdown_deadline: None,
+            #[cfg(feature = "tracing")]
+            drops: crate::log::DropReport::new(now),
         }
     }
 
@@ -109,6 +114,9 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
             Ok(Err(error)) => Some(format!("the worker's poller failed: {error}")),
             Err(payload) => Some(panic_message(payload.as_ref())),
         };
+        if let Some(failure) = &failure {
+            crate::log::event!(error, "the worker failed: {failure}");
+        }
         let mut forced = Vec::new();
         // Tasks' Drop runs here; after a failure the groups may be half-way
         // through an update. Neither may keep the exit message from going out.
@@ -239,6 +247,11 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
         {
             self.shutdown_deadline = Some(deadline);
             self.cx.shutting_down = true;
+            crate::log::event!(
+                debug,
+                "shutting down: asking the tasks to finish within {:?}",
+                deadline.saturating_duration_since(self.cx.now)
+            );
             self.cx.sink.be_patient_until(deadline + SHUTDOWN_GRACE);
             route::shutdown(&mut self.groups, &mut self.cx);
             // Phases may have ended here before this worker counted as
@@ -363,6 +376,7 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
             self.cx.net.next_deadline(),
             self.shutdown_deadline,
             retry,
+            self.drops_due(),
         ]
         .into_iter()
         .flatten()
@@ -496,6 +510,11 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
     fn contain(&mut self, f: impl FnOnce(&mut Self)) {
         if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| f(self))) {
             self.cx.counters.panics += 1;
+            crate::log::event!(
+                error,
+                "a panic delivering bus traffic (in the application's Clone or Hash) dropped it: {}",
+                panic_message(payload.as_ref())
+            );
             let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(payload)));
         }
     }
@@ -594,6 +613,14 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
         true
     }
 
+    /// When to wake to report drops (with the feature `tracing`).
+    fn drops_due(&self) -> Option<Instant> {
+        #[cfg(feature = "tracing")]
+        return self.drops.due(&self.cx.counters);
+        #[cfg(not(feature = "tracing"))]
+        None
+    }
+
     fn account_busy(&mut self, woke: Instant) {
         (
             self.cx.counters.bus_channels,
@@ -602,6 +629,8 @@ impl<W: Worker, P: Poller> WorkerLoop<W, P> {
         let busy = Instant::now().saturating_duration_since(woke);
         self.cx.counters.busy_nanos += u64::try_from(busy.as_nanos()).unwrap_or(u64::MAX);
         self.cx.shared.counters.publish(&self.cx.counters);
+        #[cfg(feature = "tracing")]
+        self.drops.tick(woke, &self.cx.counters);
     }
 
     fn handle(&mut self, control: Control<W>) {

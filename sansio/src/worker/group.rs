@@ -526,6 +526,11 @@ impl<T: Task> Group<T> {
             let bus = &mut cx.bus;
             if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| bus.forget(owner))) {
                 cx.counters.panics += 1;
+                crate::log::event!(
+                    error,
+                    "a panic unsubscribing an ended task from the bus (in the application's Hash or Eq): {}",
+                    panic_message(payload.as_ref())
+                );
                 let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(payload)));
             }
             // The task's own Drop may panic; that must not take the worker.

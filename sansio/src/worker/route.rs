@@ -35,6 +35,14 @@ pub(crate) fn spawn<W: Worker>(
     slot: u32,
     generation: u32,
 ) {
+    crate::log::event!(
+        debug,
+        "spawning a {} task in slot {slot}",
+        W::TASK_TYPES
+            .get(usize::from(group))
+            .copied()
+            .unwrap_or("?")
+    );
     struct Spawn<'a, W: Worker> {
         cx: &'a mut WorkerCx<W>,
         task: Option<W>,
