@@ -192,6 +192,8 @@ pub mod faults;
 mod faults;
 mod id;
 mod log;
+#[cfg(feature = "metrics")]
+mod metrics;
 pub mod net;
 mod probe;
 mod runtime;

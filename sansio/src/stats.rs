@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 macro_rules! counters {
     (
         snapshot { $($(#[$sdoc:meta])* $sname:ident: $stype:ty,)* }
-        shown { $($(#[$doc:meta])* $name:ident,)* }
+        shown { $($(#[doc = $doc:literal])* $name:ident,)* }
     ) => {
         /// Counters a worker updates as it works (plain integers: only the
         /// worker writes them), published to [`SharedCounters`] at the end of
@@ -24,8 +24,13 @@ macro_rules! counters {
         pub(crate) struct Counters {
             /// Time spent working, not sleeping in the backend.
             pub(crate) busy_nanos: u64,
-            $($(#[$doc])* pub(crate) $name: u64,)*
+            $($(#[doc = $doc])* pub(crate) $name: u64,)*
         }
+
+        /// Each counter's field name and documentation (for the metrics'
+        /// descriptions), in declaration order.
+        #[cfg(feature = "metrics")]
+        pub(crate) const COUNTER_DOCS: &[(&str, &str)] = &[$((stringify!($name), concat!($($doc),*)),)*];
 
         /// The published copy of a worker's [`Counters`], read by the
         /// controller.
@@ -58,10 +63,18 @@ macro_rules! counters {
         #[non_exhaustive]
         pub struct WorkerStats {
             $($(#[$sdoc])* pub $sname: $stype,)*
-            $($(#[$doc])* pub $name: u64,)*
+            $($(#[doc = $doc])* pub $name: u64,)*
         }
 
         impl WorkerStats {
+            /// Every counter of the snapshot (the `u64` fields from
+            /// `loop_iterations` on) by its field name, in declaration order:
+            /// for exporting them all without naming each.
+            #[must_use]
+            pub fn counters(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($name), self.$name),)*]
+            }
+
             /// The snapshot of `counters` (read once), with the
             /// figures that are not counters.
             pub(crate) fn new(figures: Figures, rates: Rates, counters: &Counters) -> Self {

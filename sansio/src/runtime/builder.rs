@@ -39,13 +39,16 @@ pub struct Builder<W> {
     spin: Duration,
     poller: PollerOptions,
     faults: crate::faults::Setup,
+    /// How often to publish the statistics as metrics, if at all.
+    #[cfg(feature = "metrics")]
+    metrics: Option<Duration>,
     _worker: PhantomData<fn() -> W>,
 }
 
 impl<W> fmt::Debug for Builder<W> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Builder")
-            .field("workers", &self.workers)
+        let mut f = f.debug_struct("Builder");
+        f.field("workers", &self.workers)
             .field("thread_name", &self.thread_name)
             .field("backend", &self.backend)
             .field("pin_cores", &self.pin_cores)
@@ -53,8 +56,10 @@ impl<W> fmt::Debug for Builder<W> {
             .field("event_capacity", &self.event_capacity)
             .field("spin_before_sleep", &self.spin)
             .field("io_uring_sqpoll", &self.poller.sqpoll)
-            .field("faults", &self.faults)
-            .finish()
+            .field("faults", &self.faults);
+        #[cfg(feature = "metrics")]
+        f.field("publish_metrics", &self.metrics);
+        f.finish()
     }
 }
 
@@ -73,6 +78,8 @@ impl<W: Worker> Builder<W> {
             spin: DEFAULT_SPIN,
             poller: PollerOptions::default(),
             faults: Default::default(),
+            #[cfg(feature = "metrics")]
+            metrics: None,
             _worker: PhantomData,
         }
     }
@@ -184,6 +191,26 @@ impl<W: Worker> Builder<W> {
         self
     }
 
+    /// Publishes the runtime's statistics through the [`metrics`] facade
+    /// every `every` (and once more at shutdown), from a thread of its own
+    /// (`sansio-metrics`): to whatever recorder the application installed
+    /// (a Prometheus exporter, StatsD, …). Off by default. Each worker's
+    /// counters become counters, its figures gauges, all labelled
+    /// `kind` (the worker type's name) and `worker` (its index); the names
+    /// follow Prometheus' conventions — see the [`stats`](crate::stats)
+    /// module for the list.
+    ///
+    /// [`Builder::build`] fails with [`Error::Config`] if `every` is zero.
+    ///
+    /// [`metrics`]: https://docs.rs/metrics
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    #[must_use]
+    pub fn publish_metrics(mut self, every: Duration) -> Self {
+        self.metrics = Some(every);
+        self
+    }
+
     /// Starts the worker threads.
     pub fn build(self) -> Result<Runtime<W>> {
         let workers = match self.workers {
@@ -195,6 +222,12 @@ impl<W: Worker> Builder<W> {
                 "workers must be between 1 and {}, not {workers}",
                 u16::MAX
             )));
+        }
+        #[cfg(feature = "metrics")]
+        if self.metrics == Some(Duration::ZERO) {
+            return Err(Error::Config(
+                "publish_metrics needs an interval above zero".to_owned(),
+            ));
         }
         if self.queue_capacity == 0 {
             return Err(Error::Config(
@@ -236,6 +269,8 @@ impl<W: Worker> Builder<W> {
             events_capacity,
             samplers: Mutex::new(Vec::with_capacity(workers)),
             exits: Mutex::new(Vec::new()),
+            #[cfg(feature = "metrics")]
+            metrics: None,
         };
         let prepare: fn(WorkerConfig<W>) -> Result<Prepared<W>> = match self.backend {
             #[cfg(feature = "mio")]
@@ -280,6 +315,10 @@ impl<W: Worker> Builder<W> {
             handle.thread = Some((worker.launch)(Arc::clone(&peers))?);
             runtime.workers.push(handle);
             lock(&runtime.samplers).push(Sampler::new(Instant::now()));
+        }
+        #[cfg(feature = "metrics")]
+        if let Some(every) = self.metrics {
+            runtime.publish_metrics(every)?;
         }
         Ok(runtime)
     }

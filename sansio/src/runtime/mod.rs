@@ -74,6 +74,34 @@ impl<W: Worker> WorkerHandle<W> {
     }
 }
 
+/// A snapshot of worker `index`: its published counters, the rates of
+/// `sampler`'s window, its live tasks and inbox.
+fn worker_stats<W: Worker>(
+    index: usize,
+    shared: &WorkerShared,
+    inbox: &Sender<Control<W>>,
+    sampler: &mut Sampler,
+    now: Instant,
+) -> WorkerStats {
+    let counters = shared.counters.read();
+    let rates = sampler.update(now, counters);
+    let figures = Figures {
+        worker: index,
+        tasks: W::TASK_TYPES
+            .iter()
+            .zip(shared.slots.iter())
+            .map(|(name, slots)| (*name, slots.live()))
+            .collect(),
+        inbox_depth: inbox.len(),
+        inbox_capacity: inbox.capacity().unwrap_or(0),
+        sends_rejected: shared
+            .counters
+            .sends_rejected
+            .load(std::sync::atomic::Ordering::Relaxed),
+    };
+    WorkerStats::new(figures, rates, &counters)
+}
+
 /// The controller's handle on a set of worker threads running tasks of the
 /// worker kind `W`.
 ///
@@ -88,6 +116,9 @@ pub struct Runtime<W: Worker> {
     samplers: Mutex<Vec<Sampler>>,
     /// Workers that exited before shutdown (a failure).
     exits: Mutex<Vec<WorkerExit<W>>>,
+    /// The thread publishing the statistics as metrics, if asked for.
+    #[cfg(feature = "metrics")]
+    metrics: Option<crate::metrics::Publisher>,
 }
 
 impl<W: Worker> fmt::Debug for Runtime<W> {
@@ -380,24 +411,7 @@ impl<W: Worker> Runtime<W> {
             .zip(samplers.iter_mut())
             .enumerate()
             .map(|(index, (handle, sampler))| {
-                let counters = handle.shared.counters.read();
-                let rates = sampler.update(now, counters);
-                let figures = Figures {
-                    worker: index,
-                    tasks: W::TASK_TYPES
-                        .iter()
-                        .zip(handle.shared.slots.iter())
-                        .map(|(name, slots)| (*name, slots.live()))
-                        .collect(),
-                    inbox_depth: handle.inbox.len(),
-                    inbox_capacity: handle.inbox.capacity().unwrap_or(0),
-                    sends_rejected: handle
-                        .shared
-                        .counters
-                        .sends_rejected
-                        .load(std::sync::atomic::Ordering::Relaxed),
-                };
-                WorkerStats::new(figures, rates, &counters)
+                worker_stats(index, &handle.shared, &handle.inbox, sampler, now)
             })
             .collect();
         RuntimeStats {
@@ -405,6 +419,47 @@ impl<W: Worker> Runtime<W> {
             events_depth: self.events.len(),
             events_capacity: self.events_capacity,
         }
+    }
+
+    /// Starts publishing the statistics through the `metrics` facade every
+    /// `every`, on a thread of its own with samplers of its own (so
+    /// `stats()` keeps its windows).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn publish_metrics(&mut self, every: Duration) -> Result<()> {
+        let sources: Vec<(Arc<WorkerShared>, Sender<Control<W>>)> = self
+            .workers
+            .iter()
+            .map(|handle| (Arc::clone(&handle.shared), handle.inbox.clone()))
+            .collect();
+        let events = self.events.clone();
+        let events_capacity = self.events_capacity;
+        let start = Instant::now();
+        let mut samplers: Vec<Sampler> = sources.iter().map(|_| Sampler::new(start)).collect();
+        let snapshot = move || {
+            let now = Instant::now();
+            let workers = sources
+                .iter()
+                .zip(samplers.iter_mut())
+                .enumerate()
+                .map(|(index, ((shared, inbox), sampler))| {
+                    worker_stats(index, shared, inbox, sampler, now)
+                })
+                .collect();
+            RuntimeStats {
+                workers,
+                events_depth: events.len(),
+                events_capacity,
+            }
+        };
+        let publisher =
+            crate::metrics::Publisher::start(W::NAME, every, snapshot).map_err(|source| {
+                Error::Io {
+                    context: "spawning the metrics thread".to_owned(),
+                    source,
+                }
+            })?;
+        self.metrics = Some(publisher);
+        Ok(())
     }
 
     /// The worker to spawn on: lowest utilization in 5 % steps, then fewest
@@ -439,6 +494,12 @@ impl<W: Worker> Runtime<W> {
 
     fn stop(&mut self, deadline: Duration) -> Result<ShutdownReport<W>> {
         let deadline_at = Instant::now() + deadline;
+        // The publisher holds the inboxes' senders: it ends first, after a
+        // last publication.
+        #[cfg(feature = "metrics")]
+        if let Some(mut publisher) = self.metrics.take() {
+            publisher.stop();
+        }
         let workers = std::mem::take(&mut self.workers);
         crate::log::event!(
             info,
