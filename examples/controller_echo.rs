@@ -8,90 +8,66 @@
 //! cargo run --release --example controller_echo -- --inflight 400 --bare
 //! ```
 //!
-//! Options: `--inflight N` (default 400), `--workers N` (default 1),
-//! `--tasks N` echo tasks (default: one per worker), `--seconds S` (default
-//! 5), `--backend mio|polling|busy-poll|io-uring` (default mio), `--spin-us N` (workers spin
-//! this many microseconds before sleeping; default: the library's,
-//! `sansio::DEFAULT_SPIN`, 2 µs), `--quiet` (no per-second stats), `--bare`
-//! (the baseline instead: the same round trips over a bare crossbeam channel
-//! to a thread woken by a mio waker; `cargo bench --bench controller_echo`
-//! runs both side by side). The run is bounded by `--seconds`.
+//! `--help` lists the options. `--bare` runs the baseline instead: the same
+//! round trips over a bare crossbeam channel to a thread woken by a mio
+//! waker; `cargo bench --bench controller_echo` runs both side by side. The
+//! run is bounded by `--seconds`.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::Parser;
 use sansio::Backend;
+use sansio_suite::cli;
 use sansio_suite::controller_echo::{self, Config};
 
+/// Controller ↔ task round trips.
+#[derive(Debug, Parser)]
+#[command(about = "Controller-to-task round trips: messages/s and round-trip percentiles")]
 struct Options {
-    config: Config,
+    /// Messages kept in flight.
+    #[arg(long, default_value_t = 400, value_parser = cli::at_least_one)]
+    inflight: usize,
+    /// Worker threads.
+    #[arg(long, default_value_t = 1, value_parser = cli::at_least_one)]
+    workers: usize,
+    /// Echo tasks, spread over the workers (default: one per worker).
+    #[arg(long, value_parser = cli::at_least_one)]
+    tasks: Option<usize>,
+    /// How long to keep messages in flight.
+    #[arg(long, default_value = "5", value_parser = cli::seconds)]
+    seconds: Duration,
+    /// The backend the workers sleep in: mio, polling, busy-poll or io-uring.
+    #[arg(long, default_value_t = Backend::Mio)]
+    backend: Backend,
+    /// Microseconds workers spin before sleeping [default: sansio::DEFAULT_SPIN, 2 µs].
+    #[arg(long)]
+    spin_us: Option<u64>,
+    /// No per-second stats.
+    #[arg(long)]
     quiet: bool,
+    /// The baseline instead: the same round trips over a bare crossbeam
+    /// channel to a thread woken by a mio waker.
+    #[arg(long)]
     bare: bool,
 }
 
-fn parse_options() -> Result<Options, String> {
-    let mut config = Config::new(400, Duration::from_secs(5));
-    config.backend = Backend::Mio;
-    let mut tasks = None;
-    let (mut quiet, mut bare) = (false, false);
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
-        let number = |text: String| {
-            text.parse::<usize>()
-                .map_err(|_| format!("{flag}: `{text}` is not a whole number"))
-        };
-        match flag.as_str() {
-            "--inflight" => config.inflight = number(value()?)?,
-            "--workers" => config.workers = number(value()?)?,
-            "--tasks" => tasks = Some(number(value()?)?),
-            "--seconds" => {
-                let text = value()?;
-                let seconds: f64 = text
-                    .parse()
-                    .map_err(|_| format!("--seconds: `{text}` is not a number"))?;
-                if !(seconds > 0.0 && seconds <= 3600.0) {
-                    return Err("--seconds must be between 0 and 3600".to_owned());
-                }
-                config.duration = Duration::from_secs_f64(seconds);
-            }
-            "--backend" => {
-                config.backend = value()?
-                    .parse()
-                    .map_err(|error| format!("--backend: {error}"))?;
-            }
-            "--spin-us" => config.spin = Duration::from_micros(number(value()?)? as u64),
-            "--quiet" => quiet = true,
-            "--bare" => bare = true,
-            "--help" | "-h" => {
-                return Err(
-                    "usage: controller_echo [--inflight N] [--workers N] [--tasks N] \
-                            [--seconds S] [--backend mio|polling|busy-poll|io-uring] [--spin-us N] [--quiet] [--bare]"
-                        .to_owned(),
-                );
-            }
-            other => return Err(format!("unknown option `{other}`; try --help")),
+impl Options {
+    fn config(&self) -> Config {
+        let mut config = Config::new(self.inflight, self.seconds);
+        config.workers = self.workers;
+        config.tasks = self.tasks.unwrap_or(self.workers);
+        config.backend = self.backend;
+        if let Some(spin) = self.spin_us {
+            config.spin = Duration::from_micros(spin);
         }
+        config
     }
-    config.tasks = tasks.unwrap_or(config.workers);
-    if config.inflight == 0 || config.workers == 0 || config.tasks == 0 {
-        return Err("--inflight, --workers and --tasks must be at least 1".to_owned());
-    }
-    Ok(Options {
-        config,
-        quiet,
-        bare,
-    })
 }
 
 fn main() -> ExitCode {
-    let options = match parse_options() {
-        Ok(options) => options,
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let options = Options::parse();
+    cli::init_logging();
     match run(&options) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -102,7 +78,7 @@ fn main() -> ExitCode {
 }
 
 fn run(options: &Options) -> Result<(), String> {
-    let config = &options.config;
+    let config = &options.config();
     let seconds = config.duration.as_secs_f64();
     if options.bare {
         println!(

@@ -127,10 +127,32 @@ fn show_for(runtime: &Runtime<Demo>, start: Instant, window: Duration) {
     }
 }
 
+/// The command line.
+#[derive(Debug, clap::Parser)]
+#[command(
+    about = "A tour of the controller side: echo tasks narrated as they work (about a second)"
+)]
+struct Args {
+    /// Worker threads.
+    #[arg(long, default_value_t = 2, value_parser = sansio_suite::cli::at_least_one)]
+    workers: usize,
+    /// The backend the workers sleep in: mio, polling, busy-poll or io-uring.
+    #[arg(long, default_value_t = sansio::Backend::Mio)]
+    backend: sansio::Backend,
+}
+
 fn main() -> sansio::Result<()> {
-    let runtime = Runtime::<Demo>::builder().workers(2).build()?;
+    let args = <Args as clap::Parser>::parse();
+    sansio_suite::cli::init_logging();
+    let runtime = Runtime::<Demo>::builder()
+        .workers(args.workers)
+        .backend(args.backend)
+        .build()?;
     let start = Instant::now();
-    println!("sansio demo: echo tasks on 2 workers, mio backend");
+    println!(
+        "sansio tour: echo tasks on {} worker(s), {} backend",
+        args.workers, args.backend
+    );
     let echoes: Vec<TaskId<Echo>> = (0..2)
         .map(|_| {
             runtime

@@ -142,8 +142,27 @@ fn print(event: Event<Chat>) {
     }
 }
 
+/// The command line.
+#[derive(Debug, clap::Parser)]
+#[command(
+    about = "Two task types in one worker kind: chat rooms and a clock (about half a second)"
+)]
+struct Args {
+    /// Worker threads.
+    #[arg(long, default_value_t = 2, value_parser = sansio_suite::cli::at_least_one)]
+    workers: usize,
+    /// The backend the workers sleep in: mio, polling, busy-poll or io-uring.
+    #[arg(long, default_value_t = sansio::Backend::Mio)]
+    backend: sansio::Backend,
+}
+
 fn main() -> sansio::Result<()> {
-    let runtime = Runtime::<Chat>::builder().workers(2).build()?;
+    let args = <Args as clap::Parser>::parse();
+    sansio_suite::cli::init_logging();
+    let runtime = Runtime::<Chat>::builder()
+        .workers(args.workers)
+        .backend(args.backend)
+        .build()?;
     let lobby = runtime.spawn(Room::default()).expect("spawn the lobby");
     let kitchen = runtime.spawn(Room::default()).expect("spawn the kitchen");
     let clock = runtime.spawn(Clock::default()).expect("spawn the clock");

@@ -9,36 +9,41 @@
 //! cargo run --release --example soak -- --seconds 60       # one minute
 //! ```
 //!
-//! Options: `--seconds S` (default 1800), `--workers N` (default 2),
-//! `--backend mio|polling|busy-poll|io-uring` (default mio).
+//! `--help` lists the options.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::Parser;
 use sansio::Backend;
 use sansio_suite::{cli, soak};
 
+/// The soak.
+#[derive(Debug, Parser)]
+#[command(about = "Mixed load on one runtime, failing if memory, descriptors or threads grow")]
+struct Args {
+    /// How long to run.
+    #[arg(long, default_value = "1800", value_parser = cli::seconds)]
+    seconds: Duration,
+    /// Worker threads.
+    #[arg(long, default_value_t = 2, value_parser = cli::at_least_one)]
+    workers: usize,
+    /// The backend the workers sleep in: mio, polling, busy-poll or io-uring.
+    #[arg(long, default_value_t = Backend::Mio)]
+    backend: Backend,
+}
+
 fn main() -> ExitCode {
-    let (mut seconds, mut workers, mut backend) = (1800u64, 2usize, Backend::Mio);
-    let flags = ["--seconds", "--workers", "--backend"];
-    let parsed = cli::parse(std::env::args().skip(1), &flags, |flag, value| match flag {
-        "--seconds" => cli::store(&mut seconds, value),
-        "--workers" => cli::store(&mut workers, value),
-        "--backend" => cli::store(&mut backend, value),
-        _ => None,
-    });
-    if let Err(message) = parsed {
-        eprintln!("soak: {message}");
-        return ExitCode::FAILURE;
-    }
-    if seconds == 0 || workers == 0 {
-        eprintln!("soak: --seconds and --workers must be at least 1");
-        return ExitCode::FAILURE;
-    }
-    let mut options = soak::Options::of(Duration::from_secs(seconds), backend);
+    let Args {
+        seconds,
+        workers,
+        backend,
+    } = Args::parse();
+    cli::init_logging();
+    let mut options = soak::Options::of(seconds, backend);
     options.workers = workers;
     println!(
-        "soak: {seconds} s on {workers} workers ({backend:?}), warm-up {:?}, a sample every {:?}",
+        "soak: {seconds:?} on {workers} workers ({backend:?}), warm-up {:?}, a sample every {:?}",
         options.warm_up, options.every
     );
     match soak::run(&options, |sample| println!("{sample}")) {

@@ -7,49 +7,46 @@
 //! nc 127.0.0.1 7000      # then: NICK ann / JOIN lobby / MSG hello / STATS / QUIT
 //! ```
 //!
-//! Options: `--addr A` (default 127.0.0.1:7000), `--workers N` (default 2),
-//! `--idle-secs S` (default 60), `--seconds S` (default 60; the server stops
-//! by itself), `--backend mio|polling|busy-poll|io-uring` (default mio).
+//! `--help` lists the options; the server stops by itself after `--seconds`.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use sansio::Backend;
 use sansio_suite::{chat, cli};
 
+/// The chat server.
+#[derive(Debug, Parser)]
+#[command(about = "A TCP chat server on sansio, one task per connection")]
+struct Args {
+    /// The address to listen on (port 0: any free port, printed at start).
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    addr: SocketAddr,
+    /// Worker threads; connections are spread over them.
+    #[arg(long, default_value_t = 2, value_parser = cli::at_least_one)]
+    workers: usize,
+    /// Close a connection silent for this long.
+    #[arg(long, default_value = "60", value_parser = cli::seconds)]
+    idle_secs: Duration,
+    /// Stop after this many seconds.
+    #[arg(long, default_value = "60", value_parser = cli::seconds)]
+    seconds: Duration,
+    /// The backend the workers sleep in: mio, polling, busy-poll or io-uring.
+    #[arg(long, default_value_t = Backend::Mio)]
+    backend: Backend,
+}
+
 fn main() -> ExitCode {
-    let mut addr = "127.0.0.1:7000".to_owned();
-    let (mut workers, mut idle, mut seconds, mut backend) =
-        (2usize, 60.0f64, 60.0f64, Backend::Mio);
-    let flags = [
-        "--addr",
-        "--workers",
-        "--idle-secs",
-        "--seconds",
-        "--backend",
-    ];
-    let parsed = cli::parse(std::env::args().skip(1), &flags, |flag, value| match flag {
-        "--addr" => cli::store(&mut addr, value),
-        "--workers" => cli::store(&mut workers, value),
-        "--idle-secs" => cli::store(&mut idle, value),
-        "--seconds" => cli::store(&mut seconds, value),
-        "--backend" => cli::store(&mut backend, value),
-        _ => None,
-    });
-    if let Err(message) = parsed {
-        eprintln!("tcp_chat: {message}");
-        return ExitCode::FAILURE;
-    }
-    let Ok(addr) = addr.parse() else {
-        eprintln!("--addr: `{addr}` is not a socket address");
-        return ExitCode::FAILURE;
-    };
-    let in_range = |s: f64| s > 0.0 && s <= 86_400.0;
-    if workers == 0 || !in_range(seconds) || !in_range(idle) {
-        eprintln!("--workers must be at least 1, --seconds and --idle-secs between 0 and 86400");
-        return ExitCode::FAILURE;
-    }
-    let idle = Duration::from_secs_f64(idle);
+    let Args {
+        addr,
+        workers,
+        idle_secs: idle,
+        seconds,
+        backend,
+    } = Args::parse();
+    cli::init_logging();
     let (runtime, bound) = match chat::start(addr, workers, idle, backend) {
         Ok(server) => (server.runtime, server.addr),
         Err(message) => {
@@ -58,9 +55,9 @@ fn main() -> ExitCode {
         }
     };
     println!(
-        "tcp_chat: listening on {bound} with {workers} worker(s), {backend} backend, for {seconds} s"
+        "tcp_chat: listening on {bound} with {workers} worker(s), {backend} backend, for {seconds:?}"
     );
-    let end = Instant::now() + Duration::from_secs_f64(seconds);
+    let end = Instant::now() + seconds;
     while Instant::now() < end {
         let wait = Duration::from_secs(5).min(end.saturating_duration_since(Instant::now()));
         if let Some(event) = runtime.next_event(wait) {

@@ -1,75 +1,93 @@
-//! The examples' command lines: `--flag value` pairs.
+//! What the examples share on the command line: log output through
+//! `tracing-subscriber` (`RUST_LOG`), and value parsers for `clap`.
 
-/// Reads `--flag value` pairs from `args`, handing each to `set`, which
-/// stores the value and says whether the flag is known and the value valid.
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Writes the runtime's log lines (and the example's) to stderr, filtered
+/// by `RUST_LOG` (e.g. `RUST_LOG=sansio=debug`); warnings and errors when
+/// it is not set.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // Only fails if a subscriber is already installed: keep that one.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The longest run any example accepts: a day.
+const LONGEST: f64 = 86_400.0;
+
+/// Parses a duration in seconds (`0.5`, `30`): above zero, at most a day.
 ///
 /// # Errors
 ///
-/// A message for the user: a flag without a value, an unknown flag (listing
-/// `flags`), or a value `set` refused.
-pub fn parse(
-    args: impl IntoIterator<Item = String>,
-    flags: &[&str],
-    mut set: impl FnMut(&str, &str) -> Option<Result<(), ()>>,
-) -> Result<(), String> {
-    let mut args = args.into_iter();
-    while let Some(flag) = args.next() {
-        let Some(value) = args.next() else {
-            return Err(format!("{flag} needs a value"));
-        };
-        match set(&flag, &value) {
-            Some(Ok(())) => {}
-            Some(Err(())) => return Err(format!("{flag}: `{value}` is not valid")),
-            None => {
-                return Err(format!(
-                    "unknown option {flag}; options: {}",
-                    flags.join(" ")
-                ));
-            }
-        }
+/// A message saying what is wrong with `text`.
+pub fn seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if seconds > 0.0 && seconds <= LONGEST {
+        Ok(Duration::from_secs_f64(seconds))
+    } else {
+        Err(format!("must be above 0 and at most {LONGEST} seconds"))
     }
-    Ok(())
 }
 
-/// Parses `value` into `slot`, for [`parse`]'s setter.
-pub fn store<T: std::str::FromStr>(slot: &mut T, value: &str) -> Option<Result<(), ()>> {
-    Some(value.parse().map(|parsed| *slot = parsed).map_err(|_| ()))
+/// Parses a count of at least one (workers, sockets, …).
+///
+/// # Errors
+///
+/// A message saying what is wrong with `text`.
+pub fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(count) => Ok(count),
+        Err(_) => Err(format!("`{text}` is not a whole number")),
+    }
+}
+
+/// The local address a client socket binds to reach `target`: loopback
+/// for a loopback target, the unspecified address of the target's family
+/// otherwise (port 0 either way).
+#[must_use]
+pub fn local_for(target: SocketAddr) -> SocketAddr {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let ip = match (target.ip(), target.ip().is_loopback()) {
+        (IpAddr::V4(_), true) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        (IpAddr::V4(_), false) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        (IpAddr::V6(_), true) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        (IpAddr::V6(_), false) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    SocketAddr::new(ip, 0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn args(line: &str) -> Vec<String> {
-        line.split_whitespace().map(str::to_owned).collect()
+    #[test]
+    fn values_are_checked_and_mistakes_named() {
+        assert_eq!(seconds("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(
+            seconds("soon"),
+            Err("`soon` is not a number of seconds".into())
+        );
+        assert!(seconds("0").is_err() && seconds("-1").is_err() && seconds("1e9").is_err());
+        assert!(seconds("NaN").is_err() && seconds("inf").is_err());
+        assert_eq!(at_least_one("3"), Ok(3));
+        assert_eq!(at_least_one("0"), Err("must be at least 1".into()));
+        assert!(at_least_one("many").is_err());
     }
 
     #[test]
-    fn flags_are_read_and_mistakes_named() {
-        let (mut workers, mut name) = (1usize, String::new());
-        let mut set = |flag: &str, value: &str| match flag {
-            "--workers" => store(&mut workers, value),
-            "--name" => store(&mut name, value),
-            _ => None,
-        };
-        let flags = ["--workers", "--name"];
-        assert_eq!(
-            parse(args("--workers 3 --name x"), &flags, &mut set),
-            Ok(())
-        );
-        assert_eq!(
-            parse(args("--workers"), &flags, &mut set),
-            Err("--workers needs a value".into())
-        );
-        assert_eq!(
-            parse(args("--workers many"), &flags, &mut set),
-            Err("--workers: `many` is not valid".into())
-        );
-        assert_eq!(
-            parse(args("--speed 9"), &flags, &mut set),
-            Err("unknown option --speed; options: --workers --name".into())
-        );
-        let _ = set;
-        assert_eq!((workers, name.as_str()), (3, "x"));
+    fn a_client_binds_where_it_can_reach_its_target() {
+        let at = |text: &str| local_for(text.parse().unwrap()).to_string();
+        assert_eq!(at("127.0.0.1:9"), "127.0.0.1:0");
+        assert_eq!(at("[::1]:9"), "[::1]:0");
+        assert_eq!(at("192.0.2.1:9"), "0.0.0.0:0");
+        assert_eq!(at("[2001:db8::1]:9"), "[::]:0");
     }
 }

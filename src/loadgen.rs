@@ -35,65 +35,49 @@ pub struct Load {
     pub gso: bool,
 }
 
-/// Round trips in 1 µs buckets up to 100 ms, and a count above.
+/// Round trips, in microseconds (each rounded up to the next whole one),
+/// kept by `hdrhistogram` to three significant digits from 1 µs to a
+/// minute (longer ones count as a minute).
 #[derive(Debug, Clone)]
-pub struct Histogram {
-    buckets: Vec<u64>,
-    above: u64,
-    count: u64,
-}
+pub struct Histogram(hdrhistogram::Histogram<u64>);
 
-const MAX_MICROS: usize = 100_000;
+/// The longest round trip told apart from longer ones, in microseconds.
+const HIGHEST_MICROS: u64 = 60_000_000;
 
 impl Default for Histogram {
     fn default() -> Self {
-        Histogram {
-            buckets: vec![0; MAX_MICROS],
-            above: 0,
-            count: 0,
-        }
+        // 1 µs to a minute at 3 significant digits are valid bounds.
+        let histogram = hdrhistogram::Histogram::new_with_bounds(1, HIGHEST_MICROS, 3)
+            .expect("valid histogram bounds");
+        Histogram(histogram)
     }
 }
 
 impl Histogram {
     /// Records one round trip.
     pub fn record(&mut self, rtt: Duration) {
-        self.count += 1;
-        match self.buckets.get_mut(rtt.as_micros() as usize) {
-            Some(bucket) => *bucket += 1,
-            None => self.above += 1,
-        }
+        let micros = u64::try_from(rtt.as_nanos().div_ceil(1000)).unwrap_or(u64::MAX);
+        self.0.saturating_record(micros.max(1));
     }
 
     /// Adds another histogram's counts.
     pub fn merge(&mut self, other: &Histogram) {
-        for (mine, theirs) in self.buckets.iter_mut().zip(&other.buckets) {
-            *mine += theirs;
-        }
-        self.above += other.above;
-        self.count += other.count;
+        // Same bounds on both sides: the add cannot fail.
+        let _ = self.0.add(&other.0);
     }
 
     /// Round trips recorded.
     pub fn count(&self) -> u64 {
-        self.count
+        self.0.len()
     }
 
-    /// The `quantile` (0 to 1) round trip, to the microsecond above; `None`
-    /// without samples, or when it is beyond 100 ms.
+    /// The `quantile` (0 to 1) round trip, to the microsecond (exact below
+    /// 2 ms, within 0.1 % above); `None` without samples.
     pub fn quantile(&self, quantile: f64) -> Option<Duration> {
-        if self.count == 0 {
+        if self.0.is_empty() {
             return None;
         }
-        let rank = ((self.count as f64) * quantile).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (micros, count) in self.buckets.iter().enumerate() {
-            seen += count;
-            if seen >= rank {
-                return Some(Duration::from_micros(micros as u64 + 1));
-            }
-        }
-        None
+        Some(Duration::from_micros(self.0.value_at_quantile(quantile)))
     }
 }
 
@@ -167,10 +151,7 @@ pub fn run(load: Load) -> io::Result<Report> {
     let end = start + load.duration;
     let threads: Vec<_> = (0..load.sockets)
         .map(|_| {
-            let socket = UdpSocket::bind(match load.server {
-                SocketAddr::V4(_) => "127.0.0.1:0",
-                SocketAddr::V6(_) => "[::1]:0",
-            })?;
+            let socket = UdpSocket::bind(crate::cli::local_for(load.server))?;
             socket.connect(load.server)?;
             socket.set_read_timeout(Some(STALL))?;
             Ok(thread::spawn(move || {
@@ -438,5 +419,62 @@ mod mmsg {
             }
             Ok(got as usize)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_of_known_samples() {
+        let mut histogram = Histogram::default();
+        assert_eq!(histogram.quantile(0.5), None);
+        // 1 µs to 1 ms, one each; and 1,000 at 2 ms on another histogram.
+        for micros in 1..=1000 {
+            histogram.record(Duration::from_micros(micros));
+        }
+        let at =
+            |histogram: &Histogram, quantile| histogram.quantile(quantile).unwrap().as_micros();
+        assert_eq!(histogram.count(), 1000);
+        assert_eq!(at(&histogram, 0.5), 500);
+        assert_eq!(at(&histogram, 0.99), 990);
+        assert_eq!(at(&histogram, 0.999), 999);
+        assert_eq!(at(&histogram, 1.0), 1000);
+        let mut slow = Histogram::default();
+        for _ in 0..1000 {
+            slow.record(Duration::from_millis(2));
+        }
+        histogram.merge(&slow);
+        assert_eq!(histogram.count(), 2000);
+        assert_eq!(at(&histogram, 0.5), 1000);
+        // Above 2 ms the value is kept to 3 significant digits.
+        let p99 = at(&histogram, 0.99);
+        assert!((1999..=2001).contains(&p99), "{p99}");
+    }
+
+    #[test]
+    fn round_trips_round_up_to_the_microsecond_and_a_minute_caps_them() {
+        let mut histogram = Histogram::default();
+        histogram.record(Duration::from_nanos(1));
+        histogram.record(Duration::from_nanos(1_001));
+        histogram.record(Duration::from_secs(3600));
+        let at = |quantile| histogram.quantile(quantile).unwrap().as_micros();
+        assert_eq!((at(0.0), at(0.5)), (1, 2));
+        let top = at(1.0);
+        assert!((59_900_000..=60_100_000).contains(&top), "{top}");
+        let report = Report {
+            packets: 3,
+            lost: 0,
+            elapsed: Duration::from_secs(1),
+            size: 64,
+            histogram: histogram.clone(),
+        };
+        assert_eq!(report.quantile(0.5), "2 µs");
+        assert!(
+            report
+                .to_string()
+                .starts_with("3 packets/s, 0.0 Mbit/s, round trip p50 2 µs")
+        );
     }
 }

@@ -574,7 +574,10 @@ pub fn run(options: &Options, mut report: impl FnMut(&Sample)) -> Outcome {
             next_sample += options.every;
             last = load.sample(started.elapsed());
             report(&last);
-            if last.at <= options.warm_up {
+            // The baseline is the largest sample of the warm-up; a warm-up
+            // shorter than a round (a run of a few seconds) saw none, and
+            // the first sample after it is the baseline.
+            if last.at <= options.warm_up || baseline_rss == 0 {
                 baseline_rss = baseline_rss.max(last.rss_kib);
             } else {
                 steady.get_or_insert((last.fds, last.threads));
