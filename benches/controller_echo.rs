@@ -9,7 +9,14 @@
 //! ```text
 //! cargo bench --bench controller_echo                 # 5 rounds, 2 s per run
 //! SANSIO_BENCH_ROUNDS=9 SANSIO_BENCH_SECONDS=3 cargo bench --bench controller_echo
+//! SANSIO_BENCH_CHART=docs/controller_echo.svg cargo bench --bench controller_echo
 //! ```
+//!
+//! `SANSIO_BENCH_CHART=FILE` measures at 1, 8, 64 and 400 in flight and
+//! draws messages/s and the p50/p99 round trip by in-flight count to the
+//! SVG file `FILE`, with the machine and date. A bad value of any
+//! `SANSIO_BENCH_*` variable is an error. On a terminal, stderr shows the
+//! runs done and the time left.
 //!
 //! Within a round each load runs the echoes back to back, the order
 //! rotating from round to round, so that a slow spell of the machine hits
@@ -18,7 +25,8 @@
 use std::time::Duration;
 
 use sansio::Backend;
-use sansio_suite::bench::{env, median};
+use sansio_suite::bench::{Progress, median, setting};
+use sansio_suite::chart;
 use sansio_suite::controller_echo::{self, Config, Outcome};
 
 const SANSIO: &str = "sansio (1 worker, default backend)";
@@ -27,6 +35,8 @@ const SANSIO_URING: &str = "sansio (1 worker, io-uring)";
 const BARE: &str = "bare crossbeam + mio waker";
 const ECHOES: [&str; 4] = [SANSIO, SANSIO_NO_SPIN, SANSIO_URING, BARE];
 const LOADS: [usize; 2] = [400, 1];
+/// The in-flight counts of the chart.
+const CHART_LOADS: [usize; 4] = [1, 8, 64, 400];
 
 fn measure(echo: &str, inflight: usize, duration: Duration) -> Outcome {
     let mut config = Config::new(inflight, duration);
@@ -46,9 +56,26 @@ fn measure(echo: &str, inflight: usize, duration: Duration) -> Outcome {
 }
 
 fn main() {
-    let rounds: usize = env("SANSIO_BENCH_ROUNDS", 5usize).clamp(1, 50);
-    let seconds: f64 = env("SANSIO_BENCH_SECONDS", 2.0f64).clamp(0.1, 60.0);
+    let rounds: usize = setting(
+        "SANSIO_BENCH_ROUNDS",
+        5,
+        1..=50,
+        "a whole number from 1 to 50",
+    );
+    let seconds: f64 = setting(
+        "SANSIO_BENCH_SECONDS",
+        2.0,
+        0.1..=60.0,
+        "seconds from 0.1 to 60",
+    );
+    let chart_file = std::env::var("SANSIO_BENCH_CHART").ok();
+    let loads: &[usize] = if chart_file.is_some() {
+        &CHART_LOADS
+    } else {
+        &LOADS
+    };
     let duration = Duration::from_secs_f64(seconds);
+    let mut progress = Progress::new(rounds * loads.len() * ECHOES.len());
     // runs[round][(echo, inflight)]
     let mut runs: Vec<Vec<(&str, usize, Outcome)>> = Vec::new();
     for round in 1..=rounds {
@@ -56,11 +83,12 @@ fn main() {
         let mut order = ECHOES;
         order.rotate_left(round % ECHOES.len());
         let mut row = Vec::new();
-        for inflight in LOADS {
+        for &inflight in loads {
             for echo in order {
                 let outcome = measure(echo, inflight, duration);
                 println!("  {echo:<35} {inflight:>3} in flight  {outcome}");
                 row.push((echo, inflight, outcome));
+                progress.step();
             }
         }
         runs.push(row);
@@ -77,20 +105,72 @@ fn main() {
     println!();
     println!("| echo | in flight | messages/s | p50 | p99 |");
     println!("| ---- | --------- | ---------- | --- | --- |");
-    for inflight in LOADS {
+    let medians = |echo: &str, inflight: usize| -> [f64; 3] {
+        let outcomes: Vec<Outcome> = runs
+            .iter()
+            .map(|round| find(round, echo, inflight))
+            .collect();
+        let of = |figure: &dyn Fn(&Outcome) -> f64| median(outcomes.iter().map(figure).collect());
+        [
+            of(&Outcome::per_sec),
+            of(&|outcome| outcome.micros(0.5)),
+            of(&|outcome| outcome.micros(0.99)),
+        ]
+    };
+    for &inflight in loads {
         for echo in ECHOES {
-            let outcomes: Vec<Outcome> = runs
+            let [per_sec, p50, p99] = medians(echo, inflight);
+            println!("| {echo} | {inflight} | {per_sec:.0} | {p50:.1} µs | {p99:.1} µs |");
+        }
+    }
+    if let Some(file) = chart_file {
+        let line = |echo: &str, figure: usize, name: String, secondary| chart::Series {
+            name,
+            points: loads
                 .iter()
-                .map(|round| find(round, echo, inflight))
-                .collect();
-            let of =
-                |figure: &dyn Fn(&Outcome) -> f64| median(outcomes.iter().map(figure).collect());
-            println!(
-                "| {echo} | {inflight} | {:.0} | {:.1} µs | {:.1} µs |",
-                of(&Outcome::per_sec),
-                of(&|outcome| outcome.micros(0.5)),
-                of(&|outcome| outcome.micros(0.99)),
-            );
+                .map(|&inflight| (inflight as f64, medians(echo, inflight)[figure]))
+                .collect(),
+            secondary,
+        };
+        let mut messages = Vec::new();
+        let mut latency = Vec::new();
+        for echo in ECHOES {
+            messages.push(line(echo, 0, echo.to_owned(), false));
+            latency.push(line(echo, 1, format!("{echo} p50"), false));
+            latency.push(line(echo, 2, format!("{echo} p99"), true));
+        }
+        let panels = [
+            chart::Panel {
+                caption: "round trips per second (median)".to_owned(),
+                y_label: "messages/s".to_owned(),
+                series: messages,
+                log_y: false,
+            },
+            chart::Panel {
+                caption: "round trip, p50 (thick) and p99 (thin)".to_owned(),
+                y_label: "µs".to_owned(),
+                series: latency,
+                log_y: true,
+            },
+        ];
+        let subtitle = format!(
+            "medians of {rounds} round(s) of {seconds} s; {}; {}",
+            chart::machine(),
+            chart::today()
+        );
+        let title = "Controller to task and back: sansio against a bare channel and mio waker";
+        match chart::write(
+            std::path::Path::new(&file),
+            title,
+            &subtitle,
+            "messages in flight",
+            &panels,
+        ) {
+            Ok(()) => println!("\nchart: {file}"),
+            Err(error) => {
+                eprintln!("SANSIO_BENCH_CHART={file}: {error}");
+                std::process::exit(1);
+            }
         }
     }
     println!();

@@ -1,14 +1,24 @@
 //! Side-by-side UDP echo: the same load generator against, one after
 //! another, a sansio echo on one worker (mio with GSO, the default; mio with
 //! GSO off; mio with GRO on; busy-poll; io_uring; io_uring with an `SQPOLL`
-//! thread), a tokio `current_thread` echo, and a plain blocking `recvmmsg`/`sendmmsg` loop; prints a table of packets/s
-//! and round-trip percentiles, and sansio's ratios to the others.
+//! thread), a tokio `current_thread` echo, a raw mio loop (`recv_from`/`send_to`
+//! per datagram) and a plain blocking `recvmmsg`/`sendmmsg` loop; prints a table of
+//! packets/s and round-trip percentiles, and sansio's ratios to the others.
 //!
 //! ```text
 //! cargo bench --bench udp_echo                 # 3 rounds, 2 s per run
 //! SANSIO_BENCH_ROUNDS=5 SANSIO_BENCH_SECONDS=3 cargo bench --bench udp_echo
 //! SANSIO_BENCH_ONLY="GRO on) / 64 B; raw recvmmsg/sendmmsg / 64 B" cargo bench --bench udp_echo
+//! SANSIO_BENCH_CHART=docs/udp_echo.svg cargo bench --bench udp_echo   # the chart
 //! ```
+//!
+//! `SANSIO_BENCH_CHART=FILE` runs the in-flight sweep instead: 1,200-byte
+//! datagrams with 1, 8, 32 (4 sockets × 8) and 256 (4 × 64) in flight, on
+//! sansio's mio, busy-poll and io_uring backends, tokio, the raw mio loop and
+//! the raw `recvmmsg` loop; prints its table and draws packets/s and the
+//! p50/p99 round trip by in-flight count to the SVG file `FILE`, with the
+//! machine and date. A bad value of any `SANSIO_BENCH_*` variable is an
+//! error. On a terminal, stderr shows the runs done and the time left.
 //!
 //! `SANSIO_BENCH_ONLY` runs only the (server, load) pairs whose name,
 //! `server / load` as in the table, contains one of its parts, separated by
@@ -42,9 +52,9 @@ use std::time::Duration;
 
 use sansio::Backend;
 use sansio::net::UdpOptions;
-use sansio_suite::bench::{env, median};
-use sansio_suite::echo;
+use sansio_suite::bench::{Progress, median, setting};
 use sansio_suite::loadgen::{self, Load, Report};
+use sansio_suite::{chart, echo};
 
 /// A server under test, running on its own thread until stopped.
 struct Server {
@@ -228,6 +238,34 @@ fn raw_server() -> Server {
     })
 }
 
+/// A raw mio loop: woken by epoll, one `recv_from` and one `send_to` per
+/// datagram until the socket would block (what a hand-written mio server
+/// does before it batches).
+fn raw_mio_server() -> Server {
+    threaded(RAW_MIO, |socket, stop| {
+        socket.set_nonblocking(true).expect("nonblocking");
+        let mut socket = mio::net::UdpSocket::from_std(socket);
+        let mut poll = mio::Poll::new().expect("a mio poll");
+        poll.registry()
+            .register(&mut socket, mio::Token(0), mio::Interest::READABLE)
+            .expect("register");
+        let mut events = mio::Events::with_capacity(8);
+        let mut buf = vec![0u8; 2048];
+        while !stop.load(Ordering::Relaxed) {
+            if poll
+                .poll(&mut events, Some(Duration::from_millis(100)))
+                .is_err()
+            {
+                continue;
+            }
+            // Edge-triggered: drain the socket before waiting again.
+            while let Ok((len, from)) = socket.recv_from(&mut buf) {
+                let _ = socket.send_to(&buf[..len], from);
+            }
+        }
+    })
+}
+
 const SANSIO: &str = "sansio (1 worker, mio)";
 const SANSIO_NO_GSO: &str = "sansio (1 worker, mio, GSO off)";
 const SANSIO_GRO: &str = "sansio (1 worker, mio, GRO on)";
@@ -236,6 +274,7 @@ const SANSIO_URING: &str = "sansio (1 worker, io-uring)";
 const SANSIO_SQPOLL: &str = "sansio (1 worker, io-uring, SQPOLL)";
 const TOKIO: &str = "tokio current_thread";
 const RAW: &str = "raw recvmmsg/sendmmsg";
+const RAW_MIO: &str = "raw mio recv_from/send_to";
 
 /// A load: its name, client sockets, window per socket, datagram size,
 /// and whether the clients send with GSO.
@@ -292,7 +331,7 @@ fn pin_to(cpus: &[usize]) {
 
 /// With `SANSIO_BENCH_PIN=1`: (the server's CPUs, the load generator's).
 fn placement() -> Option<(Vec<usize>, Vec<usize>)> {
-    if env("SANSIO_BENCH_PIN", 0u8) == 0 {
+    if setting("SANSIO_BENCH_PIN", 0u8, 0..=1, "0 or 1") == 0 {
         return None;
     }
     let mut cpus = allowed_cpus().expect("SANSIO_BENCH_PIN: sched_getaffinity");
@@ -309,35 +348,64 @@ fn micros(report: &Report, quantile: f64) -> f64 {
         .map_or(f64::NAN, |rtt| rtt.as_secs_f64() * 1e6)
 }
 
+/// A server to start, by name.
+type Start = (&'static str, fn() -> Server);
+
+/// Every server of the default run, in the table's order.
+const SERVERS: [Start; 9] = [
+    (SANSIO, sansio_server),
+    (SANSIO_NO_GSO, sansio_no_gso_server),
+    (SANSIO_GRO, sansio_gro_server),
+    (SANSIO_BUSY, sansio_busy_server),
+    (SANSIO_URING, sansio_uring_server),
+    (SANSIO_SQPOLL, sansio_sqpoll_server),
+    (TOKIO, tokio_server),
+    (RAW_MIO, raw_mio_server),
+    (RAW, raw_server),
+];
+
+/// The servers of the chart.
+const CHART_SERVERS: [Start; 6] = [
+    (SANSIO, sansio_server),
+    (SANSIO_BUSY, sansio_busy_server),
+    (SANSIO_URING, sansio_uring_server),
+    (TOKIO, tokio_server),
+    (RAW_MIO, raw_mio_server),
+    (RAW, raw_server),
+];
+
+/// The loads of the chart: 1,200 B at growing in-flight counts.
+const SWEEP: [LoadSpec; 4] = [
+    ("1200 B, 1 in flight", 1, 1, 1200, false),
+    ("1200 B, 8 in flight", 1, 8, 1200, false),
+    ("1200 B, 4 sockets × 8 in flight", 4, 8, 1200, false),
+    (HEAVY, 4, 64, 1200, false),
+];
+
 fn main() {
-    let rounds: usize = env("SANSIO_BENCH_ROUNDS", 3usize).clamp(1, 50);
-    let seconds: f64 = env("SANSIO_BENCH_SECONDS", 2.0f64).clamp(0.1, 60.0);
+    let rounds: usize = setting(
+        "SANSIO_BENCH_ROUNDS",
+        3,
+        1..=50,
+        "a whole number from 1 to 50",
+    );
+    let seconds: f64 = setting(
+        "SANSIO_BENCH_SECONDS",
+        2.0,
+        0.1..=60.0,
+        "seconds from 0.1 to 60",
+    );
+    let chart_file = std::env::var("SANSIO_BENCH_CHART").ok();
     let duration = Duration::from_secs_f64(seconds);
-    let loads: [LoadSpec; 3] = [
+    let default_loads = [
         (HEAVY, 4, 64, 1200, false),
         (HEAVY_GSO, 4, 64, 1200, true),
         (LIGHT, 1, 8, 64, false),
     ];
-    let servers: [fn() -> Server; 8] = [
-        sansio_server,
-        sansio_no_gso_server,
-        sansio_gro_server,
-        sansio_busy_server,
-        sansio_uring_server,
-        sansio_sqpoll_server,
-        tokio_server,
-        raw_server,
-    ];
-    let names = [
-        SANSIO,
-        SANSIO_NO_GSO,
-        SANSIO_GRO,
-        SANSIO_BUSY,
-        SANSIO_URING,
-        SANSIO_SQPOLL,
-        TOKIO,
-        RAW,
-    ];
+    let (servers, loads): (&[Start], &[LoadSpec]) = match chart_file {
+        Some(_) => (&CHART_SERVERS, &SWEEP),
+        None => (&SERVERS, &default_loads),
+    };
     let only: Vec<String> = std::env::var("SANSIO_BENCH_ONLY")
         .map(|only| {
             only.split(';')
@@ -359,11 +427,20 @@ fn main() {
     if let Some((server, clients)) = &placement {
         println!("pinned: servers on CPU {server:?}, the load generator on {clients:?}");
     }
+    let per_round = servers
+        .iter()
+        .map(|(name, _)| loads.iter().filter(|load| wanted(name, load.0)).count())
+        .sum::<usize>();
+    if per_round == 0 {
+        eprintln!("SANSIO_BENCH_ONLY={only:?} matches no server and load");
+        std::process::exit(2);
+    }
+    let mut progress = Progress::new(per_round * rounds);
     let mut runs: Vec<Round> = Vec::new();
     for round in 1..=rounds {
         println!("round {round} of {rounds}");
         let mut row = Vec::new();
-        for (start, name) in servers.into_iter().zip(names) {
+        for &(name, start) in servers {
             if !loads.iter().any(|load| wanted(name, load.0)) {
                 continue;
             }
@@ -374,13 +451,14 @@ fn main() {
             if let Some((_, clients)) = &placement {
                 pin_to(clients); // and by the load generator's
             }
-            for load in loads {
+            for &load in loads {
                 if !wanted(server.name, load.0) {
                     continue;
                 }
                 let report = measure(&server, load, duration);
                 println!("  {:<31} {:<42} {report}", server.name, load.0);
                 row.push((server.name, load.0, report));
+                progress.step();
             }
             (server.stop)();
         }
@@ -392,28 +470,88 @@ fn main() {
             .find(|(s, l, _)| *s == server && *l == load)
             .map(|(_, _, report)| report.clone())
     };
+    // Each figure's median over the rounds: (server, load) → figures.
+    let medians = |server: &str, load: &str| -> Option<[f64; 4]> {
+        let reports: Vec<Report> = runs
+            .iter()
+            .filter_map(|round| find(round, server, load))
+            .collect();
+        if reports.is_empty() {
+            return None;
+        }
+        let of = |figure: &dyn Fn(&Report) -> f64| median(reports.iter().map(figure).collect());
+        Some([
+            of(&Report::packets_per_sec),
+            of(&Report::mbit_per_sec),
+            of(&|report| micros(report, 0.5)),
+            of(&|report| micros(report, 0.99)),
+        ])
+    };
     println!();
     println!("Medians over {rounds} round(s) of {seconds} s per run:");
     println!();
     println!("| server | load | packets/s | Mbit/s | p50 | p99 |");
     println!("| ------ | ---- | --------- | ------ | --- | --- |");
-    for server in names {
+    for &(server, _) in servers {
         for (load, ..) in loads {
-            let reports: Vec<Report> = runs
-                .iter()
-                .filter_map(|round| find(round, server, load))
-                .collect();
-            if reports.is_empty() {
-                continue;
+            if let Some([packets, mbit, p50, p99]) = medians(server, load) {
+                println!(
+                    "| {server} | {load} | {packets:.0} | {mbit:.1} | {p50:.0} µs | {p99:.0} µs |"
+                );
             }
-            let of = |figure: fn(&Report) -> f64| median(reports.iter().map(figure).collect());
-            println!(
-                "| {server} | {load} | {:.0} | {:.1} | {:.0} µs | {:.0} µs |",
-                of(Report::packets_per_sec),
-                of(Report::mbit_per_sec),
-                of(|report| micros(report, 0.5)),
-                of(|report| micros(report, 0.99)),
-            );
+        }
+    }
+    if let Some(file) = chart_file {
+        let in_flight = |load: &LoadSpec| (load.1 * load.2) as f64;
+        let line = |server: &str, figure: usize, name: String, secondary| chart::Series {
+            name,
+            points: loads
+                .iter()
+                .filter_map(|load| Some((in_flight(load), medians(server, load.0)?[figure])))
+                .collect(),
+            secondary,
+        };
+        let mut packets = Vec::new();
+        let mut latency = Vec::new();
+        for &(server, _) in servers {
+            packets.push(line(server, 0, server.to_owned(), false));
+            latency.push(line(server, 2, format!("{server} p50"), false));
+            latency.push(line(server, 3, format!("{server} p99"), true));
+        }
+        let panels = [
+            chart::Panel {
+                caption: "echoes per second (median)".to_owned(),
+                y_label: "packets/s".to_owned(),
+                series: packets,
+                log_y: false,
+            },
+            chart::Panel {
+                caption: "round trip, p50 (thick) and p99 (thin)".to_owned(),
+                y_label: "µs".to_owned(),
+                series: latency,
+                log_y: true,
+            },
+        ];
+        let subtitle = format!(
+            "1,200-byte datagrams, one server thread; medians of {rounds} round(s) of {seconds} s; {}; {}{}",
+            chart::machine(),
+            chart::today(),
+            if placement.is_some() { "; pinned" } else { "" }
+        );
+        let title =
+            "UDP echo: sansio's backends, tokio, raw mio and raw recvmmsg, by datagrams in flight";
+        match chart::write(
+            std::path::Path::new(&file),
+            title,
+            &subtitle,
+            "datagrams in flight",
+            &panels,
+        ) {
+            Ok(()) => println!("\nchart: {file}"),
+            Err(error) => {
+                eprintln!("SANSIO_BENCH_CHART={file}: {error}");
+                std::process::exit(1);
+            }
         }
     }
     let ratios = |name: String, figure: &dyn Fn(&Round) -> Option<f64>| {

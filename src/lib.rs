@@ -5,6 +5,7 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 pub mod bench;
+pub mod chart;
 pub mod chat;
 pub mod cli;
 pub mod controller_echo;

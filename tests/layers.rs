@@ -19,7 +19,8 @@ use std::path::Path;
 /// The layer of each module of `sansio/src`, lowest first.
 fn layer(module: &str) -> Option<usize> {
     Some(match module {
-        "id" | "error" | "buf" | "stats" | "timer" | "probe" | "faults" | "backend" => 0,
+        "id" | "error" | "buf" | "stats" | "log" | "metrics" | "timer" | "probe" | "faults"
+        | "backend" => 0,
         "net" => 1,
         "bus" => 2,
         "task" => 3,
