@@ -86,9 +86,8 @@ fn main() {
         for &inflight in loads {
             for echo in order {
                 let outcome = measure(echo, inflight, duration);
-                println!("  {echo:<35} {inflight:>3} in flight  {outcome}");
+                progress.report(&format!("  {echo:<35} {inflight:>3} in flight  {outcome}"));
                 row.push((echo, inflight, outcome));
-                progress.step();
             }
         }
         runs.push(row);
@@ -145,12 +144,14 @@ fn main() {
                 y_label: "messages/s".to_owned(),
                 series: messages,
                 log_y: false,
+                legend: chart::SeriesLabelPosition::LowerRight,
             },
             chart::Panel {
                 caption: "round trip, p50 (thick) and p99 (thin)".to_owned(),
                 y_label: "µs".to_owned(),
                 series: latency,
                 log_y: true,
+                legend: chart::SeriesLabelPosition::UpperLeft,
             },
         ];
         let subtitle = format!(

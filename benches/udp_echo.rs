@@ -456,9 +456,8 @@ fn main() {
                     continue;
                 }
                 let report = measure(&server, load, duration);
-                println!("  {:<31} {:<42} {report}", server.name, load.0);
+                progress.report(&format!("  {:<31} {:<42} {report}", server.name, load.0));
                 row.push((server.name, load.0, report));
-                progress.step();
             }
             (server.stop)();
         }
@@ -524,12 +523,14 @@ fn main() {
                 y_label: "packets/s".to_owned(),
                 series: packets,
                 log_y: false,
+                legend: chart::SeriesLabelPosition::LowerRight,
             },
             chart::Panel {
                 caption: "round trip, p50 (thick) and p99 (thin)".to_owned(),
                 y_label: "µs".to_owned(),
                 series: latency,
                 log_y: true,
+                legend: chart::SeriesLabelPosition::UpperLeft,
             },
         ];
         let subtitle = format!(

@@ -85,14 +85,23 @@ impl Progress {
         }
     }
 
-    /// Counts a step done; on a terminal, rewrites the progress line.
-    pub fn step(&mut self) {
+    /// Prints a step's result on stdout and counts the step done; on a
+    /// terminal, the progress line is cleared first and drawn again after,
+    /// so that the results read as if it were not there.
+    pub fn report(&mut self, result: &str) {
+        if self.shown {
+            // Carriage return, then erase to the end of the line.
+            eprint!("\r\x1b[K");
+            let _ = std::io::stderr().flush();
+        }
+        println!("{result}");
         self.done += 1;
         if self.shown {
-            eprint!("\r{}   ", self.line());
-            let _ = std::io::stderr().flush();
             if self.done >= self.total {
-                eprintln!();
+                eprintln!("{}", self.line());
+            } else {
+                eprint!("{}", self.line());
+                let _ = std::io::stderr().flush();
             }
         }
     }
@@ -143,8 +152,8 @@ mod tests {
         progress.shown = false;
         assert!(progress.line().starts_with("0/4 runs"));
         progress.started = Instant::now() - Duration::from_secs(10);
-        progress.step();
-        progress.step();
+        progress.report("a result");
+        progress.report("another");
         assert_eq!(progress.line(), "2/4 runs, about 10 s left");
     }
 }

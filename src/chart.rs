@@ -6,6 +6,9 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
+/// Where a panel's legend goes.
+pub use plotters::prelude::SeriesLabelPosition;
+
 /// One line of a chart panel: a name and its (x, y) points.
 #[derive(Debug, Clone)]
 pub struct Series {
@@ -30,6 +33,8 @@ pub struct Panel {
     pub series: Vec<Series>,
     /// A logarithmic y axis (latencies that span decades).
     pub log_y: bool,
+    /// Where the legend goes, out of the lines' way.
+    pub legend: SeriesLabelPosition,
 }
 
 /// The colours, in order of the series (a secondary series takes the
@@ -111,14 +116,19 @@ fn draw_panel<DB: DrawingBackend>(
         .y_label_area_size(72);
     let x = (x_low..x_high).log_scale();
     let error = |error: plotters::drawing::DrawingAreaErrorKind<DB::ErrorType>| error.to_string();
+    let whole = |value: &f64| format!("{value:.0}");
+    let faint = BLACK.mix(0.04);
     if panel.log_y {
         let mut chart = builder
             .build_cartesian_2d(x, (y_low..y_high).log_scale())
             .map_err(error)?;
         chart
             .configure_mesh()
+            .light_line_style(faint)
             .x_desc(x_label)
+            .x_label_formatter(&whole)
             .y_desc(&panel.y_label)
+            .y_label_formatter(&whole)
             .draw()
             .map_err(error)?;
         lines(&mut chart, panel).map_err(error)?;
@@ -128,7 +138,9 @@ fn draw_panel<DB: DrawingBackend>(
             .map_err(error)?;
         chart
             .configure_mesh()
+            .light_line_style(faint)
             .x_desc(x_label)
+            .x_label_formatter(&whole)
             .y_desc(&panel.y_label)
             .y_label_formatter(&|value| si(*value))
             .draw()
@@ -174,7 +186,7 @@ where
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(panel.legend.clone())
         .label_font(("sans-serif", 11))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.3))
@@ -273,6 +285,7 @@ mod tests {
                     series("tokio", 800.0, false),
                 ],
                 log_y: false,
+                legend: SeriesLabelPosition::LowerRight,
             },
             Panel {
                 caption: "round trip".to_owned(),
@@ -282,6 +295,7 @@ mod tests {
                     series("sansio p99", 3.0, true),
                 ],
                 log_y: true,
+                legend: SeriesLabelPosition::UpperLeft,
             },
         ];
         write(
@@ -310,6 +324,7 @@ mod tests {
             y_label: String::new(),
             series: Vec::new(),
             log_y: false,
+            legend: SeriesLabelPosition::UpperLeft,
         };
         assert!(write(&path, "t", "s", "x", &[empty]).is_err());
         let _ = std::fs::remove_file(&path);

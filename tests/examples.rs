@@ -11,6 +11,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc;
+use std::thread;
 use std::time::{Duration, Instant};
 
 /// Every example, in `examples/`.
@@ -34,16 +37,26 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The built example `name`.
+/// The built example `name`: built (or found up to date) by cargo once per
+/// run of this file, so that `cargo test --test examples` alone never runs
+/// stale programs.
 fn binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
     let exe = std::env::current_exe().unwrap();
     let profile = exe.parent().and_then(Path::parent).unwrap();
+    BUILT.get_or_init(|| {
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo
+            .current_dir(root())
+            .args(["build", "--quiet", "--examples"]);
+        if profile.file_name().is_some_and(|dir| dir == "release") {
+            cargo.arg("--release");
+        }
+        let status = cargo.status().expect("cargo runs");
+        assert!(status.success(), "cargo build --examples failed: {status}");
+    });
     let path = profile.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} is not built: `cargo test` builds the examples (or run `cargo build --examples`)",
-        path.display()
-    );
+    assert!(path.exists(), "{} was not built", path.display());
     path
 }
 
@@ -82,29 +95,29 @@ impl Drop for Running {
     }
 }
 
-/// Waits for `child` at most [`PATIENCE`]; its output.
-fn finish(child: Child, what: &str) -> Output {
-    let mut running = Running(child);
-    let give_up = Instant::now() + PATIENCE;
-    while running.0.try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < give_up,
-            "{what} still running after {PATIENCE:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+/// Reads all of `pipe` on a thread of its own (so that a chatty child never
+/// blocks on a full pipe while it is waited for).
+fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes);
+        }
+        bytes
+    })
+}
+
+/// Waits for `child` at most [`PATIENCE`] (killing it after); its output.
+fn finish(mut child: Child, what: &str) -> Output {
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let running = Running(child);
+    let status = running.status(what);
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
     }
-    let mut output = Output {
-        status: running.0.wait().unwrap(),
-        stdout: Vec::new(),
-        stderr: Vec::new(),
-    };
-    if let Some(mut stdout) = running.0.stdout.take() {
-        stdout.read_to_end(&mut output.stdout).unwrap();
-    }
-    if let Some(mut stderr) = running.0.stderr.take() {
-        stderr.read_to_end(&mut output.stderr).unwrap();
-    }
-    output
 }
 
 /// Runs example `name` with `args` to its end.
@@ -259,21 +272,55 @@ fn the_readme_example_commands_name_real_examples_and_flags() {
     }
 }
 
-/// Reads lines from `child`'s stdout until one contains `part`; returns it.
-fn line_with(lines: &mut impl Iterator<Item = String>, part: &str, what: &str) -> String {
-    for line in lines.by_ref() {
-        if line.contains(part) {
-            return line;
+/// The lines a running example prints, read on a thread of their own so
+/// that waiting for one is bounded.
+struct Lines(mpsc::Receiver<String>);
+
+impl Lines {
+    /// Lines of `child`'s stdout (taken from it).
+    fn of(child: &mut Child) -> Lines {
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take();
+        // stderr is read too, so that a child logging there never blocks.
+        drain(stderr);
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Lines(rx)
+    }
+
+    /// The next line that contains `part` (within [`PATIENCE`]).
+    fn with(&mut self, part: &str, what: &str) -> String {
+        self.matching(
+            |line| line.contains(part),
+            &format!("{what}: a line with {part:?}"),
+        )
+    }
+
+    /// The next line `wanted` accepts (within [`PATIENCE`]).
+    fn matching(&mut self, wanted: impl Fn(&str) -> bool, what: &str) -> String {
+        let give_up = Instant::now() + PATIENCE;
+        loop {
+            match self
+                .0
+                .recv_timeout(give_up.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) if wanted(&line) => return line,
+                Ok(_) => {}
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("{what}: not printed within {PATIENCE:?}")
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("{what}: the program ended first")
+                }
+            }
         }
     }
-    panic!("{what} ended without printing a line with {part:?}");
-}
-
-/// Lines of a running example's stdout.
-fn stdout_lines(child: &mut Child) -> impl Iterator<Item = String> + use<> {
-    BufReader::new(child.stdout.take().unwrap())
-        .lines()
-        .map_while(Result::ok)
 }
 
 /// A port nothing listens on now (taken and released).
@@ -327,14 +374,10 @@ fn the_demo_measures_the_echo_and_serves_metrics_that_move() {
     )
     .spawn()
     .unwrap();
-    let mut lines = stdout_lines(&mut child);
+    let mut lines = Lines::of(&mut child);
     let child = Running(child);
-    line_with(&mut lines, "sansio demo: UDP echo on 127.0.0.1:", "demo");
-    line_with(
-        &mut lines,
-        &format!("metrics: http://{metrics}/metrics"),
-        "demo",
-    );
+    lines.with("sansio demo: UDP echo on 127.0.0.1:", "demo");
+    lines.with(&format!("metrics: http://{metrics}/metrics"), "demo");
     // During the first load: the echo's datagram counter as published.
     let url = format!("http://{metrics}/metrics");
     let give_up = Instant::now() + PATIENCE;
@@ -355,7 +398,7 @@ fn the_demo_measures_the_echo_and_serves_metrics_that_move() {
         assert!(Instant::now() < give_up, "no sansio metrics in:\n{scraped}");
         std::thread::sleep(Duration::from_millis(50));
     };
-    let latency = line_with(&mut lines, "64 B, 8 in flight:", "demo");
+    let latency = lines.with("64 B, 8 in flight:", "demo");
     assert!(
         latency.contains("packets/s") && latency.contains("p50"),
         "{latency}"
@@ -367,7 +410,7 @@ fn the_demo_measures_the_echo_and_serves_metrics_that_move() {
         second > first,
         "the counter did not move: {first} then {second}"
     );
-    let throughput = line_with(&mut lines, "1200 B, 4 × 64 in flight:", "demo");
+    let throughput = lines.with("1200 B, 4 × 64 in flight:", "demo");
     let packets: f64 = throughput
         .split(": ")
         .nth(1)
@@ -375,7 +418,7 @@ fn the_demo_measures_the_echo_and_serves_metrics_that_move() {
         .and_then(|number| number.parse().ok())
         .unwrap_or(0.0);
     assert!(packets > 0.0, "{throughput}");
-    line_with(&mut lines, "stopped: 1 task(s) finished", "demo");
+    lines.with("stopped: 1 task(s) finished", "demo");
     let status = child.status("demo");
     assert!(status.success(), "{status:?}");
 }
@@ -388,13 +431,9 @@ fn the_udp_echo_server_and_client_measure_each_other_and_say_when_nothing_came_b
     )
     .spawn()
     .unwrap();
-    let mut lines = stdout_lines(&mut server);
+    let mut lines = Lines::of(&mut server);
     let server = Running(server);
-    let started = line_with(
-        &mut lines,
-        "udp_echo_server: echoing on ",
-        "udp_echo_server",
-    );
+    let started = lines.with("udp_echo_server: echoing on ", "udp_echo_server");
     let addr = started
         .split_whitespace()
         .nth(3)
@@ -412,9 +451,11 @@ fn the_udp_echo_server_and_client_measure_each_other_and_say_when_nothing_came_b
         .and_then(|number| number.parse().ok())
         .unwrap_or(0.0);
     assert!(packets > 0.0, "{report}");
-    // The server's stats line shows the echoes.
-    let stats = line_with(&mut lines, "udp sockets 1 rx ", "udp_echo_server");
-    assert!(!stats.contains(" rx 0 "), "{stats}");
+    // A stats line (once a second) shows the echoes.
+    lines.matching(
+        |line| line.contains("udp sockets 1 rx ") && !line.contains(" rx 0 "),
+        "udp_echo_server: stats with the echoes",
+    );
     drop(server);
 
     // Nothing listening: the client says so and fails.
@@ -523,9 +564,9 @@ fn the_chat_server_greets_answers_and_stops_by_itself() {
     let mut chat = command("tcp_chat", &["--addr", "127.0.0.1:0", "--seconds", "3"])
         .spawn()
         .unwrap();
-    let mut lines = stdout_lines(&mut chat);
+    let mut lines = Lines::of(&mut chat);
     let chat = Running(chat);
-    let started = line_with(&mut lines, "tcp_chat: listening on ", "tcp_chat");
+    let started = lines.with("tcp_chat: listening on ", "tcp_chat");
     let addr = started.split_whitespace().nth(3).unwrap().to_owned();
     let mut stream = TcpStream::connect(&addr).unwrap();
     stream.set_read_timeout(Some(PATIENCE)).unwrap();
@@ -535,7 +576,7 @@ fn the_chat_server_greets_answers_and_stops_by_itself() {
     assert!(reply.starts_with("welcome "), "{reply}");
     assert!(reply.contains("ok nick ann\nstats sessions=1"), "{reply}");
     assert!(reply.ends_with("bye\n"), "{reply}");
-    line_with(&mut lines, "stopped:", "tcp_chat");
+    lines.with("stopped:", "tcp_chat");
     let status = chat.status("tcp_chat");
     assert!(status.success(), "{status:?}");
 }
@@ -564,10 +605,9 @@ fn the_media_server_serves_its_pages_and_the_fanout_prints_its_table() {
     )
     .spawn()
     .unwrap();
-    let mut lines = stdout_lines(&mut server);
+    let mut lines = Lines::of(&mut server);
     let server = Running(server);
-    line_with(
-        &mut lines,
+    lines.with(
         &format!("publish: http://{http}/whip.html?stream=demo"),
         "whip_whep",
     );

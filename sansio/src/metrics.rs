@@ -6,7 +6,8 @@
 //! counters (`absolute`: the worker's own total, so nothing is counted twice
 //! however often it is published), its other figures as gauges. Names follow
 //! Prometheus' conventions: `sansio_` prefix, snake case, base units, `_total`
-//! on counters, `_ratio` on a ratio.
+//! on counters, `_ratio` on a ratio; every series is labelled `runtime` (the
+//! thread-name prefix) and `kind` (the worker type), a worker's `worker` too.
 
 use std::io;
 use std::sync::mpsc;
@@ -52,6 +53,7 @@ impl Publisher {
     /// labels every metric (the worker type's name).
     pub(crate) fn start(
         kind: &'static str,
+        runtime: String,
         every: Duration,
         mut snapshot: impl FnMut() -> RuntimeStats + Send + 'static,
     ) -> io::Result<Self> {
@@ -59,14 +61,16 @@ impl Publisher {
         let thread = std::thread::Builder::new()
             .name("sansio-metrics".to_owned())
             .spawn(move || {
-                describe();
                 loop {
-                    publish(kind, &snapshot());
+                    // Described each time: a recorder installed after the
+                    // runtime was built gets the descriptions too.
+                    describe();
+                    publish(&runtime, kind, &snapshot());
                     match stopped.recv_timeout(every) {
                         Err(mpsc::RecvTimeoutError::Timeout) => {}
                         // Stopped (or the runtime is gone): a last one.
                         Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => {
-                            publish(kind, &snapshot());
+                            publish(&runtime, kind, &snapshot());
                             return;
                         }
                     }
@@ -148,9 +152,10 @@ fn describe() {
 }
 
 /// Hands every figure of `stats` to the recorder.
-fn publish(kind: &'static str, stats: &RuntimeStats) {
+fn publish(runtime: &str, kind: &'static str, stats: &RuntimeStats) {
     for worker in &stats.workers {
         let labels = [
+            ("runtime", runtime.to_owned()),
             ("kind", kind.to_owned()),
             ("worker", worker.worker.to_string()),
         ];
@@ -169,6 +174,7 @@ fn publish(kind: &'static str, stats: &RuntimeStats) {
             .absolute(worker.sends_rejected);
         for (task, live) in &worker.tasks {
             let labels = [
+                ("runtime", runtime.to_owned()),
                 ("kind", kind.to_owned()),
                 ("worker", worker.worker.to_string()),
                 ("task", (*task).to_owned()),
@@ -176,7 +182,7 @@ fn publish(kind: &'static str, stats: &RuntimeStats) {
             metrics::gauge!("sansio_worker_tasks", &labels).set(*live as f64);
         }
     }
-    let labels = [("kind", kind.to_owned())];
+    let labels = [("runtime", runtime.to_owned()), ("kind", kind.to_owned())];
     metrics::gauge!("sansio_events_depth", &labels).set(stats.events_depth as f64);
     metrics::gauge!("sansio_events_capacity", &labels).set(stats.events_capacity as f64);
 }

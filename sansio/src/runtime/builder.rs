@@ -192,13 +192,25 @@ impl<W: Worker> Builder<W> {
     }
 
     /// Publishes the runtime's statistics through the [`metrics`] facade
-    /// every `every` (and once more at shutdown), from a thread of its own
-    /// (`sansio-metrics`): to whatever recorder the application installed
-    /// (a Prometheus exporter, StatsD, …). Off by default. Each worker's
-    /// counters become counters, its figures gauges, all labelled
-    /// `kind` (the worker type's name) and `worker` (its index); the names
-    /// follow Prometheus' conventions — see the [`stats`](crate::stats)
-    /// module for the list.
+    /// every `every` (and once more when shutdown has finished), from a
+    /// thread of its own (`sansio-metrics`): to whatever recorder the
+    /// application installed (a Prometheus exporter, StatsD, …), described
+    /// at each publication. Off by default.
+    ///
+    /// The names follow Prometheus' conventions. Each counter of
+    /// [`WorkerStats::counters`](crate::stats::WorkerStats::counters) is a
+    /// counter `sansio_worker_<name>_total` (the unit last:
+    /// `sansio_worker_tcp_read_bytes_total`, `…_tcp_written_bytes_total`),
+    /// but for the levels, which are gauges `sansio_worker_<name>`
+    /// (`timers_pending`, `udp_sockets`, `tcp_sockets`, `tun_devices`,
+    /// `bus_channels`, `bus_remote_interest`); then the gauges
+    /// `sansio_worker_utilization_ratio`, `sansio_worker_inbox_depth`,
+    /// `sansio_worker_inbox_capacity`, `sansio_worker_tasks` (label `task`),
+    /// the counter `sansio_worker_sends_rejected_total`, and per runtime the
+    /// gauges `sansio_events_depth` and `sansio_events_capacity`. Every one
+    /// is labelled `runtime` (the [`thread_name`](Self::thread_name) prefix:
+    /// give two runtimes of one worker type different prefixes) and `kind`
+    /// (the worker type's name), a worker's also `worker` (its index).
     ///
     /// [`Builder::build`] fails with [`Error::Config`] if `every` is zero.
     ///
@@ -318,7 +330,7 @@ impl<W: Worker> Builder<W> {
         }
         #[cfg(feature = "metrics")]
         if let Some(every) = self.metrics {
-            runtime.publish_metrics(every)?;
+            runtime.publish_metrics(every, self.thread_name.clone())?;
         }
         Ok(runtime)
     }

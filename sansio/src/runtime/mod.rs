@@ -423,9 +423,10 @@ impl<W: Worker> Runtime<W> {
 
     /// Starts publishing the statistics through the `metrics` facade every
     /// `every`, on a thread of its own with samplers of its own (so
-    /// `stats()` keeps its windows).
+    /// `stats()` keeps its windows), labelled `runtime` (the thread-name
+    /// prefix).
     #[cfg(feature = "metrics")]
-    pub(crate) fn publish_metrics(&mut self, every: Duration) -> Result<()> {
+    pub(crate) fn publish_metrics(&mut self, every: Duration, runtime: String) -> Result<()> {
         let sources: Vec<(Arc<WorkerShared>, Sender<Control<W>>)> = self
             .workers
             .iter()
@@ -451,12 +452,10 @@ impl<W: Worker> Runtime<W> {
                 events_capacity,
             }
         };
-        let publisher =
-            crate::metrics::Publisher::start(W::NAME, every, snapshot).map_err(|source| {
-                Error::Io {
-                    context: "spawning the metrics thread".to_owned(),
-                    source,
-                }
+        let publisher = crate::metrics::Publisher::start(W::NAME, runtime, every, snapshot)
+            .map_err(|source| Error::Io {
+                context: "spawning the metrics thread".to_owned(),
+                source,
             })?;
         self.metrics = Some(publisher);
         Ok(())
@@ -494,12 +493,6 @@ impl<W: Worker> Runtime<W> {
 
     fn stop(&mut self, deadline: Duration) -> Result<ShutdownReport<W>> {
         let deadline_at = Instant::now() + deadline;
-        // The publisher holds the inboxes' senders: it ends first, after a
-        // last publication.
-        #[cfg(feature = "metrics")]
-        if let Some(mut publisher) = self.metrics.take() {
-            publisher.stop();
-        }
         let workers = std::mem::take(&mut self.workers);
         crate::log::event!(
             info,
@@ -558,9 +551,17 @@ impl<W: Worker> Runtime<W> {
                 None => report.stuck_workers.push(index),
             }
         }
+        // The publisher's last publication has what the shutdown counted;
+        // workers stop on the shutdown flag, so its senders of their
+        // inboxes kept none of them.
+        #[cfg(feature = "metrics")]
+        if let Some(mut publisher) = self.metrics.take() {
+            publisher.stop();
+        }
         crate::log::event!(
             info,
-            "shut down: {} task(s) finished, {} forced at the deadline, {} worker(s) stuck",
+            "shut down {}: {} task(s) finished, {} forced at the deadline, {} worker(s) stuck",
+            W::NAME,
             report.finished,
             report.forced.len(),
             report.stuck_workers.len()
