@@ -123,56 +123,29 @@ fn main() {
         }
     }
     if let Some(file) = chart_file {
-        let line = |echo: &str, figure: usize, name: String, secondary| chart::Series {
-            name,
-            points: loads
-                .iter()
-                .map(|&inflight| (inflight as f64, medians(echo, inflight)[figure]))
-                .collect(),
-            secondary,
-        };
-        let mut messages = Vec::new();
-        let mut latency = Vec::new();
-        for echo in ECHOES {
-            messages.push(line(echo, 0, echo.to_owned(), false));
-            latency.push(line(echo, 1, format!("{echo} p50"), false));
-            latency.push(line(echo, 2, format!("{echo} p99"), true));
-        }
-        let panels = [
-            chart::Panel {
-                caption: "round trips per second (median)".to_owned(),
-                y_label: "messages/s".to_owned(),
-                series: messages,
-                log_y: false,
-                legend: chart::SeriesLabelPosition::LowerRight,
-            },
-            chart::Panel {
-                caption: "round trip, p50 (thick) and p99 (thin)".to_owned(),
-                y_label: "µs".to_owned(),
-                series: latency,
-                log_y: true,
-                legend: chart::SeriesLabelPosition::UpperLeft,
-            },
-        ];
+        let contenders: Vec<chart::Contender> = ECHOES
+            .iter()
+            .map(|&echo| chart::Contender {
+                name: echo.to_owned(),
+                points: loads
+                    .iter()
+                    .map(|&inflight| (inflight as f64, medians(echo, inflight)))
+                    .collect(),
+            })
+            .collect();
         let subtitle = format!(
             "medians of {rounds} round(s) of {seconds} s; {}; {}",
             chart::machine(),
             chart::today()
         );
-        let title = "Controller to task and back: sansio against a bare channel and mio waker";
-        match chart::write(
-            std::path::Path::new(&file),
-            title,
+        chart::draw_or_exit(
+            &file,
+            "Controller to task and back: sansio against a bare channel and mio waker",
             &subtitle,
             "messages in flight",
-            &panels,
-        ) {
-            Ok(()) => println!("\nchart: {file}"),
-            Err(error) => {
-                eprintln!("SANSIO_BENCH_CHART={file}: {error}");
-                std::process::exit(1);
-            }
-        }
+            ("round trips per second (median)", "messages/s"),
+            &contenders,
+        );
     }
     println!();
     let ratios = |echo: &str, name: &str, inflight: usize, figure: &dyn Fn(&Outcome) -> f64| {

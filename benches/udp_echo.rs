@@ -501,59 +501,33 @@ fn main() {
         }
     }
     if let Some(file) = chart_file {
-        let in_flight = |load: &LoadSpec| (load.1 * load.2) as f64;
-        let line = |server: &str, figure: usize, name: String, secondary| chart::Series {
-            name,
-            points: loads
-                .iter()
-                .filter_map(|load| Some((in_flight(load), medians(server, load.0)?[figure])))
-                .collect(),
-            secondary,
-        };
-        let mut packets = Vec::new();
-        let mut latency = Vec::new();
-        for &(server, _) in servers {
-            packets.push(line(server, 0, server.to_owned(), false));
-            latency.push(line(server, 2, format!("{server} p50"), false));
-            latency.push(line(server, 3, format!("{server} p99"), true));
-        }
-        let panels = [
-            chart::Panel {
-                caption: "echoes per second (median)".to_owned(),
-                y_label: "packets/s".to_owned(),
-                series: packets,
-                log_y: false,
-                legend: chart::SeriesLabelPosition::LowerRight,
-            },
-            chart::Panel {
-                caption: "round trip, p50 (thick) and p99 (thin)".to_owned(),
-                y_label: "µs".to_owned(),
-                series: latency,
-                log_y: true,
-                legend: chart::SeriesLabelPosition::UpperLeft,
-            },
-        ];
+        let contenders: Vec<chart::Contender> = servers
+            .iter()
+            .map(|&(server, _)| chart::Contender {
+                name: server.to_owned(),
+                points: loads
+                    .iter()
+                    .filter_map(|load| {
+                        let [packets, _, p50, p99] = medians(server, load.0)?;
+                        Some(((load.1 * load.2) as f64, [packets, p50, p99]))
+                    })
+                    .collect(),
+            })
+            .collect();
         let subtitle = format!(
             "1,200-byte datagrams, one server thread; medians of {rounds} round(s) of {seconds} s; {}; {}{}",
             chart::machine(),
             chart::today(),
             if placement.is_some() { "; pinned" } else { "" }
         );
-        let title =
-            "UDP echo: sansio's backends, tokio, raw mio and raw recvmmsg, by datagrams in flight";
-        match chart::write(
-            std::path::Path::new(&file),
-            title,
+        chart::draw_or_exit(
+            &file,
+            "UDP echo: sansio's backends, tokio, raw mio and raw recvmmsg, by datagrams in flight",
             &subtitle,
             "datagrams in flight",
-            &panels,
-        ) {
-            Ok(()) => println!("\nchart: {file}"),
-            Err(error) => {
-                eprintln!("SANSIO_BENCH_CHART={file}: {error}");
-                std::process::exit(1);
-            }
-        }
+            ("echoes per second (median)", "packets/s"),
+            &contenders,
+        );
     }
     let ratios = |name: String, figure: &dyn Fn(&Round) -> Option<f64>| {
         let Some(each) = runs.iter().map(figure).collect::<Option<Vec<f64>>>() else {

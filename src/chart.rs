@@ -85,6 +85,74 @@ pub fn write(
     root.present().map_err(|error| error.to_string())
 }
 
+/// One contender of a benchmark's chart: its name and, per in-flight count,
+/// its (rate, p50, p99).
+#[derive(Debug, Clone)]
+pub struct Contender {
+    /// The legend's name.
+    pub name: String,
+    /// (in flight, [rate, p50 µs, p99 µs]), in order of in flight.
+    pub points: Vec<(f64, [f64; 3])>,
+}
+
+/// The benchmarks' chart: a panel of the rate (`rate_label`, e.g.
+/// "packets/s", under `rate_caption`) and one of the p50 (thick) and p99
+/// (thin) round trip, both by in-flight count, written to the SVG file
+/// `file`; prints where it went. For a bench's `main`: on an error it
+/// prints it and ends the process (status 1).
+pub fn draw_or_exit(
+    file: &str,
+    title: &str,
+    subtitle: &str,
+    x_label: &str,
+    (rate_caption, rate_label): (&str, &str),
+    contenders: &[Contender],
+) {
+    let line = |contender: &Contender, figure: usize, name: String, secondary| Series {
+        name,
+        points: contender
+            .points
+            .iter()
+            .map(|(x, figures)| (*x, figures[figure]))
+            .collect(),
+        secondary,
+    };
+    let panels = [
+        Panel {
+            caption: rate_caption.to_owned(),
+            y_label: rate_label.to_owned(),
+            series: contenders
+                .iter()
+                .map(|contender| line(contender, 0, contender.name.clone(), false))
+                .collect(),
+            log_y: false,
+            legend: SeriesLabelPosition::LowerRight,
+        },
+        Panel {
+            caption: "round trip, p50 (thick) and p99 (thin)".to_owned(),
+            y_label: "µs".to_owned(),
+            series: contenders
+                .iter()
+                .flat_map(|contender| {
+                    [
+                        line(contender, 1, format!("{} p50", contender.name), false),
+                        line(contender, 2, format!("{} p99", contender.name), true),
+                    ]
+                })
+                .collect(),
+            log_y: true,
+            legend: SeriesLabelPosition::UpperLeft,
+        },
+    ];
+    match write(Path::new(file), title, subtitle, x_label, &panels) {
+        Ok(()) => println!("\nchart: {file}"),
+        Err(error) => {
+            eprintln!("SANSIO_BENCH_CHART={file}: {error}");
+            std::process::exit(1);
+        }
+    }
+}
+
 /// The range of `values` with some room, for an axis.
 fn range(values: impl Iterator<Item = f64> + Clone, log: bool) -> Result<(f64, f64), String> {
     let finite = values.filter(|value| value.is_finite() && (!log || *value > 0.0));
