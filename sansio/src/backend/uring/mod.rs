@@ -930,22 +930,35 @@ mod tests {
         ring
     }
 
+    /// Enters the ring (20 ms at most) and reaps, again and again, until
+    /// `done` — given the ring and every readiness reaped so far — says so,
+    /// or 5 s passed; whether `done` said so.
+    fn turn_until(ring: &mut Ring, mut done: impl FnMut(&mut Ring, &[Readiness]) -> bool) -> bool {
+        let mut ready = Vec::new();
+        let give_up = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < give_up {
+            ring.enter(Some(Instant::now() + Duration::from_millis(20)))
+                .unwrap();
+            ring.reap(&mut ready).unwrap();
+            if done(ring, &ready) {
+                return true;
+            }
+        }
+        false
+    }
+
     /// Waits (5 s at most) and reaps until `fd`'s receive has handed out
     /// `want` payloads in all, taking them as they come; returns them.
     fn take_all(ring: &mut Ring, fd: RawFd, want: usize) -> Vec<Vec<u8>> {
         let mut got = Vec::new();
-        let mut ready = Vec::new();
-        let give_up = Instant::now() + Duration::from_secs(5);
-        while got.len() < want && Instant::now() < give_up {
-            ring.enter(Some(Instant::now() + Duration::from_millis(20)))
-                .unwrap();
-            ring.reap(&mut ready).unwrap();
+        turn_until(ring, |ring, _| {
             ring.take(fd, usize::MAX, &mut |datagram| {
                 assert!(!datagram.truncated);
                 got.push(datagram.payload.to_vec());
             })
             .unwrap();
-        }
+            got.len() >= want
+        });
         got
     }
 
@@ -1179,21 +1192,22 @@ mod tests {
     /// passed): the bytes, and the error if it failed.
     fn take_stream(ring: &mut Ring, fd: RawFd) -> (Vec<u8>, Option<io::Error>) {
         let mut got = Vec::new();
-        let mut ready = Vec::new();
-        let give_up = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < give_up {
-            ring.enter(Some(Instant::now() + Duration::from_millis(20)))
-                .unwrap();
-            ring.reap(&mut ready).unwrap();
+        let mut failed = None;
+        let ended = turn_until(ring, |ring, _| {
             let taken = ring.take(fd, 4, &mut |chunk| {
                 assert!(chunk.name.is_empty() && !chunk.truncated);
                 got.extend_from_slice(chunk.payload);
             });
             match taken {
-                Ok(taken) if taken.ended => return (got, None),
-                Ok(_) => {}
-                Err(error) => return (got, Some(error)),
+                Ok(taken) => taken.ended,
+                Err(error) => {
+                    failed = Some(error);
+                    true
+                }
             }
+        });
+        if ended {
+            return (got, failed);
         }
         panic!(
             "the stream neither ended nor failed; got {} bytes",
@@ -1266,15 +1280,11 @@ mod tests {
             .map(|_| TcpStream::connect(listener.local_addr().unwrap()).unwrap())
             .collect();
         let mut got = Vec::new();
-        let mut ready = Vec::new();
-        let give_up = Instant::now() + Duration::from_secs(5);
-        while got.len() < 3 && Instant::now() < give_up {
-            ring.enter(Some(Instant::now() + Duration::from_millis(20)))
-                .unwrap();
-            ring.reap(&mut ready).unwrap();
+        turn_until(&mut ring, |ring, _| {
             ring.take_accepted(fd, 8, &mut |connection| got.push(connection))
                 .unwrap();
-        }
+            got.len() >= 3
+        });
         let mut peers: Vec<_> = got
             .into_iter()
             .map(|connection| TcpStream::from(connection).peer_addr().unwrap())
@@ -1287,12 +1297,7 @@ mod tests {
         // fails (EINVAL) and ends.
         // SAFETY: `fd` is the listener's, open.
         assert_eq!(unsafe { libc::shutdown(fd, libc::SHUT_RD) }, 0);
-        let give_up = Instant::now() + Duration::from_secs(5);
-        while ring.accepts[&fd].armed && Instant::now() < give_up {
-            ring.enter(Some(Instant::now() + Duration::from_millis(20)))
-                .unwrap();
-            ring.reap(&mut ready).unwrap();
-        }
+        turn_until(&mut ring, |ring, _| !ring.accepts[&fd].armed);
         let error = ring
             .take_accepted(fd, 8, &mut |_| panic!("no connection"))
             .unwrap_err();
@@ -1309,18 +1314,15 @@ mod tests {
 
     /// Enters and reaps until the connect of `fd` has ended (or 5 s).
     fn connected(ring: &mut Ring, fd: RawFd) -> Option<io::Result<()>> {
-        let mut ready = Vec::new();
-        let give_up = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < give_up {
-            ring.enter(Some(Instant::now() + Duration::from_millis(20)))
-                .unwrap();
-            ring.reap(&mut ready).unwrap();
-            if let Some(result) = ring.take_connected(fd) {
+        let mut result = None;
+        turn_until(ring, |ring, ready| {
+            result = ring.take_connected(fd);
+            if result.is_some() {
                 assert!(ready.iter().any(|event| event.token == 4 && event.writable));
-                return Some(result);
             }
-        }
-        None
+            result.is_some()
+        });
+        result
     }
 
     fn stream_socket() -> socket2::Socket {
@@ -1386,34 +1388,24 @@ mod tests {
         let fd = read.as_raw_fd();
         assert!(ring.start_receive(fd, 6, 100, Kind::Packets).unwrap());
         ring.submit_now().unwrap();
-        let mut ready = Vec::new();
         for packet in [&b"first"[..], b"second", b"third"] {
             let mut writer = std::fs::File::from(write.try_clone().unwrap());
             writer.write_all(packet).unwrap();
             let mut got = Vec::new();
-            let give_up = Instant::now() + Duration::from_secs(5);
-            while got.is_empty() && Instant::now() < give_up {
-                ring.enter(Some(Instant::now() + Duration::from_millis(20)))
-                    .unwrap();
-                ring.reap(&mut ready).unwrap();
+            turn_until(&mut ring, |ring, _| {
                 ring.take(fd, 8, &mut |chunk| got.push(chunk.payload.to_vec()))
                     .unwrap();
-            }
+                !got.is_empty()
+            });
             assert_eq!(got, vec![packet.to_vec()]);
         }
         // The writing end closed: a read of nothing, the end.
         drop(write);
-        let give_up = Instant::now() + Duration::from_secs(5);
-        let mut ended = false;
-        while !ended && Instant::now() < give_up {
-            ring.enter(Some(Instant::now() + Duration::from_millis(20)))
-                .unwrap();
-            ring.reap(&mut ready).unwrap();
-            ended = ring
-                .take(fd, 8, &mut |_| panic!("nothing more"))
+        let ended = turn_until(&mut ring, |ring, _| {
+            ring.take(fd, 8, &mut |_| panic!("nothing more"))
                 .unwrap()
-                .ended;
-        }
+                .ended
+        });
         assert!(ended);
         assert!(ring.end_receive(fd).unwrap());
         assert!(ring.quiesce());
