@@ -25,7 +25,7 @@
 use std::time::Duration;
 
 use sansio::Backend;
-use sansio_suite::bench::{Progress, median, setting};
+use sansio_suite::bench::{Progress, median, rounds_and_seconds};
 use sansio_suite::chart;
 use sansio_suite::controller_echo::{self, Config, Outcome};
 
@@ -56,18 +56,7 @@ fn measure(echo: &str, inflight: usize, duration: Duration) -> Outcome {
 }
 
 fn main() {
-    let rounds: usize = setting(
-        "SANSIO_BENCH_ROUNDS",
-        5,
-        1..=50,
-        "a whole number from 1 to 50",
-    );
-    let seconds: f64 = setting(
-        "SANSIO_BENCH_SECONDS",
-        2.0,
-        0.1..=60.0,
-        "seconds from 0.1 to 60",
-    );
+    let (rounds, seconds) = rounds_and_seconds(5);
     let chart_file = std::env::var("SANSIO_BENCH_CHART").ok();
     let loads: &[usize] = if chart_file.is_some() {
         &CHART_LOADS

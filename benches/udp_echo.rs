@@ -52,7 +52,7 @@ use std::time::Duration;
 
 use sansio::Backend;
 use sansio::net::UdpOptions;
-use sansio_suite::bench::{Progress, median, setting};
+use sansio_suite::bench::{Progress, median, rounds_and_seconds, setting};
 use sansio_suite::loadgen::{self, Load, Report};
 use sansio_suite::{chart, echo};
 
@@ -383,18 +383,7 @@ const SWEEP: [LoadSpec; 4] = [
 ];
 
 fn main() {
-    let rounds: usize = setting(
-        "SANSIO_BENCH_ROUNDS",
-        3,
-        1..=50,
-        "a whole number from 1 to 50",
-    );
-    let seconds: f64 = setting(
-        "SANSIO_BENCH_SECONDS",
-        2.0,
-        0.1..=60.0,
-        "seconds from 0.1 to 60",
-    );
+    let (rounds, seconds) = rounds_and_seconds(3);
     let chart_file = std::env::var("SANSIO_BENCH_CHART").ok();
     let duration = Duration::from_secs_f64(seconds);
     let default_loads = [

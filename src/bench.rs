@@ -52,6 +52,26 @@ pub fn setting<T: std::str::FromStr + PartialOrd>(
     })
 }
 
+/// The two settings every side-by-side bench takes: `SANSIO_BENCH_ROUNDS`
+/// (1 to 50, `default_rounds` when unset) and `SANSIO_BENCH_SECONDS` (0.1 to
+/// 60 seconds per run, 2 when unset); a bad value ends the process, as
+/// [`setting`] does.
+pub fn rounds_and_seconds(default_rounds: usize) -> (usize, f64) {
+    let rounds = setting(
+        "SANSIO_BENCH_ROUNDS",
+        default_rounds,
+        1..=50,
+        "a whole number from 1 to 50",
+    );
+    let seconds = setting(
+        "SANSIO_BENCH_SECONDS",
+        2.0,
+        0.1..=60.0,
+        "seconds from 0.1 to 60",
+    );
+    (rounds, seconds)
+}
+
 /// The median of `values` (the mean of the middle two for an even count;
 /// NaN for none).
 pub fn median(mut values: Vec<f64>) -> f64 {
