@@ -74,6 +74,27 @@ impl<W: Worker> WorkerHandle<W> {
     }
 }
 
+/// A snapshot of every worker of `workers` (each its shared state and
+/// inbox), with the rates of its sampler's window, and of the event queue.
+fn runtime_stats<'a, W: Worker>(
+    workers: impl Iterator<Item = (&'a WorkerShared, &'a Sender<Control<W>>)>,
+    samplers: &mut [Sampler],
+    events: &Receiver<Envelope<W>>,
+    events_capacity: usize,
+) -> RuntimeStats {
+    let now = Instant::now();
+    let workers = workers
+        .zip(samplers.iter_mut())
+        .enumerate()
+        .map(|(index, ((shared, inbox), sampler))| worker_stats(index, shared, inbox, sampler, now))
+        .collect();
+    RuntimeStats {
+        workers,
+        events_depth: events.len(),
+        events_capacity,
+    }
+}
+
 /// A snapshot of worker `index`: its published counters, the rates of
 /// `sampler`'s window, its live tasks and inbox.
 fn worker_stats<W: Worker>(
@@ -403,22 +424,12 @@ impl<W: Worker> Runtime<W> {
     /// measured over the window since the previous snapshot (at least
     /// 100 ms; a call sooner repeats the last window's figures).
     pub fn stats(&self) -> RuntimeStats {
-        let now = Instant::now();
-        let mut samplers = lock(&self.samplers);
         let workers = self
             .workers
             .iter()
-            .zip(samplers.iter_mut())
-            .enumerate()
-            .map(|(index, (handle, sampler))| {
-                worker_stats(index, &handle.shared, &handle.inbox, sampler, now)
-            })
-            .collect();
-        RuntimeStats {
-            workers,
-            events_depth: self.events.len(),
-            events_capacity: self.events_capacity,
-        }
+            .map(|handle| (&*handle.shared, &handle.inbox));
+        let mut samplers = lock(&self.samplers);
+        runtime_stats(workers, &mut samplers, &self.events, self.events_capacity)
     }
 
     /// Starts publishing the statistics through the `metrics` facade every
@@ -437,20 +448,8 @@ impl<W: Worker> Runtime<W> {
         let start = Instant::now();
         let mut samplers: Vec<Sampler> = sources.iter().map(|_| Sampler::new(start)).collect();
         let snapshot = move || {
-            let now = Instant::now();
-            let workers = sources
-                .iter()
-                .zip(samplers.iter_mut())
-                .enumerate()
-                .map(|(index, ((shared, inbox), sampler))| {
-                    worker_stats(index, shared, inbox, sampler, now)
-                })
-                .collect();
-            RuntimeStats {
-                workers,
-                events_depth: events.len(),
-                events_capacity,
-            }
+            let workers = sources.iter().map(|(shared, inbox)| (&**shared, inbox));
+            runtime_stats(workers, &mut samplers, &events, events_capacity)
         };
         let publisher = crate::metrics::Publisher::start(W::NAME, runtime, every, snapshot)
             .map_err(|source| Error::Io {
