@@ -19,7 +19,9 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use io_uring::{cqueue, opcode, types};
 
-use super::{ACCEPT, CONNECT, REMOVAL, Receiving, Ring, not_registered, user_data};
+use super::{
+    ACCEPT, CONNECT, REMOVAL, Receiving, Ring, fd_and_generation, not_registered, user_data,
+};
 use crate::backend::{Readiness, Taken};
 
 /// A socket the ring connects.
@@ -69,8 +71,7 @@ impl Receiving<'_> {
     ) -> bool {
         let tagged = completion.user_data();
         let data = tagged & !ACCEPT;
-        let fd = RawFd::try_from(data & u64::from(u32::MAX)).unwrap_or(RawFd::MAX);
-        let generation = (data >> 32) as u32;
+        let (fd, generation) = fd_and_generation(data);
         let result = completion.result();
         if !cqueue::more(completion.flags()) {
             self.closing_accepts.remove(&tagged);
@@ -121,8 +122,7 @@ impl Receiving<'_> {
             return false;
         }
         let data = data & !CONNECT;
-        let fd = RawFd::try_from(data & u64::from(u32::MAX)).unwrap_or(RawFd::MAX);
-        let generation = (data >> 32) as u32;
+        let (fd, generation) = fd_and_generation(data);
         let Some(connecting) = self
             .connects
             .get_mut(&fd)

@@ -131,6 +131,14 @@ fn user_data(fd: RawFd, generation: u32) -> u64 {
     (u64::from(generation) << 32) | u64::from(fd.unsigned_abs())
 }
 
+/// The descriptor and generation of a [`user_data`] (its tag bits, if
+/// any, taken off first); `RawFd::MAX`, which no descriptor is, if the
+/// descriptor bits do not fit one.
+fn fd_and_generation(data: u64) -> (RawFd, u32) {
+    let fd = RawFd::try_from(data & u64::from(u32::MAX)).unwrap_or(RawFd::MAX);
+    (fd, (data >> 32) as u32)
+}
+
 /// The bit that tells a multishot receive's `user_data` from a poll's.
 const RECEIVE: u64 = 1 << 31;
 
@@ -433,8 +441,7 @@ impl Ring {
                 }
                 _ => {}
             }
-            let fd = RawFd::try_from(data & u64::from(u32::MAX)).unwrap_or(RawFd::MAX);
-            let generation = (data >> 32) as u32;
+            let (fd, generation) = fd_and_generation(data);
             let Some(armed) = self.sources.get(&fd).filter(|a| a.generation == generation) else {
                 continue; // A poll since removed or replaced.
             };

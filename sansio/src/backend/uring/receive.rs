@@ -13,7 +13,9 @@ use io_uring::types::RecvMsgOut;
 use io_uring::{cqueue, opcode, types};
 
 use super::buffers::Group;
-use super::{Armed, RECEIVE, REMOVAL, Receiving, Ring, not_registered, receive_data};
+use super::{
+    Armed, RECEIVE, REMOVAL, Receiving, Ring, fd_and_generation, not_registered, receive_data,
+};
 use crate::backend::{Datagram, Interest, Readiness, Taken};
 
 /// What a receive reads, and how.
@@ -66,8 +68,7 @@ impl Receiving<'_> {
         ready: &mut Vec<Readiness>,
     ) -> bool {
         let data = completion.user_data();
-        let fd = RawFd::try_from(data & (RECEIVE - 1)).unwrap_or(RawFd::MAX);
-        let generation = (data >> 32) as u32;
+        let (fd, generation) = fd_and_generation(data & !RECEIVE);
         let more = cqueue::more(completion.flags());
         let buffer = cqueue::buffer_select(completion.flags());
         let result = completion.result();
